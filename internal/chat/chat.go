@@ -1,0 +1,255 @@
+// Package chat is the domain of tokencast: requests, the events that stream an
+// answer to subscribers, and the conversation they build. It does no I/O and
+// imports nothing of ours.
+package chat
+
+import (
+	"regexp"
+	"strings"
+	"time"
+)
+
+// EventType says what an event means to a subscriber.
+type EventType string
+
+// Event types, in the order a subscriber sees them for one answer.
+const (
+	EventStart     EventType = "START"
+	EventDelta     EventType = "DELTA"
+	EventEnd       EventType = "END"
+	EventError     EventType = "ERROR"
+	EventCancelled EventType = "CANCELLED"
+	// EventMessage is a free-form event published through sendMessage by a
+	// service principal, as the AWS sample's orchestrator does.
+	EventMessage EventType = "MESSAGE"
+)
+
+// Markers the AWS sample's UI looks for in the message text.
+const (
+	MarkerStart = "#START_STREAM#"
+	MarkerEnd   = "#END_STREAM#"
+	MarkerError = "#STREAM_ERROR#"
+)
+
+// Terminal reports whether no further event of the same answer follows.
+func (t EventType) Terminal() bool {
+	return t == EventEnd || t == EventError || t == EventCancelled
+}
+
+// Usage counts the tokens an answer cost.
+type Usage struct {
+	InputTokens  int `json:"inputTokens"`
+	OutputTokens int `json:"outputTokens"`
+	TotalTokens  int `json:"totalTokens"`
+}
+
+// StreamError is what a subscriber learns about a failure: a stable code and a
+// message that is safe to show (never a provider's raw text).
+type StreamError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Event is one step of an answer, as stored in the session's event history and
+// delivered to every subscriber of the session.
+type Event struct {
+	Type       EventType    `json:"type"`
+	SessionID  string       `json:"sessionId"`
+	RequestID  string       `json:"requestId,omitempty"`
+	Index      int          `json:"index"`
+	Message    string       `json:"message"`
+	Locale     string       `json:"locale"`
+	TimeStamp  time.Time    `json:"timeStamp"`
+	Usage      *Usage       `json:"usage,omitempty"`
+	StopReason string       `json:"stopReason,omitempty"`
+	Model      string       `json:"model,omitempty"`
+	Error      *StreamError `json:"error,omitempty"`
+	// StartSeq is the history position of this answer's START event, so a
+	// subscriber that joins mid-answer can replay it from the beginning.
+	StartSeq uint64 `json:"startSeq,omitempty"`
+
+	// Seq is the event's position in the session history, set on delivery.
+	Seq uint64 `json:"-"`
+}
+
+// Role says who wrote a turn.
+type Role string
+
+// Roles of a conversation turn.
+const (
+	RoleUser      Role = "user"
+	RoleAssistant Role = "assistant"
+)
+
+// TurnStatus says how far a turn got.
+type TurnStatus string
+
+// Turn statuses.
+const (
+	StatusComplete   TurnStatus = "COMPLETE"
+	StatusIncomplete TurnStatus = "INCOMPLETE"
+	StatusCancelled  TurnStatus = "CANCELLED"
+	StatusError      TurnStatus = "ERROR"
+	StatusInProgress TurnStatus = "IN_PROGRESS"
+)
+
+// Turn is one message of a conversation.
+type Turn struct {
+	RequestID string     `json:"requestId"`
+	Role      Role       `json:"role"`
+	Text      string     `json:"text"`
+	Status    TurnStatus `json:"status"`
+	Locale    string     `json:"locale,omitempty"`
+	Model     string     `json:"model,omitempty"`
+	Usage     *Usage     `json:"usage,omitempty"`
+	At        time.Time  `json:"at"`
+}
+
+// Request is an accepted question waiting for a worker.
+type Request struct {
+	ID         string    `json:"id"`
+	SessionID  string    `json:"sessionId"`
+	Message    string    `json:"message"`
+	Locale     string    `json:"locale"`
+	Model      string    `json:"model,omitempty"`
+	Principal  string    `json:"principal,omitempty"`
+	AcceptedAt time.Time `json:"acceptedAt"`
+}
+
+// Error codes a client sees, in GraphQL extensions.code and in ERROR events.
+const (
+	CodeBadInput        = "BAD_USER_INPUT"
+	CodeEmptyMessage    = "EMPTY_MESSAGE"
+	CodeMessageTooLarge = "MESSAGE_TOO_LARGE"
+	CodeBadSessionID    = "INVALID_SESSION_ID"
+	CodeBadLocale       = "INVALID_LOCALE"
+	CodeBadRequestID    = "INVALID_REQUEST_ID"
+	CodeBadCursor       = "INVALID_CURSOR"
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	CodeForbidden       = "FORBIDDEN"
+	CodeUnavailable     = "UNAVAILABLE"
+	CodeInternal        = "INTERNAL"
+	CodeProvider        = "PROVIDER_ERROR"
+	CodeTimeout         = "PROVIDER_TIMEOUT"
+)
+
+// Error is a failure with a stable code and a message safe to show a client.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// MaxSessionIDLen bounds a session id, which also names a NATS subject token.
+const MaxSessionIDLen = 128
+
+var (
+	sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	// A BCP 47 shaped tag: language, then subtags (en, en-US, zh-Hant-TW).
+	localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$`)
+)
+
+// ValidSessionID reports whether id may name a session: 1 to 128 characters of
+// letters, digits, '-' and '_' (a UUID fits).
+func ValidSessionID(id string) bool {
+	return len(id) > 0 && len(id) <= MaxSessionIDLen && sessionIDPattern.MatchString(id)
+}
+
+// ValidRequestID reports whether id may name a request; same alphabet as sessions.
+func ValidRequestID(id string) bool { return ValidSessionID(id) }
+
+// ValidLocale reports whether locale looks like a language tag.
+func ValidLocale(locale string) bool {
+	return len(locale) <= 35 && localePattern.MatchString(locale)
+}
+
+// ValidateAsk checks a question before it is accepted.
+func ValidateAsk(sessionID, message, locale string, maxBytes int) error {
+	switch {
+	case !ValidSessionID(sessionID):
+		return &Error{CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'"}
+	case !ValidLocale(locale):
+		return &Error{CodeBadLocale, "locale must be a language tag such as en or en-US"}
+	case strings.TrimSpace(message) == "":
+		return &Error{CodeEmptyMessage, "message must not be empty"}
+	case len(message) > maxBytes:
+		return &Error{CodeMessageTooLarge, "message is larger than the server accepts"}
+	}
+	return nil
+}
+
+// Conversation is the ordered turns of one session.
+type Conversation struct {
+	SessionID string
+	Turns     []Turn
+}
+
+// Apply folds a stored turn record into the conversation: a later record of
+// the same request and role replaces the earlier one (an answer in progress
+// becomes complete), anything else is appended.
+func (c *Conversation) Apply(t Turn) {
+	for i := range c.Turns {
+		if c.Turns[i].RequestID == t.RequestID && c.Turns[i].Role == t.Role {
+			c.Turns[i] = t
+			return
+		}
+	}
+	c.Turns = append(c.Turns, t)
+}
+
+// Before returns the turns that precede the given request's question, and the
+// question itself, so a provider sees the conversation as it was when asked.
+func (c *Conversation) Before(requestID string) []Turn {
+	for i, t := range c.Turns {
+		if t.RequestID == requestID && t.Role == RoleUser {
+			return c.Turns[:i]
+		}
+	}
+	return c.Turns
+}
+
+// Message is one turn as a model sees it.
+type Message struct {
+	Role Role
+	Text string
+}
+
+// Prompt is what a provider is asked to continue.
+type Prompt struct {
+	// Model is the provider's own model id (after "provider:").
+	Model    string
+	System   string
+	Locale   string
+	Messages []Message
+}
+
+// Final is how a provider's answer ended.
+type Final struct {
+	Usage      Usage
+	StopReason string
+}
+
+// Localized apology texts sent before #STREAM_ERROR#, by language.
+var errorTexts = map[string]string{
+	"en": "Sorry, something went wrong while generating the answer. Please try again.",
+	"fr": "Désolé, une erreur est survenue pendant la génération de la réponse. Veuillez réessayer.",
+	"de": "Entschuldigung, beim Erzeugen der Antwort ist ein Fehler aufgetreten. Bitte versuchen Sie es erneut.",
+	"es": "Lo sentimos, algo salió mal al generar la respuesta. Inténtelo de nuevo.",
+	"it": "Spiacenti, si è verificato un errore durante la generazione della risposta. Riprova.",
+	"pt": "Desculpe, algo deu errado ao gerar a resposta. Tente novamente.",
+	"ja": "申し訳ありません。回答の生成中にエラーが発生しました。もう一度お試しください。",
+}
+
+// ErrorText returns the apology shown to a user in their locale's language,
+// English when the language is not known.
+func ErrorText(locale string) string {
+	lang := strings.ToLower(locale)
+	if i := strings.IndexAny(lang, "-_"); i >= 0 {
+		lang = lang[:i]
+	}
+	if t, ok := errorTexts[lang]; ok {
+		return t
+	}
+	return errorTexts["en"]
+}

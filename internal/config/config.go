@@ -1,0 +1,161 @@
+// Package config reads tokencast's settings: flags first, then TOKENCAST_*
+// environment variables, then defaults that run out of the box.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is every setting of `tokencast serve`.
+type Config struct {
+	Addr            string
+	DataDir         string
+	Workers         int
+	MaxMessageBytes int
+	CoalesceWindow  time.Duration
+	CoalesceBytes   int
+	CoalesceChunks  int
+	DemoTTFT        time.Duration
+	DemoTokenGap    time.Duration
+	EventRetention  time.Duration
+	MaxDeliver      int
+	WSReadLimit     int64
+	WriteTimeout    time.Duration
+	QueueSize       int
+	InitTimeout     time.Duration
+	MaxSubs         int
+	MaxBodyBytes    int64
+	AllowedOrigins  []string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+
+	// Secrets come from the environment only, so they never show in ps.
+	APIKeys     string
+	ServiceKeys string
+}
+
+// EnvName is the environment variable that sets a flag.
+func EnvName(flagName string) string {
+	return "TOKENCAST_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse reads args (after the subcommand) and the environment. It returns
+// flag.ErrHelp, having printed usage to out, when help was asked for.
+func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("tokencast serve", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "address to listen on (host:port)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for the embedded NATS JetStream store (conversations, requests, events)")
+	fs.IntVar(&c.Workers, "workers", 8, "answers generated at once by this process")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 32<<10, "largest question accepted, in bytes")
+	fs.DurationVar(&c.CoalesceWindow, "coalesce-window", 50*time.Millisecond, "after the first delta, flush buffered deltas at least this often (0 sends every chunk)")
+	fs.IntVar(&c.CoalesceBytes, "coalesce-bytes", 512, "flush buffered deltas once they reach this many bytes (0: no size limit)")
+	fs.IntVar(&c.CoalesceChunks, "coalesce-chunks", 0, "flush buffered deltas every N provider chunks (6 is the AWS sample; 0: off)")
+	fs.DurationVar(&c.DemoTTFT, "demo-ttft", 300*time.Millisecond, "demo model: delay before the first token")
+	fs.DurationVar(&c.DemoTokenGap, "demo-token-interval", 40*time.Millisecond, "demo model: delay between tokens")
+	fs.DurationVar(&c.EventRetention, "event-retention", 24*time.Hour, "how long a session's events stay replayable for late joiners")
+	fs.IntVar(&c.MaxDeliver, "max-deliver", 5, "how often one request may be handed to a worker")
+	fs.Int64Var(&c.WSReadLimit, "ws-read-limit", 256<<10, "largest WebSocket message accepted from a client, in bytes")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline for writing one frame to a client")
+	fs.IntVar(&c.QueueSize, "queue-size", 256, "frames queued per connection before a slow client is closed")
+	fs.DurationVar(&c.InitTimeout, "init-timeout", 3*time.Second, "time a WebSocket client has to send connection_init")
+	fs.IntVar(&c.MaxSubs, "max-subscriptions", 100, "subscriptions per WebSocket connection")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest HTTP request body, in bytes")
+	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed besides the server's own (WebSocket Origin check)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(out, "  --%s (env %s, default %q)\n        %s\n", f.Name, EnvName(f.Name), f.DefValue, f.Usage)
+		})
+		fmt.Fprintf(out, "\nSecrets (environment only):\n"+
+			"  TOKENCAST_API_KEYS      comma-separated client keys, each name:secret or secret (16+ chars);\n"+
+			"                          clients send one as x-api-key. None set: open development mode, loopback only.\n"+
+			"  TOKENCAST_SERVICE_KEYS  comma-separated service keys, allowed to publish with sendMessage.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.AllowedOrigins = append(c.AllowedOrigins, o)
+		}
+	}
+	c.APIKeys = getenv("TOKENCAST_API_KEYS")
+	c.ServiceKeys = getenv("TOKENCAST_SERVICE_KEYS")
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %w", c.Addr, err))
+	}
+	positive := map[string]int64{
+		"--workers": int64(c.Workers), "--max-message-bytes": int64(c.MaxMessageBytes),
+		"--max-deliver": int64(c.MaxDeliver), "--ws-read-limit": c.WSReadLimit,
+		"--queue-size": int64(c.QueueSize), "--max-subscriptions": int64(c.MaxSubs),
+		"--max-body-bytes": c.MaxBodyBytes,
+		"--write-timeout": int64(c.WriteTimeout), "--init-timeout": int64(c.InitTimeout),
+		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
+	}
+	for name, v := range positive {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.CoalesceWindow < 0 || c.CoalesceBytes < 0 || c.CoalesceChunks < 0 || c.DemoTTFT < 0 || c.DemoTokenGap < 0 {
+		errs = append(errs, errors.New("coalescing and demo settings must not be negative"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// Loopback reports whether addr listens only on this machine.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,162 @@
+// Package gateway is the HTTP face of tokencast: GraphQL over POST, SSE and
+// WebSocket on /graphql, health, and the landing page.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tokencast/tokencast/internal/auth"
+	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/graph"
+	"github.com/tokencast/tokencast/internal/hub"
+)
+
+// Operations is what the gateway needs to run GraphQL outside gqlgen's handler.
+type Operations interface {
+	Prepare(ctx context.Context, params *graphql.RawParams) (*graph.Operation, gqlerror.List)
+	Execute(ctx context.Context, op *graph.Operation) *graphql.Response
+}
+
+// Hub is the node's fan-out, as SSE uses it.
+type Hub interface {
+	Subscribe(ctx context.Context, session string, after *uint64, sink hub.Sink) (*hub.Subscriber, error)
+}
+
+// Authenticator turns a presented API key into a principal.
+type Authenticator interface {
+	Authenticate(apiKey string) (*auth.Principal, error)
+}
+
+// Readiness reports whether a part can serve; nil means ready.
+type Readiness func(ctx context.Context) error
+
+// Config bounds the HTTP side.
+type Config struct {
+	MaxBodyBytes int64
+	QueueSize    int
+	WriteTimeout time.Duration
+}
+
+// Gateway serves HTTP.
+type Gateway struct {
+	cfg     Config
+	ops     Operations
+	hub     Hub
+	auth    Authenticator
+	ws      http.Handler
+	graphql http.Handler
+	ready   map[string]Readiness
+	log     *slog.Logger
+	version string
+}
+
+// New returns a gateway. ws serves WebSocket upgrades on /graphql.
+func New(cfg Config, es graphql.ExecutableSchema, ops Operations, h Hub, a Authenticator, ws http.Handler, ready map[string]Readiness, version string, log *slog.Logger) *Gateway {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 256
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	srv := handler.New(es)
+	// JSON POST only: no GET and no form bodies, which a cross-site page
+	// could send without a CORS preflight.
+	srv.AddTransport(transport.POST{})
+	srv.SetErrorPresenter(presentError(log))
+	srv.SetRecoverFunc(func(ctx context.Context, err any) error {
+		log.Error("resolver panic", "panic", err)
+		return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": chat.CodeInternal}}
+	})
+	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version}
+}
+
+// presentError keeps codes the resolvers set and hides everything else.
+func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gerr := graphql.DefaultErrorPresenter(ctx, err)
+		if gerr.Extensions == nil || gerr.Extensions["code"] == nil {
+			var ge *gqlerror.Error
+			if !asGQL(err, &ge) {
+				log.Error("unexpected resolver error", "err", err)
+				gerr.Message = "internal error"
+				gerr.Extensions = map[string]any{"code": chat.CodeInternal}
+			}
+		}
+		return gerr
+	}
+}
+
+func asGQL(err error, target **gqlerror.Error) bool {
+	ge, ok := err.(*gqlerror.Error)
+	if ok {
+		*target = ge
+	}
+	return ok
+}
+
+// serveGraphQL dispatches /graphql by what the request asks for.
+func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		g.ws.ServeHTTP(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeErrors(w, http.StatusMethodNotAllowed, gqlerror.List{{Message: "use POST with a JSON body, or a WebSocket", Extensions: map[string]any{"code": chat.CodeBadInput}}})
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		writeErrors(w, http.StatusUnsupportedMediaType, gqlerror.List{{Message: "Content-Type must be application/json", Extensions: map[string]any{"code": chat.CodeBadInput}}})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
+	p, err := g.auth.Authenticate(r.Header.Get("X-Api-Key"))
+	if err != nil {
+		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: "a valid API key is required", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
+		return
+	}
+	r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		g.serveSSE(w, r)
+		return
+	}
+	g.graphql.ServeHTTP(w, r)
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))
+}
+
+// readyz checks every part; 503 names what is not ready.
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := http.StatusOK
+	checks := make(map[string]string, len(g.ready))
+	for name, check := range g.ready {
+		if err := check(ctx); err != nil {
+			status = http.StatusServiceUnavailable
+			checks[name] = err.Error()
+			continue
+		}
+		checks[name] = "ok"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}

@@ -1,0 +1,336 @@
+package graph
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/executor"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/graph/model"
+)
+
+// Operations parses and validates GraphQL operations for the transports that
+// are not gqlgen's own (WebSocket dialects, SSE): queries and mutations run on
+// gqlgen's executor, subscriptions become a session and a Shape.
+type Operations struct {
+	exec *executor.Executor
+
+	mu     sync.Mutex
+	shapes map[string]*Shape
+}
+
+// NewOperations returns Operations over the executable schema.
+func NewOperations(es graphql.ExecutableSchema) *Operations {
+	return &Operations{exec: executor.New(es), shapes: make(map[string]*Shape)}
+}
+
+// Operation is a parsed, validated operation.
+type Operation struct {
+	opCtx *graphql.OperationContext
+	// Subscription is set when the operation subscribes to onSendMessage.
+	Subscription *Subscription
+}
+
+// Subscription is a validated onSendMessage subscription.
+type Subscription struct {
+	SessionID string
+	Shape     *Shape
+}
+
+// Prepare parses and validates an operation. Variables the operation does not
+// declare are ignored (the AWS sample's UI sends one).
+func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (*Operation, gqlerror.List) {
+	if params.ReadTime.Start.IsZero() {
+		now := graphql.Now()
+		params.ReadTime = graphql.TraceTiming{Start: now, End: now}
+	}
+	ctx = graphql.StartOperationTrace(ctx)
+	opCtx, errs := o.exec.CreateOperationContext(ctx, params)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	op := &Operation{opCtx: opCtx}
+	if opCtx.Operation.Operation != ast.Subscription {
+		return op, nil
+	}
+	fields := graphql.CollectFields(opCtx, opCtx.Operation.SelectionSet, []string{"Subscription"})
+	if len(fields) != 1 || fields[0].Name != "onSendMessage" {
+		return nil, gqlerror.List{{Message: "a subscription selects exactly one field, onSendMessage", Extensions: map[string]any{"code": chat.CodeBadInput}}}
+	}
+	f := fields[0]
+	session, _ := f.ArgumentMap(opCtx.Variables)["sessionId"].(string)
+	if !chat.ValidSessionID(session) {
+		return nil, gqlerror.List{{Message: "sessionId must be 1 to 128 letters, digits, '-' or '_'", Extensions: map[string]any{"code": chat.CodeBadSessionID}}}
+	}
+	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}
+	return op, nil
+}
+
+// Execute runs a query or mutation and returns its single result.
+func (o *Operations) Execute(ctx context.Context, op *Operation) *graphql.Response {
+	handler, ctx := o.exec.DispatchOperation(ctx, op.opCtx)
+	return handler(ctx)
+}
+
+// Shape is a compiled selection of onSendMessage: it encodes an event as the
+// subscription's "data" object, exactly as the executor would, without running
+// it. Identical selections share one Shape, so encodings can be cached per
+// shape and shared between subscribers.
+type Shape struct {
+	key    string // response key of the root field
+	fields []shapeField
+}
+
+type shapeField struct {
+	key  string // response key (alias or name)
+	name string
+	sub  []shapeField
+}
+
+func (o *Operations) shape(opCtx *graphql.OperationContext, root graphql.CollectedField) *Shape {
+	s := &Shape{key: root.Alias, fields: collect(opCtx, root.Selections, "SendMessageResponse")}
+	var canon strings.Builder
+	canon.WriteString(s.key)
+	writeCanon(&canon, s.fields)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if have, ok := o.shapes[canon.String()]; ok {
+		return have
+	}
+	if len(o.shapes) < 10000 {
+		o.shapes[canon.String()] = s
+	}
+	return s
+}
+
+func collect(opCtx *graphql.OperationContext, sel ast.SelectionSet, typeName string) []shapeField {
+	var out []shapeField
+	for _, f := range graphql.CollectFields(opCtx, sel, []string{typeName}) {
+		sf := shapeField{key: f.Alias, name: f.Name}
+		switch f.Name {
+		case "usage":
+			sf.sub = collect(opCtx, f.Selections, "Usage")
+		case "error":
+			sf.sub = collect(opCtx, f.Selections, "StreamError")
+		}
+		out = append(out, sf)
+	}
+	return out
+}
+
+func writeCanon(b *strings.Builder, fields []shapeField) {
+	b.WriteByte('{')
+	for _, f := range fields {
+		b.WriteString(f.key)
+		b.WriteByte(':')
+		b.WriteString(f.name)
+		if f.sub != nil {
+			writeCanon(b, f.sub)
+		}
+		b.WriteByte(' ')
+	}
+	b.WriteByte('}')
+}
+
+// TimeStamp formats an event time as AppSync's AWSDateTime does.
+func TimeStamp(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// Cursor formats an event's history position for clients.
+func Cursor(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
+// Encode returns the subscription's data object for ev, e.g.
+// {"onSendMessage":{"message":"Hel"}}.
+func (s *Shape) Encode(ev *chat.Event) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, '{')
+	b = AppendString(b, s.key)
+	b = append(b, ':')
+	b = encodeEvent(b, s.fields, ev)
+	return append(b, '}')
+}
+
+func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
+	b = append(b, '{')
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, f.key)
+		b = append(b, ':')
+		switch f.name {
+		case "__typename":
+			b = AppendString(b, "SendMessageResponse")
+		case "sessionId":
+			b = AppendString(b, ev.SessionID)
+		case "message":
+			b = AppendString(b, ev.Message)
+		case "locale":
+			b = AppendString(b, ev.Locale)
+		case "timeStamp":
+			b = AppendString(b, TimeStamp(ev.TimeStamp))
+		case "type":
+			b = AppendString(b, string(ev.Type))
+		case "requestId":
+			b = appendOptString(b, ev.RequestID)
+		case "index":
+			if ev.RequestID == "" {
+				b = append(b, "null"...)
+			} else {
+				b = strconv.AppendInt(b, int64(ev.Index), 10)
+			}
+		case "cursor":
+			if ev.Seq == 0 {
+				b = append(b, "null"...)
+			} else {
+				b = AppendString(b, Cursor(ev.Seq))
+			}
+		case "stopReason":
+			b = appendOptString(b, ev.StopReason)
+		case "model":
+			b = appendOptString(b, ev.Model)
+		case "usage":
+			b = encodeUsage(b, f.sub, ev.Usage)
+		case "error":
+			b = encodeError(b, f.sub, ev.Error)
+		default:
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, '}')
+}
+
+func encodeUsage(b []byte, fields []shapeField, u *chat.Usage) []byte {
+	if u == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '{')
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, f.key)
+		b = append(b, ':')
+		switch f.name {
+		case "__typename":
+			b = AppendString(b, "Usage")
+		case "inputTokens":
+			b = strconv.AppendInt(b, int64(u.InputTokens), 10)
+		case "outputTokens":
+			b = strconv.AppendInt(b, int64(u.OutputTokens), 10)
+		case "totalTokens":
+			b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
+		default:
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, '}')
+}
+
+func encodeError(b []byte, fields []shapeField, e *chat.StreamError) []byte {
+	if e == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '{')
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, f.key)
+		b = append(b, ':')
+		switch f.name {
+		case "__typename":
+			b = AppendString(b, "StreamError")
+		case "code":
+			b = AppendString(b, e.Code)
+		case "message":
+			b = AppendString(b, e.Message)
+		default:
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, '}')
+}
+
+func appendOptString(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, "null"...)
+	}
+	return AppendString(b, s)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 is passed through
+// byte for byte; model output is valid UTF-8 by the providers' contracts.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// EventModel converts an event to the generated GraphQL type, for resolvers
+// that return one (sendMessage).
+func EventModel(ev *chat.Event) *model.SendMessageResponse {
+	t := model.EventType(ev.Type)
+	m := &model.SendMessageResponse{
+		SessionID: ev.SessionID,
+		Message:   ev.Message,
+		Locale:    ev.Locale,
+		TimeStamp: TimeStamp(ev.TimeStamp),
+		Type:      &t,
+	}
+	opt := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	m.RequestID = opt(ev.RequestID)
+	m.StopReason = opt(ev.StopReason)
+	m.Model = opt(ev.Model)
+	if ev.RequestID != "" {
+		idx := ev.Index
+		m.Index = &idx
+	}
+	if ev.Seq != 0 {
+		c := Cursor(ev.Seq)
+		m.Cursor = &c
+	}
+	if ev.Usage != nil {
+		m.Usage = &model.Usage{InputTokens: ev.Usage.InputTokens, OutputTokens: ev.Usage.OutputTokens, TotalTokens: ev.Usage.TotalTokens}
+	}
+	if ev.Error != nil {
+		m.Error = &model.StreamError{Code: ev.Error.Code, Message: ev.Error.Message}
+	}
+	return m
+}

@@ -1,0 +1,329 @@
+// Package hub fans a session's events out to the subscribers on this node: one
+// watch of the session's history per node however many local subscribers it
+// has, each subscriber fed through a non-blocking sink.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// Source is what the hub needs from the event history.
+type Source interface {
+	Watch(ctx context.Context, session string, after uint64, fn func(chat.Event)) (stop func(), err error)
+	LastEvent(ctx context.Context, session string) (*chat.Event, error)
+	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
+	History(ctx context.Context) (first, last uint64, err error)
+}
+
+// Sink receives a subscriber's events. Deliver (live events) must not block:
+// it returns false when the subscriber cannot keep up, and the hub then drops
+// it. Replay (history, on the subscribing goroutine) may wait for room.
+type Sink interface {
+	Deliver(ev *Shared) bool
+	Replay(ctx context.Context, ev *Shared) error
+}
+
+// ErrHistoryGone says a resume cursor points before the oldest event kept.
+var ErrHistoryGone = errors.New("event history no longer reaches the cursor")
+
+// Shared is one event as fanned out to many subscribers. Encoded forms are
+// cached by the encoder that made them, so an event is encoded once per
+// selection shape, not once per subscriber.
+type Shared struct {
+	Event chat.Event
+
+	mu    sync.Mutex
+	cache []cached
+}
+
+type cached struct {
+	key  any
+	data []byte
+}
+
+// Encoded returns encode(ev), computed once for each distinct key.
+func (s *Shared) Encoded(key any, encode func(*chat.Event) []byte) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.cache {
+		if c.key == key {
+			return c.data
+		}
+	}
+	data := encode(&s.Event)
+	s.cache = append(s.cache, cached{key, data})
+	return data
+}
+
+// Hub is the node's fan-out.
+type Hub struct {
+	src Source
+	log *slog.Logger
+	// maxPending bounds the live events a subscriber may hold back while it
+	// replays history.
+	maxPending int
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	wg       sync.WaitGroup // releases started from inside a watch callback
+}
+
+// New returns a hub reading from src.
+func New(src Source, log *slog.Logger, maxPending int) *Hub {
+	if maxPending <= 0 {
+		maxPending = 1024
+	}
+	return &Hub{src: src, log: log, maxPending: maxPending, sessions: make(map[string]*session)}
+}
+
+type session struct {
+	id    string
+	ready chan struct{} // closed once the watch is started (or failed)
+	err   error
+	stop  func()
+
+	mu      sync.Mutex
+	subs    map[*Subscriber]struct{}
+	lastSeq uint64 // newest event position seen by this node
+}
+
+// Subscriber is one subscription attached to a session.
+type Subscriber struct {
+	hub  *Hub
+	sess *session
+	sink Sink
+
+	// guarded by sess.mu
+	replaying bool
+	pending   []*Shared
+	closed    bool
+}
+
+// Sessions reports how many sessions have a watch on this node.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Subscribe attaches sink to a session. It first attaches to live events, then
+// replays what the subscriber must not miss: everything after the cursor
+// "after" when it is set, otherwise the answer in flight from its START. Only
+// then do live events flow, so nothing is lost, duplicated or reordered.
+func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, sink Sink) (*Subscriber, error) {
+	sub := &Subscriber{hub: h, sink: sink, replaying: true}
+	sess, err := h.attach(ctx, sessionID, sub)
+	if err != nil {
+		return nil, err
+	}
+	sess.mu.Lock()
+	upTo := sess.lastSeq
+	sess.mu.Unlock()
+
+	from, err := h.replayStart(ctx, sessionID, after, upTo)
+	if err != nil {
+		sub.Close()
+		return nil, err
+	}
+	last := from - 1
+	if from <= upTo {
+		err = h.src.ReplayEvents(ctx, sessionID, from, upTo, func(ev chat.Event) error {
+			last = ev.Seq
+			return sink.Replay(ctx, &Shared{Event: ev})
+		})
+		if err != nil {
+			sub.Close()
+			return nil, fmt.Errorf("replay %s: %w", sessionID, err)
+		}
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	for _, sh := range sub.pending {
+		if sh.Event.Seq <= last {
+			continue
+		}
+		if !sink.Deliver(sh) {
+			sub.detachLocked()
+			return nil, errSlow
+		}
+	}
+	sub.pending = nil
+	sub.replaying = false
+	return sub, nil
+}
+
+var errSlow = errors.New("subscriber queue overflowed during replay")
+
+// replayStart decides the first history position a new subscriber replays.
+// upTo is the newest position live delivery has covered for this node.
+func (h *Hub) replayStart(ctx context.Context, sessionID string, after *uint64, upTo uint64) (uint64, error) {
+	if after != nil {
+		first, _, err := h.src.History(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if *after+1 < first {
+			return 0, ErrHistoryGone
+		}
+		return *after + 1, nil
+	}
+	last, err := h.src.LastEvent(ctx, sessionID)
+	if err != nil {
+		return 0, err
+	}
+	if last == nil {
+		return upTo + 1, nil
+	}
+	start := last.StartSeq
+	if last.Type == chat.EventStart {
+		start = last.Seq
+	}
+	// An answer is in flight if the newest event does not end it, or if it
+	// ended after the point this node has delivered (its start may be before).
+	if start > 0 && start <= upTo && (!last.Type.Terminal() || last.Seq > upTo) {
+		return start, nil
+	}
+	return upTo + 1, nil
+}
+
+// attach adds sub to the session's watch, starting the watch if this is the
+// node's first subscriber of the session. The subscriber is registered before
+// anything can release the session, so a watch is never stopped under it.
+func (h *Hub) attach(ctx context.Context, id string, sub *Subscriber) (*session, error) {
+	h.mu.Lock()
+	sess, ok := h.sessions[id]
+	if !ok {
+		sess = &session{id: id, ready: make(chan struct{}), subs: make(map[*Subscriber]struct{})}
+		h.sessions[id] = sess
+	}
+	sub.sess = sess
+	sess.mu.Lock()
+	sess.subs[sub] = struct{}{}
+	sess.mu.Unlock()
+	h.mu.Unlock()
+	if !ok {
+		sess.err = h.startWatch(ctx, sess)
+		close(sess.ready)
+	}
+	select {
+	case <-sess.ready:
+	case <-ctx.Done():
+		sub.Close()
+		return nil, ctx.Err()
+	}
+	if sess.err != nil {
+		sub.Close()
+		return nil, sess.err
+	}
+	return sess, nil
+}
+
+func (h *Hub) startWatch(ctx context.Context, sess *session) error {
+	_, last, err := h.src.History(ctx)
+	if err != nil {
+		return err
+	}
+	sess.lastSeq = last
+	// The watch outlives the subscribe call that started it.
+	stop, err := h.src.Watch(context.WithoutCancel(ctx), sess.id, last, func(ev chat.Event) {
+		h.dispatch(sess, ev)
+	})
+	if err != nil {
+		return err
+	}
+	sess.stop = stop
+	return nil
+}
+
+func (h *Hub) dispatch(sess *session, ev chat.Event) {
+	sh := &Shared{Event: ev}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if ev.Seq <= sess.lastSeq {
+		return
+	}
+	sess.lastSeq = ev.Seq
+	for sub := range sess.subs {
+		if sub.replaying {
+			if len(sub.pending) >= h.maxPending {
+				sub.detachLocked()
+				continue
+			}
+			sub.pending = append(sub.pending, sh)
+			continue
+		}
+		if !sub.sink.Deliver(sh) {
+			sub.detachLocked()
+		}
+	}
+}
+
+// detachLocked removes the subscriber; sess.mu is held. The watch is stopped
+// later, outside the lock, by whoever sees the session empty.
+func (s *Subscriber) detachLocked() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	delete(s.sess.subs, s)
+	if len(s.sess.subs) == 0 {
+		// The caller may be the watch's own callback, which stop waits for.
+		s.hub.wg.Add(1)
+		go func() {
+			defer s.hub.wg.Done()
+			s.hub.release(s.sess)
+		}()
+	}
+}
+
+// Close detaches the subscriber; the last one out stops the session's watch.
+func (s *Subscriber) Close() {
+	s.sess.mu.Lock()
+	wasOpen := !s.closed
+	s.closed = true
+	delete(s.sess.subs, s)
+	empty := len(s.sess.subs) == 0
+	s.sess.mu.Unlock()
+	if wasOpen && empty {
+		s.hub.release(s.sess)
+	}
+}
+
+// release stops a session's watch if it still has no subscribers.
+func (h *Hub) release(sess *session) {
+	h.mu.Lock()
+	sess.mu.Lock()
+	empty := len(sess.subs) == 0
+	sess.mu.Unlock()
+	if !empty || h.sessions[sess.id] != sess {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.sessions, sess.id)
+	h.mu.Unlock()
+	<-sess.ready
+	if sess.stop != nil {
+		sess.stop()
+	}
+}
+
+// Close stops every watch.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	sessions := h.sessions
+	h.sessions = make(map[string]*session)
+	h.mu.Unlock()
+	for _, sess := range sessions {
+		<-sess.ready
+		if sess.stop != nil {
+			sess.stop()
+		}
+	}
+	h.wg.Wait()
+}

@@ -1,0 +1,118 @@
+// Package demo is the built-in model: no credentials, deterministic text that
+// depends on the question, the locale and the conversation so far.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// FailTrigger in a question makes the demo model fail after a few tokens, so
+// the error path can be seen without a real provider.
+const FailTrigger = "[[demo:error]]"
+
+// Provider streams the demo answer word by word.
+type Provider struct {
+	// TTFT is the delay before the first token.
+	TTFT time.Duration
+	// TokenInterval is the delay between tokens.
+	TokenInterval time.Duration
+}
+
+var greetings = map[string]string{
+	"en": "Hello", "fr": "Bonjour", "de": "Hallo", "es": "Hola",
+	"it": "Ciao", "pt": "Olá", "ja": "こんにちは",
+}
+
+// Answer returns the exact text the demo model gives for a prompt.
+func Answer(p chat.Prompt) string {
+	var questions []string
+	for _, m := range p.Messages {
+		if m.Role == chat.RoleUser {
+			questions = append(questions, m.Text)
+		}
+	}
+	if len(questions) == 0 {
+		questions = []string{""}
+	}
+	lang := strings.ToLower(p.Locale)
+	if i := strings.IndexAny(lang, "-_"); i >= 0 {
+		lang = lang[:i]
+	}
+	greeting, ok := greetings[lang]
+	if !ok {
+		greeting = greetings["en"]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s! This is answer %d of this conversation, to: %q.", greeting, len(questions), questions[len(questions)-1])
+	if len(questions) > 1 {
+		fmt.Fprintf(&b, " Before that you asked: %q.", questions[len(questions)-2])
+	}
+	fmt.Fprintf(&b, " I am the tokencast demo model answering in locale %s; every word you see streamed to each subscriber of this session as it was generated.", p.Locale)
+	return b.String()
+}
+
+// Tokens splits text the way the demo streams it: each word with the space
+// that follows it.
+func Tokens(text string) []string {
+	var out []string
+	for len(text) > 0 {
+		i := strings.IndexByte(text, ' ')
+		if i < 0 {
+			out = append(out, text)
+			break
+		}
+		out = append(out, text[:i+1])
+		text = text[i+1:]
+	}
+	return out
+}
+
+// Stream emits the demo answer, honouring ctx between tokens.
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(string) error) (chat.Final, error) {
+	tokens := Tokens(Answer(prompt))
+	fail := len(prompt.Messages) > 0 && strings.Contains(prompt.Messages[len(prompt.Messages)-1].Text, FailTrigger)
+	input := 0
+	for _, m := range prompt.Messages {
+		input += len(strings.Fields(m.Text))
+	}
+	input += len(strings.Fields(prompt.System))
+	if err := sleep(ctx, p.TTFT); err != nil {
+		return chat.Final{}, err
+	}
+	for i, tok := range tokens {
+		if i > 0 {
+			if err := sleep(ctx, p.TokenInterval); err != nil {
+				return chat.Final{}, err
+			}
+		}
+		if fail && i == 3 {
+			return chat.Final{}, &chat.Error{Code: chat.CodeProvider, Message: "the demo model failed as asked"}
+		}
+		if err := emit(tok); err != nil {
+			return chat.Final{}, err
+		}
+	}
+	return chat.Final{
+		Usage:      chat.Usage{InputTokens: input, OutputTokens: len(tokens), TotalTokens: input + len(tokens)},
+		StopReason: "end_turn",
+	}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

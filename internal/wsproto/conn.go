@@ -1,0 +1,335 @@
+package wsproto
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tokencast/tokencast/internal/auth"
+	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/graph"
+	"github.com/tokencast/tokencast/internal/hub"
+)
+
+// dialect is one GraphQL-over-WebSocket protocol.
+type dialect interface {
+	// handle processes one client message.
+	handle(c *conn, data []byte)
+	// frame wraps a subscription's data object (as a Shape encodes it).
+	frame(id string, data []byte) []byte
+	// result wraps a whole execution result ({"data":…,"errors":…}).
+	result(id string, payload []byte) []byte
+	// errorFrame reports a failed operation.
+	errorFrame(id string, errs gqlerror.List) []byte
+	// complete ends an operation from the server side.
+	complete(id string) []byte
+}
+
+// conn is one WebSocket connection: the reader runs in the handler goroutine,
+// the writer in its own; everything sent goes through the bounded queue out.
+type conn struct {
+	s       *Server
+	ws      *websocket.Conn
+	req     *http.Request
+	dialect dialect
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	out     chan []byte
+	closing chan struct{}
+	readEnd chan struct{}
+	once    sync.Once
+	code    int
+	reason  string
+
+	mu        sync.Mutex
+	principal *auth.Principal
+	acked     bool
+	inits     int
+	subs      map[string]*subscription
+}
+
+type subscription struct {
+	c     *conn
+	id    string
+	shape *graph.Shape
+	hub   *hub.Subscriber
+}
+
+func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	return &conn{
+		s: s, ws: ws, req: r, ctx: ctx, cancel: cancel,
+		out:     make(chan []byte, s.cfg.QueueSize),
+		closing: make(chan struct{}),
+		readEnd: make(chan struct{}),
+		subs:    make(map[string]*subscription),
+	}
+}
+
+func (c *conn) run() {
+	switch c.ws.Subprotocol() {
+	case SubprotocolTransportWS:
+		c.dialect = transportWS{}
+	default:
+		c.dialect = transportWS{}
+		c.close(4406, "Subprotocol not acceptable")
+	}
+	var wg sync.WaitGroup
+	wg.Go(c.writeLoop)
+	init := time.AfterFunc(c.s.cfg.InitTimeout, func() {
+		c.mu.Lock()
+		acked := c.acked
+		c.mu.Unlock()
+		if !acked {
+			c.close(4408, "Connection initialisation timeout")
+		}
+	})
+	c.readLoop()
+	init.Stop()
+	close(c.readEnd)
+	c.close(websocket.CloseNormalClosure, "")
+	wg.Wait()
+	c.cancel()
+	c.mu.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	for _, sub := range subs {
+		if sub.hub != nil {
+			sub.hub.Close()
+		}
+	}
+}
+
+func (c *conn) readLoop() {
+	c.ws.SetReadLimit(c.s.cfg.ReadLimit)
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.close(websocket.CloseMessageTooBig, "message too big")
+			}
+			return
+		}
+		select {
+		case <-c.closing:
+			continue // drain until the peer answers our close
+		default:
+		}
+		if typ != websocket.TextMessage {
+			c.close(4400, "Invalid message: expected a text frame")
+			continue
+		}
+		c.dialect.handle(c, data)
+	}
+}
+
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case frame := <-c.out:
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+				c.close(websocket.CloseAbnormalClosure, "")
+				c.ws.Close()
+				return
+			}
+		case <-c.closing:
+			if c.code != websocket.CloseAbnormalClosure {
+				msg := websocket.FormatCloseMessage(c.code, c.reason)
+				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+				// Give the peer a moment to answer so it reads our code
+				// before the TCP connection goes.
+				select {
+				case <-c.readEnd:
+				case <-time.After(time.Second):
+				}
+			}
+			c.ws.Close()
+			return
+		}
+	}
+}
+
+// close starts closing the connection with a WebSocket close code; the first
+// call wins.
+func (c *conn) close(code int, reason string) {
+	c.once.Do(func() {
+		c.code, c.reason = code, reason
+		close(c.closing)
+	})
+}
+
+// send queues a frame; a full queue means the client is too slow, and it is
+// closed so that it reconnects and resumes.
+func (c *conn) send(frame []byte) bool {
+	select {
+	case <-c.closing:
+		return false
+	default:
+	}
+	select {
+	case c.out <- frame:
+		return true
+	default:
+		c.close(CloseSlow, "slow consumer: resume from your last cursor")
+		return false
+	}
+}
+
+// Deliver implements hub.Sink: the event is encoded once per shape and
+// wrapped in this connection's dialect frame.
+func (s *subscription) Deliver(sh *hub.Shared) bool {
+	return s.c.send(s.encode(sh))
+}
+
+func (s *subscription) encode(sh *hub.Shared) []byte {
+	return s.c.dialect.frame(s.id, sh.Encoded(s.shape, s.shape.Encode))
+}
+
+// Replay implements hub.Sink: history may be longer than the queue, so it
+// waits for room, up to the write timeout.
+func (s *subscription) Replay(ctx context.Context, sh *hub.Shared) error {
+	t := time.NewTimer(s.c.s.cfg.WriteTimeout)
+	defer t.Stop()
+	select {
+	case s.c.out <- s.encode(sh):
+		return nil
+	case <-s.c.closing:
+		return errConnClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		s.c.close(CloseSlow, "slow consumer: resume from your last cursor")
+		return errConnClosed
+	}
+}
+
+var errConnClosed = errors.New("connection closed")
+
+// authenticate sets the connection's principal from the init payload's API
+// key or the upgrade request's x-api-key header.
+func (c *conn) authenticate(payload map[string]any) error {
+	key, _ := payload["x-api-key"].(string)
+	if key == "" {
+		key, _ = payload["apiKey"].(string)
+	}
+	if key == "" {
+		key = c.req.Header.Get("X-Api-Key")
+	}
+	p, err := c.s.auth.Authenticate(key)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.principal = p
+	c.mu.Unlock()
+	return nil
+}
+
+// errOperation is a refusal of one operation, already shaped for the client.
+type errOperation struct{ errs gqlerror.List }
+
+func (e errOperation) Error() string { return e.errs.Error() }
+
+func opError(code, message string) errOperation {
+	return errOperation{gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}}}
+}
+
+// start runs an operation for id: a query or mutation answers once and
+// completes, a subscription attaches to the hub. The id must be reserved.
+func (c *conn) start(id string, params *graphql.RawParams) {
+	c.mu.Lock()
+	p := c.principal
+	c.mu.Unlock()
+	ctx := auth.WithPrincipal(c.ctx, p)
+	op, errs := c.s.ops.Prepare(ctx, params)
+	if len(errs) > 0 {
+		c.finish(id)
+		c.send(c.dialect.errorFrame(id, errs))
+		return
+	}
+	if op.Subscription == nil {
+		resp := c.s.ops.Execute(ctx, op)
+		data, err := json.Marshal(resp)
+		c.finish(id)
+		if err != nil {
+			c.send(c.dialect.errorFrame(id, gqlerror.List{{Message: "could not encode the result"}}))
+			return
+		}
+		c.send(c.dialect.result(id, data))
+		c.send(c.dialect.complete(id))
+		return
+	}
+	sub := &subscription{c: c, id: id, shape: op.Subscription.Shape}
+	hs, err := c.s.hub.Subscribe(c.ctx, op.Subscription.SessionID, nil, sub)
+	if err != nil {
+		c.finish(id)
+		if errors.Is(err, hub.ErrHistoryGone) {
+			c.send(c.dialect.errorFrame(id, opError(chat.CodeBadCursor, "the event history no longer reaches this cursor; reload the conversation").errs))
+			return
+		}
+		c.s.log.Error("subscribe", "session", op.Subscription.SessionID, "err", err)
+		c.send(c.dialect.errorFrame(id, opError(chat.CodeUnavailable, "could not subscribe, try again").errs))
+		return
+	}
+	c.mu.Lock()
+	if s, ok := c.subs[id]; ok && s == nil {
+		c.subs[id] = sub
+		sub.hub = hs
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	// Stopped (or the connection closed) while subscribing.
+	hs.Close()
+}
+
+// reserve claims an operation id; false if it is in use or the cap is hit.
+func (c *conn) reserve(id string) (dup, full bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subs == nil {
+		return false, true
+	}
+	if _, ok := c.subs[id]; ok {
+		return true, false
+	}
+	if len(c.subs) >= c.s.cfg.MaxSubscriptions {
+		return false, true
+	}
+	c.subs[id] = nil
+	return false, false
+}
+
+// finish releases an operation id without stopping anything.
+func (c *conn) finish(id string) {
+	c.mu.Lock()
+	if c.subs != nil {
+		delete(c.subs, id)
+	}
+	c.mu.Unlock()
+}
+
+// stop ends an operation at the client's request; it reports whether the id
+// was in use.
+func (c *conn) stop(id string) bool {
+	c.mu.Lock()
+	sub, ok := c.subs[id]
+	if ok {
+		delete(c.subs, id)
+	}
+	c.mu.Unlock()
+	if sub != nil && sub.hub != nil {
+		sub.hub.Close()
+	}
+	return ok
+}

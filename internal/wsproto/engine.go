@@ -1,0 +1,187 @@
+// Package wsproto is the WebSocket connection engine and its GraphQL dialects.
+// Every connection is bounded: one writer goroutine with a write deadline, a
+// bounded outgoing queue, a read limit, an init timeout and a cap on
+// subscriptions. A subscriber that cannot keep up is closed, never waited for.
+package wsproto
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tokencast/tokencast/internal/auth"
+	"github.com/tokencast/tokencast/internal/graph"
+	"github.com/tokencast/tokencast/internal/hub"
+)
+
+// Subprotocol names.
+const (
+	SubprotocolTransportWS = "graphql-transport-ws"
+)
+
+// Close codes beyond the dialects' own.
+const (
+	// CloseSlow closes a subscriber whose outgoing queue overflowed; it
+	// should reconnect and resume from its last cursor.
+	CloseSlow = 1013
+	// CloseGoingAway is sent when the server shuts down; reconnect elsewhere.
+	CloseGoingAway = websocket.CloseGoingAway
+)
+
+// Executor is what the engine needs from the GraphQL layer.
+type Executor interface {
+	Prepare(ctx context.Context, params *graphql.RawParams) (*graph.Operation, gqlerror.List)
+	Execute(ctx context.Context, op *graph.Operation) *graphql.Response
+}
+
+// Hub is what the engine needs from the node's fan-out.
+type Hub interface {
+	Subscribe(ctx context.Context, session string, after *uint64, sink hub.Sink) (*hub.Subscriber, error)
+}
+
+// Authenticator turns a presented API key into a principal.
+type Authenticator interface {
+	Authenticate(apiKey string) (*auth.Principal, error)
+}
+
+// Config bounds every connection.
+type Config struct {
+	ReadLimit        int64
+	WriteTimeout     time.Duration
+	QueueSize        int
+	InitTimeout      time.Duration
+	MaxSubscriptions int
+	// AllowedOrigins lists browser origins besides the server's own that may
+	// open a WebSocket; "*" allows any.
+	AllowedOrigins []string
+}
+
+// Server accepts WebSocket connections.
+type Server struct {
+	cfg      Config
+	ops      Executor
+	hub      Hub
+	auth     Authenticator
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	shutdown bool
+	wg       sync.WaitGroup
+}
+
+// NewServer returns the engine.
+func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logger) *Server {
+	if cfg.ReadLimit <= 0 {
+		cfg.ReadLimit = 256 << 10
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 256
+	}
+	if cfg.InitTimeout <= 0 {
+		cfg.InitTimeout = 3 * time.Second
+	}
+	if cfg.MaxSubscriptions <= 0 {
+		cfg.MaxSubscriptions = 100
+	}
+	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{})}
+	s.upgrader = websocket.Upgrader{
+		// Small buffers and a shared write pool keep an idle connection cheap.
+		ReadBufferSize:  512,
+		WriteBufferSize: 512,
+		WriteBufferPool: &sync.Pool{},
+		Subprotocols:    []string{SubprotocolTransportWS},
+		CheckOrigin:     s.checkOrigin,
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, http.StatusText(status), status)
+		},
+	}
+	return s
+}
+
+// checkOrigin lets non-browser clients (no Origin), same-origin pages and the
+// configured origins in; a page on another site must not drive the server.
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades the request and runs the connection until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	c := newConn(s, ws, r)
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	c.run()
+}
+
+// Shutdown closes every connection with a going-away code and waits for them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	for c := range s.conns {
+		c.close(CloseGoingAway, "server shutting down, reconnect")
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Conns reports the open connections.
+func (s *Server) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

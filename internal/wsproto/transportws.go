@@ -1,0 +1,117 @@
+package wsproto
+
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tokencast/tokencast/internal/graph"
+)
+
+// transportWS is graphql-transport-ws (enisdenjo/graphql-ws PROTOCOL.md).
+type transportWS struct{}
+
+type transportMsg struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+func (transportWS) handle(c *conn, data []byte) {
+	var msg transportMsg
+	if err := json.Unmarshal(data, &msg); err != nil || msg.Type == "" {
+		c.close(4400, "Invalid message received")
+		return
+	}
+	switch msg.Type {
+	case "connection_init":
+		c.mu.Lock()
+		c.inits++
+		first := c.inits == 1
+		c.mu.Unlock()
+		if !first {
+			c.close(4429, "Too many initialisation requests")
+			return
+		}
+		var payload map[string]any
+		if len(msg.Payload) > 0 && string(msg.Payload) != "null" {
+			if err := json.Unmarshal(msg.Payload, &payload); err != nil {
+				c.close(4400, "Invalid connection_init payload")
+				return
+			}
+		}
+		if err := c.authenticate(payload); err != nil {
+			c.close(4403, "Forbidden")
+			return
+		}
+		c.mu.Lock()
+		c.acked = true
+		c.mu.Unlock()
+		c.send([]byte(`{"type":"connection_ack"}`))
+	case "ping":
+		c.send([]byte(`{"type":"pong"}`))
+	case "pong":
+	case "subscribe":
+		c.mu.Lock()
+		acked := c.acked
+		c.mu.Unlock()
+		if !acked {
+			c.close(4401, "Unauthorized")
+			return
+		}
+		var params graphql.RawParams
+		if msg.ID == "" || json.Unmarshal(msg.Payload, &params) != nil || params.Query == "" {
+			c.close(4400, "Invalid subscribe message")
+			return
+		}
+		dup, full := c.reserve(msg.ID)
+		if dup {
+			c.close(4409, "Subscriber for "+msg.ID+" already exists")
+			return
+		}
+		if full {
+			c.send(transportWS{}.errorFrame(msg.ID, opError("TOO_MANY_SUBSCRIPTIONS", "this connection has too many subscriptions").errs))
+			return
+		}
+		c.start(msg.ID, &params)
+	case "complete":
+		c.stop(msg.ID)
+	default:
+		c.close(4400, "Invalid message type "+strconv.Quote(msg.Type))
+	}
+}
+
+func (transportWS) frame(id string, data []byte) []byte {
+	b := make([]byte, 0, len(id)+len(data)+48)
+	b = append(b, `{"id":`...)
+	b = graph.AppendString(b, id)
+	b = append(b, `,"type":"next","payload":{"data":`...)
+	b = append(b, data...)
+	return append(b, "}}"...)
+}
+
+func (transportWS) result(id string, payload []byte) []byte {
+	b := make([]byte, 0, len(id)+len(payload)+40)
+	b = append(b, `{"id":`...)
+	b = graph.AppendString(b, id)
+	b = append(b, `,"type":"next","payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+func (transportWS) errorFrame(id string, errs gqlerror.List) []byte {
+	payload, _ := json.Marshal(errs)
+	b := make([]byte, 0, len(id)+len(payload)+40)
+	b = append(b, `{"id":`...)
+	b = graph.AppendString(b, id)
+	b = append(b, `,"type":"error","payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+func (transportWS) complete(id string) []byte {
+	b := graph.AppendString([]byte(`{"id":`), id)
+	return append(b, `,"type":"complete"}`...)
+}
