@@ -322,39 +322,44 @@ func readRange(ctx context.Context, s jetstream.Stream, subject string, from, to
 		return fmt.Errorf("replay %s: %w", subject, err)
 	}
 	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return fmt.Errorf("replay %s: %w", subject, err)
-		}
-		n := 0
-		for msg := range batch.Messages() {
-			n++
-			md, err := msg.Metadata()
-			if err != nil {
-				return fmt.Errorf("replay %s: %w", subject, err)
-			}
-			seq := md.Sequence.Stream
-			if seq > to {
-				return nil
-			}
-			if err := fn(msg.Data(), seq); err != nil {
-				return err
-			}
-			if seq == to || md.NumPending == 0 {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("replay %s: %w", subject, err)
-		}
-		if n == 0 {
-			// Nothing more is stored for this subject up to "to".
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
+		done, err := readBatch(ctx, cons, subject, to, fn)
+		if done || err != nil {
 			return err
 		}
 	}
+}
+
+// readBatch reads one batch; the fetch ends with it, so no pull outlives it.
+func readBatch(ctx context.Context, cons jetstream.Consumer, subject string, to uint64, fn func([]byte, uint64) error) (done bool, err error) {
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
+	if err != nil {
+		return true, fmt.Errorf("replay %s: %w", subject, err)
+	}
+	n := 0
+	for msg := range batch.Messages() {
+		n++
+		md, err := msg.Metadata()
+		if err != nil {
+			return true, fmt.Errorf("replay %s: %w", subject, err)
+		}
+		seq := md.Sequence.Stream
+		if seq > to {
+			return true, nil
+		}
+		if err := fn(msg.Data(), seq); err != nil {
+			return true, err
+		}
+		if seq == to || md.NumPending == 0 {
+			return true, nil
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return true, fmt.Errorf("replay %s: %w", subject, err)
+	}
+	// Nothing (more) is stored for this subject up to "to".
+	return n == 0, ctx.Err()
 }
 
 // Watch delivers every event of the session stored after position after, in

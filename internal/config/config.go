@@ -125,7 +125,7 @@ func (c *Config) validate() error {
 		"--max-deliver": int64(c.MaxDeliver), "--ws-read-limit": c.WSReadLimit,
 		"--queue-size": int64(c.QueueSize), "--max-subscriptions": int64(c.MaxSubs),
 		"--max-body-bytes": c.MaxBodyBytes,
-		"--write-timeout": int64(c.WriteTimeout), "--init-timeout": int64(c.InitTimeout),
+		"--write-timeout":  int64(c.WriteTimeout), "--init-timeout": int64(c.InitTimeout),
 		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
 	}
 	for name, v := range positive {
