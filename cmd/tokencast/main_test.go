@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -422,5 +423,27 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 		return map[string]string{"TOKENCAST_WORKERS": "many"}[k]
 	}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "TOKENCAST_WORKERS") {
 		t.Fatalf("a bad env value gave %v, want an error naming it", err)
+	}
+}
+
+func TestReadmeStartsWithTheTwoCommandsAndListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```sh\ngo run ./cmd/tokencast\ngo test -race ./...\n```") {
+		t.Fatal("README does not open with the run and test commands")
+	}
+	var help bytes.Buffer
+	_, _ = config.Parse([]string{"--help"}, func(string) string { return "" }, &help)
+	for _, line := range strings.Split(help.String(), "\n") {
+		name, ok := strings.CutPrefix(line, "  --")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		if !strings.Contains(string(readme), "| `--"+name+"` | `"+config.EnvName(name)+"` |") {
+			t.Errorf("README's configuration table lacks --%s", name)
+		}
 	}
 }
