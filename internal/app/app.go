@@ -53,7 +53,10 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	h := hub.New(b, log, cfg.QueueSize*4)
 	defer h.Close()
 
-	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log}})
+	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+		Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
+		ModelNames: []string{DefaultModel}, DefaultModel: DefaultModel,
+	}})
 	ops := graph.NewOperations(es)
 	ws := wsproto.NewServer(wsproto.Config{
 		ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,

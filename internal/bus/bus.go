@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +30,10 @@ const (
 
 	turnsStream = "TC_TURNS"
 	turnsPrefix = "tc.turn."
+
+	cancelBucket  = "TC_CANCELS"
+	cancelPrefix  = "tc.cancel."
+	cancelMarkTTL = 24 * time.Hour
 )
 
 // Config says where NATS lives and how long it keeps things.
@@ -51,8 +56,9 @@ type Bus struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	events jetstream.Stream
-	turns  jetstream.Stream
-	work   jetstream.Consumer
+	turns   jetstream.Stream
+	work    jetstream.Consumer
+	cancels jetstream.KeyValue
 }
 
 // Open starts the embedded NATS server under cfg.DataDir, connects to it in
@@ -129,7 +135,7 @@ func (b *Bus) setup(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      b.cfg.EventRetention,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  min(2*time.Minute, b.cfg.EventRetention),
 		AllowDirect: true,
 	})
 	if err != nil {
@@ -145,6 +151,14 @@ func (b *Bus) setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", turnsStream, err)
+	}
+	b.cancels, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:  cancelBucket,
+		TTL:     cancelMarkTTL,
+		Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", cancelBucket, err)
 	}
 	return nil
 }
@@ -182,7 +196,7 @@ func (b *Bus) Enqueue(ctx context.Context, req chat.Request) error {
 	if err != nil {
 		return fmt.Errorf("encode request: %w", err)
 	}
-	if _, err := b.js.Publish(ctx, requestsSubj, data, jetstream.WithMsgID(req.ID)); err != nil {
+	if _, err := b.js.Publish(ctx, requestsSubj, data, jetstream.WithMsgID(req.SessionID+"."+req.ID)); err != nil {
 		return fmt.Errorf("enqueue request %s: %w", req.ID, err)
 	}
 	return nil
@@ -402,7 +416,7 @@ func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	if err != nil {
 		return fmt.Errorf("encode turn: %w", err)
 	}
-	id := t.RequestID + "." + string(t.Role) + "." + string(t.Status)
+	id := session + "." + t.RequestID + "." + string(t.Role) + "." + string(t.Status)
 	if _, err := b.js.Publish(ctx, turnSubject(session), data, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("store %s turn of %s: %w", t.Role, session, err)
 	}
@@ -428,4 +442,49 @@ func (b *Bus) Conversation(ctx context.Context, session string) (chat.Conversati
 		return nil
 	})
 	return conv, err
+}
+
+func cancelKey(session, request string) string { return session + "." + request }
+
+// Cancel asks for an answer to stop: a mark that a worker checks before it
+// starts, and a live notice to the worker generating it.
+func (b *Bus) Cancel(ctx context.Context, session, request string) error {
+	if _, err := b.cancels.Put(ctx, cancelKey(session, request), []byte{1}); err != nil {
+		return fmt.Errorf("mark %s cancelled: %w", request, err)
+	}
+	if err := b.nc.Publish(cancelPrefix+cancelKey(session, request), nil); err != nil {
+		return fmt.Errorf("notify cancel of %s: %w", request, err)
+	}
+	return nil
+}
+
+// Cancelled reports whether an answer was asked to stop.
+func (b *Bus) Cancelled(ctx context.Context, session, request string) (bool, error) {
+	_, err := b.cancels.Get(ctx, cancelKey(session, request))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cancel mark of %s: %w", request, err)
+	}
+	return true, nil
+}
+
+// WatchCancels calls fn for every cancel notice until stop is called.
+func (b *Bus) WatchCancels(fn func(session, request string)) (stop func(), err error) {
+	sub, err := b.nc.Subscribe(cancelPrefix+"*.*", func(m *nats.Msg) {
+		key := strings.TrimPrefix(m.Subject, cancelPrefix)
+		session, request, ok := strings.Cut(key, ".")
+		if ok {
+			fn(session, request)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch cancels: %w", err)
+	}
+	if err := b.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("watch cancels: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
 }

@@ -22,6 +22,10 @@ const (
 	// EventMessage is a free-form event published through sendMessage by a
 	// service principal, as the AWS sample's orchestrator does.
 	EventMessage EventType = "MESSAGE"
+	// EventRestart says an answer starts over (a new attempt after a crash).
+	EventRestart EventType = "RESTART"
+	// EventResync says the history no longer reaches a resume cursor.
+	EventResync EventType = "RESYNC"
 )
 
 // Markers the AWS sample's UI looks for in the message text.
@@ -131,6 +135,9 @@ const (
 	CodeInternal        = "INTERNAL"
 	CodeProvider        = "PROVIDER_ERROR"
 	CodeTimeout         = "PROVIDER_TIMEOUT"
+	CodeIncomplete      = "INCOMPLETE"
+	CodeUnknownModel    = "UNKNOWN_MODEL"
+	CodeNotFound        = "NOT_FOUND"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

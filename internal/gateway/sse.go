@@ -59,7 +59,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	attach := make(chan attached, 1)
 	go func() {
-		sub, err := g.hub.Subscribe(ctx, op.Subscription.SessionID, nil, sink)
+		sub, err := g.hub.Subscribe(ctx, op.Subscription.SessionID, op.Subscription.After, sink)
 		attach <- attached{sub, err}
 	}()
 	defer func() {

@@ -37,6 +37,16 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	CancelResult struct {
+		Cancelled func(childComplexity int) int
+		RequestID func(childComplexity int) int
+	}
+
+	Conversation struct {
+		SessionID func(childComplexity int) int
+		Turns     func(childComplexity int) int
+	}
+
 	GetLlmResponse struct {
 		Locale    func(childComplexity int) int
 		Messages  func(childComplexity int) int
@@ -49,12 +59,20 @@ type ComplexityRoot struct {
 		ContentType func(childComplexity int) int
 	}
 
+	ModelInfo struct {
+		Default func(childComplexity int) int
+		Name    func(childComplexity int) int
+	}
+
 	Mutation struct {
-		SendMessage func(childComplexity int, input model.SendMessageInput) int
+		CancelResponse func(childComplexity int, sessionID string, requestID string) int
+		SendMessage    func(childComplexity int, input model.SendMessageInput) int
 	}
 
 	Query struct {
+		Conversation   func(childComplexity int, sessionID string) int
 		GetLlmResponse func(childComplexity int, input model.GetLlmResponseInput) int
+		Models         func(childComplexity int) int
 	}
 
 	SendMessageResponse struct {
@@ -78,7 +96,18 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		OnSendMessage func(childComplexity int, sessionID string) int
+		OnSendMessage func(childComplexity int, sessionID string, after *string) int
+	}
+
+	Turn struct {
+		At        func(childComplexity int) int
+		Locale    func(childComplexity int) int
+		Model     func(childComplexity int) int
+		RequestID func(childComplexity int) int
+		Role      func(childComplexity int) int
+		Status    func(childComplexity int) int
+		Text      func(childComplexity int) int
+		Usage     func(childComplexity int) int
 	}
 
 	Usage struct {
@@ -94,12 +123,15 @@ type ComplexityRoot struct {
 
 type MutationResolver interface {
 	SendMessage(ctx context.Context, input model.SendMessageInput) (*model.SendMessageResponse, error)
+	CancelResponse(ctx context.Context, sessionID string, requestID string) (*model.CancelResult, error)
 }
 type QueryResolver interface {
 	GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (*model.GetLlmResponse, error)
+	Conversation(ctx context.Context, sessionID string) (*model.Conversation, error)
+	Models(ctx context.Context) ([]*model.ModelInfo, error)
 }
 type SubscriptionResolver interface {
-	OnSendMessage(ctx context.Context, sessionID string) (<-chan *model.SendMessageResponse, error)
+	OnSendMessage(ctx context.Context, sessionID string, after *string) (<-chan *model.SendMessageResponse, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -119,6 +151,32 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "CancelResult.cancelled":
+		if e.ComplexityRoot.CancelResult.Cancelled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CancelResult.Cancelled(childComplexity), true
+	case "CancelResult.requestId":
+		if e.ComplexityRoot.CancelResult.RequestID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CancelResult.RequestID(childComplexity), true
+
+	case "Conversation.sessionId":
+		if e.ComplexityRoot.Conversation.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Conversation.SessionID(childComplexity), true
+	case "Conversation.turns":
+		if e.ComplexityRoot.Conversation.Turns == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Conversation.Turns(childComplexity), true
 
 	case "GetLlmResponse.locale":
 		if e.ComplexityRoot.GetLlmResponse.Locale == nil {
@@ -158,6 +216,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Message.ContentType(childComplexity), true
 
+	case "ModelInfo.default":
+		if e.ComplexityRoot.ModelInfo.Default == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModelInfo.Default(childComplexity), true
+	case "ModelInfo.name":
+		if e.ComplexityRoot.ModelInfo.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModelInfo.Name(childComplexity), true
+
+	case "Mutation.cancelResponse":
+		if e.ComplexityRoot.Mutation.CancelResponse == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelResponse_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelResponse(childComplexity, args["sessionId"].(string), args["requestId"].(string)), true
 	case "Mutation.sendMessage":
 		if e.ComplexityRoot.Mutation.SendMessage == nil {
 			break
@@ -170,6 +252,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Mutation.SendMessage(childComplexity, args["input"].(model.SendMessageInput)), true
 
+	case "Query.conversation":
+		if e.ComplexityRoot.Query.Conversation == nil {
+			break
+		}
+
+		args, err := ec.field_Query_conversation_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Conversation(childComplexity, args["sessionId"].(string)), true
 	case "Query.getLlmResponse":
 		if e.ComplexityRoot.Query.GetLlmResponse == nil {
 			break
@@ -181,6 +274,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.GetLlmResponse(childComplexity, args["input"].(model.GetLlmResponseInput)), true
+
+	case "Query.models":
+		if e.ComplexityRoot.Query.Models == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Models(childComplexity), true
 
 	case "SendMessageResponse.cursor":
 		if e.ComplexityRoot.SendMessageResponse.Cursor == nil {
@@ -278,7 +378,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.OnSendMessage(childComplexity, args["sessionId"].(string)), true
+		return e.ComplexityRoot.Subscription.OnSendMessage(childComplexity, args["sessionId"].(string), args["after"].(*string)), true
+
+	case "Turn.at":
+		if e.ComplexityRoot.Turn.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.At(childComplexity), true
+	case "Turn.locale":
+		if e.ComplexityRoot.Turn.Locale == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.Locale(childComplexity), true
+	case "Turn.model":
+		if e.ComplexityRoot.Turn.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.Model(childComplexity), true
+	case "Turn.requestId":
+		if e.ComplexityRoot.Turn.RequestID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.RequestID(childComplexity), true
+	case "Turn.role":
+		if e.ComplexityRoot.Turn.Role == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.Role(childComplexity), true
+	case "Turn.status":
+		if e.ComplexityRoot.Turn.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.Status(childComplexity), true
+	case "Turn.text":
+		if e.ComplexityRoot.Turn.Text == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.Text(childComplexity), true
+	case "Turn.usage":
+		if e.ComplexityRoot.Turn.Usage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Turn.Usage(childComplexity), true
 
 	case "Usage.inputTokens":
 		if e.ComplexityRoot.Usage.InputTokens == nil {
@@ -422,6 +571,26 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_CancelResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "requestId":
+		return ec.fieldContext_CancelResult_requestId(ctx, field)
+	case "cancelled":
+		return ec.fieldContext_CancelResult_cancelled(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CancelResult", field.Name)
+}
+
+func (ec *executionContext) childFields_Conversation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sessionId":
+		return ec.fieldContext_Conversation_sessionId(ctx, field)
+	case "turns":
+		return ec.fieldContext_Conversation_turns(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Conversation", field.Name)
+}
+
 func (ec *executionContext) childFields_GetLlmResponse(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "sessionId":
@@ -444,6 +613,16 @@ func (ec *executionContext) childFields_Message(ctx context.Context, field graph
 		return ec.fieldContext_Message_contentType(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Message", field.Name)
+}
+
+func (ec *executionContext) childFields_ModelInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_ModelInfo_name(ctx, field)
+	case "default":
+		return ec.fieldContext_ModelInfo_default(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ModelInfo", field.Name)
 }
 
 func (ec *executionContext) childFields_SendMessageResponse(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -484,6 +663,28 @@ func (ec *executionContext) childFields_StreamError(ctx context.Context, field g
 		return ec.fieldContext_StreamError_message(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type StreamError", field.Name)
+}
+
+func (ec *executionContext) childFields_Turn(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "requestId":
+		return ec.fieldContext_Turn_requestId(ctx, field)
+	case "role":
+		return ec.fieldContext_Turn_role(ctx, field)
+	case "text":
+		return ec.fieldContext_Turn_text(ctx, field)
+	case "status":
+		return ec.fieldContext_Turn_status(ctx, field)
+	case "locale":
+		return ec.fieldContext_Turn_locale(ctx, field)
+	case "model":
+		return ec.fieldContext_Turn_model(ctx, field)
+	case "usage":
+		return ec.fieldContext_Turn_usage(ctx, field)
+	case "at":
+		return ec.fieldContext_Turn_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Turn", field.Name)
 }
 
 func (ec *executionContext) childFields_Usage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -614,6 +815,28 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Mutation_cancelResponse_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "sessionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["sessionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "requestId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["requestId"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_sendMessage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -642,6 +865,20 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_conversation_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "sessionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["sessionId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_getLlmResponse_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -667,6 +904,14 @@ func (ec *executionContext) field_Subscription_onSendMessage_args(ctx context.Co
 		return nil, err
 	}
 	args["sessionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -743,6 +988,107 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _CancelResult_requestId(ctx context.Context, field graphql.CollectedField, obj *model.CancelResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CancelResult_requestId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CancelResult_requestId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CancelResult", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CancelResult_cancelled(ctx context.Context, field graphql.CollectedField, obj *model.CancelResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CancelResult_cancelled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cancelled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CancelResult_cancelled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CancelResult", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Conversation_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.Conversation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_sessionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SessionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Conversation_sessionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Conversation", field, false, false, "String")
+}
+
+func (ec *executionContext) _Conversation_turns(ctx context.Context, field graphql.CollectedField, obj *model.Conversation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_turns(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Turns, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Turn) graphql.Marshaler {
+			return ec.marshalNTurn2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurnᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Conversation_turns(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Conversation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Turn(ctx, field)
+		},
+	}
+	return fc, nil
+}
 
 func (ec *executionContext) _GetLlmResponse_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.GetLlmResponse) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -891,6 +1237,52 @@ func (ec *executionContext) fieldContext_Message_contentType(_ context.Context, 
 	return graphql.NewScalarFieldContext("Message", field, false, false, "String")
 }
 
+func (ec *executionContext) _ModelInfo_name(ctx context.Context, field graphql.CollectedField, obj *model.ModelInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModelInfo_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModelInfo_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModelInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _ModelInfo_default(ctx context.Context, field graphql.CollectedField, obj *model.ModelInfo) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModelInfo_default(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Default, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModelInfo_default(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModelInfo", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Mutation_sendMessage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -929,6 +1321,50 @@ func (ec *executionContext) fieldContext_Mutation_sendMessage(ctx context.Contex
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_sendMessage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelResponse(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelResponse(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelResponse(ctx, fc.Args["sessionId"].(string), fc.Args["requestId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CancelResult) graphql.Marshaler {
+			return ec.marshalOCancelResult2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐCancelResult(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelResponse(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CancelResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelResponse_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -975,6 +1411,82 @@ func (ec *executionContext) fieldContext_Query_getLlmResponse(ctx context.Contex
 	if fc.Args, err = ec.field_Query_getLlmResponse_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_conversation(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_conversation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Conversation(ctx, fc.Args["sessionId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Conversation) graphql.Marshaler {
+			return ec.marshalOConversation2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐConversation(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_conversation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Conversation(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_conversation_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_models(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_models(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Models(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ModelInfo) graphql.Marshaler {
+			return ec.marshalNModelInfo2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐModelInfoᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_models(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ModelInfo(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -1405,7 +1917,7 @@ func (ec *executionContext) _Subscription_onSendMessage(ctx context.Context, fie
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().OnSendMessage(ctx, fc.Args["sessionId"].(string))
+			return ec.Resolvers.Subscription().OnSendMessage(ctx, fc.Args["sessionId"].(string), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.SendMessageResponse) graphql.Marshaler {
@@ -1437,6 +1949,199 @@ func (ec *executionContext) fieldContext_Subscription_onSendMessage(ctx context.
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Turn_requestId(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_requestId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RequestID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_requestId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Turn_role(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_role(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Role, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Role) graphql.Marshaler {
+			return ec.marshalNRole2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐRole(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_role(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "Role")
+}
+
+func (ec *executionContext) _Turn_text(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_text(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Text, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_text(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "String")
+}
+
+func (ec *executionContext) _Turn_status(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.TurnStatus) graphql.Marshaler {
+			return ec.marshalNTurnStatus2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurnStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "TurnStatus")
+}
+
+func (ec *executionContext) _Turn_locale(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_locale(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Locale, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_locale(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "String")
+}
+
+func (ec *executionContext) _Turn_model(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "String")
+}
+
+func (ec *executionContext) _Turn_usage(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_usage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Usage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Usage) graphql.Marshaler {
+			return ec.marshalOUsage2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_usage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Turn",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Usage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Turn_at(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Turn_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Turn_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Turn", field, false, false, "String")
 }
 
 func (ec *executionContext) _Usage_inputTokens(ctx context.Context, field graphql.CollectedField, obj *model.Usage) (ret graphql.Marshaler) {
@@ -2592,7 +3297,7 @@ func (ec *executionContext) unmarshalInputGetLlmResponseInput(ctx context.Contex
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"sessionId", "message", "locale"}
+	fieldsInOrder := [...]string{"sessionId", "message", "locale", "model", "requestId"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -2620,6 +3325,20 @@ func (ec *executionContext) unmarshalInputGetLlmResponseInput(ctx context.Contex
 				return it, err
 			}
 			it.Locale = data
+		case "model":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("model"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Model = data
+		case "requestId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requestId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequestID = data
 		}
 	}
 	return it, nil
@@ -2700,6 +3419,82 @@ func UnmarshalSendMessageInput(ctx context.Context, raw any) (model.SendMessageI
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var cancelResultImplementors = []string{"CancelResult"}
+
+func (ec *executionContext) _CancelResult(ctx context.Context, sel ast.SelectionSet, obj *model.CancelResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, cancelResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CancelResult")
+		case "requestId":
+			out.Values[i] = ec._CancelResult_requestId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelled":
+			out.Values[i] = ec._CancelResult_cancelled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var conversationImplementors = []string{"Conversation"}
+
+func (ec *executionContext) _Conversation(ctx context.Context, sel ast.SelectionSet, obj *model.Conversation) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, conversationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Conversation")
+		case "sessionId":
+			out.Values[i] = ec._Conversation_sessionId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "turns":
+			out.Values[i] = ec._Conversation_turns(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var getLlmResponseImplementors = []string{"GetLlmResponse"}
 
@@ -2787,6 +3582,44 @@ func (ec *executionContext) _Message(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var modelInfoImplementors = []string{"ModelInfo"}
+
+func (ec *executionContext) _ModelInfo(ctx context.Context, sel ast.SelectionSet, obj *model.ModelInfo) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, modelInfoImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ModelInfo")
+		case "name":
+			out.Values[i] = ec._ModelInfo_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "default":
+			out.Values[i] = ec._ModelInfo_default(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -2809,6 +3642,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "sendMessage":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_sendMessage(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cancelResponse":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelResponse(ctx, field)
 			})
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
@@ -2854,6 +3694,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_getLlmResponse(ctx, field)
+				})
+		case "conversation":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_conversation(ctx, field)
+				})
+		case "models":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_models(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -3030,6 +3882,74 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var turnImplementors = []string{"Turn"}
+
+func (ec *executionContext) _Turn(ctx context.Context, sel ast.SelectionSet, obj *model.Turn) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, turnImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Turn")
+		case "requestId":
+			out.Values[i] = ec._Turn_requestId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "role":
+			out.Values[i] = ec._Turn_role(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "text":
+			out.Values[i] = ec._Turn_text(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._Turn_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "locale":
+			out.Values[i] = ec._Turn_locale(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "model":
+			out.Values[i] = ec._Turn_model(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "usage":
+			out.Values[i] = ec._Turn_usage(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._Turn_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var usageImplementors = []string{"Usage"}
@@ -3456,6 +4376,20 @@ func (ec *executionContext) unmarshalNGetLlmResponseInput2githubᚗcomᚋtokenca
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalID(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalID(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
 	res, err := graphql.UnmarshalInt(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -3468,6 +4402,40 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNModelInfo2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐModelInfoᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ModelInfo) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNModelInfo2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐModelInfo(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNModelInfo2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐModelInfo(ctx context.Context, sel ast.SelectionSet, v *model.ModelInfo) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ModelInfo!")
+		return graphql.Null
+	}
+	return ec._ModelInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRole2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐRole(ctx context.Context, v any) (model.Role, error) {
+	var res model.Role
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRole2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNSendMessageInput2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐSendMessageInput(ctx context.Context, v any) (model.SendMessageInput, error) {
@@ -3487,6 +4455,40 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNTurn2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurnᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Turn) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTurn2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurn(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTurn2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurn(ctx context.Context, sel ast.SelectionSet, v *model.Turn) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Turn!")
+		return graphql.Null
+	}
+	return ec._Turn(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNTurnStatus2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurnStatus(ctx context.Context, v any) (model.TurnStatus, error) {
+	var res model.TurnStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTurnStatus2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurnStatus(ctx context.Context, sel ast.SelectionSet, v model.TurnStatus) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -3659,6 +4661,20 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOCancelResult2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐCancelResult(ctx context.Context, sel ast.SelectionSet, v *model.CancelResult) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CancelResult(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOConversation2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐConversation(ctx context.Context, sel ast.SelectionSet, v *model.Conversation) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Conversation(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOEventType2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐEventType(ctx context.Context, v any) (*model.EventType, error) {

@@ -41,7 +41,9 @@ type Operation struct {
 // Subscription is a validated onSendMessage subscription.
 type Subscription struct {
 	SessionID string
-	Shape     *Shape
+	// After is the resume cursor, nil for none.
+	After *uint64
+	Shape *Shape
 }
 
 // Prepare parses and validates an operation. Variables the operation does not
@@ -65,12 +67,25 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (*O
 		return nil, gqlerror.List{{Message: "a subscription selects exactly one field, onSendMessage", Extensions: map[string]any{"code": chat.CodeBadInput}}}
 	}
 	f := fields[0]
-	session, _ := f.ArgumentMap(opCtx.Variables)["sessionId"].(string)
+	args := f.ArgumentMap(opCtx.Variables)
+	session, _ := args["sessionId"].(string)
 	if !chat.ValidSessionID(session) {
 		return nil, gqlerror.List{{Message: "sessionId must be 1 to 128 letters, digits, '-' or '_'", Extensions: map[string]any{"code": chat.CodeBadSessionID}}}
 	}
 	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}
+	if after, ok := args["after"].(string); ok {
+		seq, err := ParseCursor(after)
+		if err != nil {
+			return nil, gqlerror.List{{Message: "after must be a cursor from an earlier event", Extensions: map[string]any{"code": chat.CodeBadCursor}}}
+		}
+		op.Subscription.After = &seq
+	}
 	return op, nil
+}
+
+// ParseCursor reads a cursor made by Cursor.
+func ParseCursor(s string) (uint64, error) {
+	return strconv.ParseUint(s, 10, 64)
 }
 
 // Execute runs a query or mutation and returns its single result.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/graph/model"
 )
 
 // Store is what the resolvers need from the bus.
@@ -16,6 +18,10 @@ type Store interface {
 	AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	Enqueue(ctx context.Context, req chat.Request) error
 	PublishEvent(ctx context.Context, ev chat.Event, msgID string) (uint64, error)
+	Conversation(ctx context.Context, session string) (chat.Conversation, error)
+	Cancel(ctx context.Context, session, request string) error
+	LastEvent(ctx context.Context, session string) (*chat.Event, error)
+	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
 }
 
 // Resolver answers queries and mutations. Subscriptions do not go through it:
@@ -23,7 +29,49 @@ type Store interface {
 type Resolver struct {
 	Store           Store
 	MaxMessageBytes int
-	Log             *slog.Logger
+	// ModelNames are the models a client may ask for; DefaultModel is used when
+	// it names none.
+	ModelNames   []string
+	DefaultModel string
+	Log          *slog.Logger
+}
+
+func (r *Resolver) allowed(model string) bool {
+	for _, m := range r.ModelNames {
+		if m == model {
+			return true
+		}
+	}
+	return false
+}
+
+// inProgress fills in the partial text of the answer being generated, read
+// from the session's event history.
+func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) error {
+	last, err := r.Store.LastEvent(ctx, conv.SessionID)
+	if err != nil || last == nil || last.Type.Terminal() || last.RequestID == "" {
+		return err
+	}
+	start := last.StartSeq
+	if last.Type == chat.EventStart {
+		start = last.Seq
+	}
+	var text strings.Builder
+	err = r.Store.ReplayEvents(ctx, conv.SessionID, start, last.Seq, func(ev chat.Event) error {
+		switch ev.Type {
+		case chat.EventDelta:
+			text.WriteString(ev.Message)
+		case chat.EventRestart:
+			text.Reset()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	conv.Apply(chat.Turn{RequestID: last.RequestID, Role: chat.RoleAssistant, Text: text.String(),
+		Status: chat.StatusInProgress, Locale: last.Locale, Model: last.Model, At: last.TimeStamp})
+	return nil
 }
 
 // codeError is a GraphQL error carrying a stable extensions.code.
@@ -44,4 +92,48 @@ func (r *Resolver) fromDomain(ctx context.Context, err error) *gqlerror.Error {
 	}
 	r.Log.Error("request failed", "err", err)
 	return codeError(ctx, chat.CodeUnavailable, "the server could not accept the request, try again")
+}
+
+// asked reports whether the session already has a question with this id.
+func (r *Resolver) asked(ctx context.Context, session, request string) (bool, error) {
+	conv, err := r.Store.Conversation(ctx, session)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range conv.Turns {
+		if t.RequestID == request && t.Role == chat.RoleUser {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// askResponse is the AWS sample's immediate answer, plus the request id.
+func askResponse(input model.GetLlmResponseInput, requestID string) *model.GetLlmResponse {
+	success, plain := "success", "PlainText"
+	return &model.GetLlmResponse{
+		SessionID: &input.SessionID,
+		Locale:    &input.Locale,
+		Messages:  []*model.Message{{Content: &success, ContentType: &plain}},
+		RequestID: &requestID,
+	}
+}
+
+// TurnModel converts a stored turn to the GraphQL type.
+func TurnModel(t chat.Turn) *model.Turn {
+	role := model.RoleUser
+	if t.Role == chat.RoleAssistant {
+		role = model.RoleAssistant
+	}
+	m := &model.Turn{RequestID: t.RequestID, Role: role, Text: t.Text, Status: model.TurnStatus(t.Status), At: TimeStamp(t.At)}
+	if t.Locale != "" {
+		m.Locale = &t.Locale
+	}
+	if t.Model != "" {
+		m.Model = &t.Model
+	}
+	if t.Usage != nil {
+		m.Usage = &model.Usage{InputTokens: t.Usage.InputTokens, OutputTokens: t.Usage.OutputTokens, TotalTokens: t.Usage.TotalTokens}
+	}
+	return m
 }

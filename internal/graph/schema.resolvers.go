@@ -55,6 +55,41 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	return EventModel(&ev), nil
 }
 
+// CancelResponse is the resolver for the cancelResponse field.
+func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string, requestID string) (*model.CancelResult, error) {
+	if auth.FromContext(ctx) == nil {
+		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key is required")
+	}
+	if !chat.ValidSessionID(sessionID) {
+		return nil, codeError(ctx, chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+	}
+	if !chat.ValidRequestID(requestID) {
+		return nil, codeError(ctx, chat.CodeBadRequestID, "requestId must be 1 to 128 letters, digits, '-' or '_'")
+	}
+	conv, err := r.Store.Conversation(ctx, sessionID)
+	if err != nil {
+		return nil, r.fromDomain(ctx, err)
+	}
+	asked, ended := false, false
+	for _, t := range conv.Turns {
+		if t.RequestID != requestID {
+			continue
+		}
+		asked = asked || t.Role == chat.RoleUser
+		ended = ended || t.Role == chat.RoleAssistant
+	}
+	if !asked {
+		return nil, codeError(ctx, chat.CodeNotFound, "no such request in this session")
+	}
+	if ended {
+		return &model.CancelResult{RequestID: requestID, Cancelled: false}, nil
+	}
+	if err := r.Store.Cancel(ctx, sessionID, requestID); err != nil {
+		return nil, r.fromDomain(ctx, err)
+	}
+	return &model.CancelResult{RequestID: requestID, Cancelled: true}, nil
+}
+
 // GetLlmResponse is the resolver for the getLlmResponse field: it accepts the
 // question and returns at once; the answer streams on onSendMessage.
 func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (*model.GetLlmResponse, error) {
@@ -65,18 +100,41 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if err := chat.ValidateAsk(input.SessionID, input.Message, input.Locale, r.MaxMessageBytes); err != nil {
 		return nil, r.fromDomain(ctx, err)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, r.fromDomain(ctx, err)
+	modelName := r.DefaultModel
+	if input.Model != nil && *input.Model != "" {
+		modelName = *input.Model
+	}
+	if !r.allowed(modelName) {
+		return nil, codeError(ctx, chat.CodeUnknownModel, "unknown model; the models query lists those allowed")
 	}
 	now := time.Now().UTC()
 	req := chat.Request{
-		ID:         id.String(),
 		SessionID:  input.SessionID,
 		Message:    input.Message,
 		Locale:     input.Locale,
+		Model:      modelName,
 		Principal:  p.ID,
 		AcceptedAt: now,
+	}
+	if input.RequestID != nil {
+		if !chat.ValidRequestID(*input.RequestID) {
+			return nil, codeError(ctx, chat.CodeBadRequestID, "requestId must be 1 to 128 letters, digits, '-' or '_'")
+		}
+		req.ID = *input.RequestID
+		done, err := r.asked(ctx, req.SessionID, req.ID)
+		if err != nil {
+			return nil, r.fromDomain(ctx, err)
+		}
+		if done {
+			// Asked before: attach to that answer, generate nothing.
+			return askResponse(input, req.ID), nil
+		}
+	} else {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, r.fromDomain(ctx, err)
+		}
+		req.ID = id.String()
 	}
 	if err := r.Store.AppendTurn(ctx, req.SessionID, chat.Turn{
 		RequestID: req.ID, Role: chat.RoleUser, Text: req.Message,
@@ -87,20 +145,55 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if err := r.Store.Enqueue(ctx, req); err != nil {
 		return nil, r.fromDomain(ctx, err)
 	}
-	r.Log.Info("question accepted", "session", req.SessionID, "request", req.ID, "principal", p.ID)
-	success, plain := "success", "PlainText"
-	return &model.GetLlmResponse{
-		SessionID: &input.SessionID,
-		Locale:    &input.Locale,
-		Messages:  []*model.Message{{Content: &success, ContentType: &plain}},
-		RequestID: &req.ID,
-	}, nil
+	r.Log.Info("question accepted", "session", req.SessionID, "request", req.ID, "principal", p.ID, "model", req.Model)
+	return askResponse(input, req.ID), nil
+}
+
+// Conversation is the resolver for the conversation field.
+func (r *queryResolver) Conversation(ctx context.Context, sessionID string) (*model.Conversation, error) {
+	if auth.FromContext(ctx) == nil {
+		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key is required")
+	}
+	if !chat.ValidSessionID(sessionID) {
+		return nil, codeError(ctx, chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+	}
+	conv, err := r.Store.Conversation(ctx, sessionID)
+	if err != nil {
+		return nil, r.fromDomain(ctx, err)
+	}
+	if err := r.inProgress(ctx, &conv); err != nil {
+		return nil, r.fromDomain(ctx, err)
+	}
+	out := &model.Conversation{SessionID: sessionID, Turns: []*model.Turn{}}
+	answered := map[string]bool{}
+	for _, t := range conv.Turns {
+		if t.Role == chat.RoleAssistant {
+			answered[t.RequestID] = true
+		}
+	}
+	for _, t := range conv.Turns {
+		out.Turns = append(out.Turns, TurnModel(t))
+		if t.Role == chat.RoleUser && !answered[t.RequestID] {
+			// Accepted, not started yet.
+			out.Turns = append(out.Turns, TurnModel(chat.Turn{RequestID: t.RequestID, Role: chat.RoleAssistant, Status: chat.StatusInProgress, Locale: t.Locale, At: t.At}))
+		}
+	}
+	return out, nil
+}
+
+// Models is the resolver for the models field.
+func (r *queryResolver) Models(ctx context.Context) ([]*model.ModelInfo, error) {
+	out := make([]*model.ModelInfo, 0, len(r.ModelNames))
+	for _, name := range r.ModelNames {
+		out = append(out, &model.ModelInfo{Name: name, Default: name == r.DefaultModel})
+	}
+	return out, nil
 }
 
 // OnSendMessage is never reached: subscriptions are served by the connection
 // engine (WebSocket and SSE), which projects hub events without running the
 // executor per event per subscriber.
-func (r *subscriptionResolver) OnSendMessage(ctx context.Context, sessionID string) (<-chan *model.SendMessageResponse, error) {
+func (r *subscriptionResolver) OnSendMessage(ctx context.Context, sessionID string, after *string) (<-chan *model.SendMessageResponse, error) {
 	return nil, codeError(ctx, chat.CodeBadInput, "subscriptions are served over WebSocket or SSE on /graphql")
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
 )
@@ -127,6 +128,13 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 	sess.mu.Unlock()
 
 	from, err := h.replayStart(ctx, sessionID, after, upTo)
+	if errors.Is(err, ErrHistoryGone) {
+		// Say so instead of skipping silently, then go on from now.
+		from, err = upTo+1, sink.Replay(ctx, &Shared{Event: chat.Event{
+			Type: chat.EventResync, SessionID: sessionID, TimeStamp: time.Now().UTC(),
+			Message: "history no longer reaches the cursor; reload the conversation",
+		}})
+	}
 	if err != nil {
 		sub.Close()
 		return nil, err

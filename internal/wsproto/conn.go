@@ -270,13 +270,9 @@ func (c *conn) start(id string, params *graphql.RawParams) {
 		return
 	}
 	sub := &subscription{c: c, id: id, shape: op.Subscription.Shape}
-	hs, err := c.s.hub.Subscribe(c.ctx, op.Subscription.SessionID, nil, sub)
+	hs, err := c.s.hub.Subscribe(c.ctx, op.Subscription.SessionID, op.Subscription.After, sub)
 	if err != nil {
 		c.finish(id)
-		if errors.Is(err, hub.ErrHistoryGone) {
-			c.send(c.dialect.errorFrame(id, opError(chat.CodeBadCursor, "the event history no longer reaches this cursor; reload the conversation").errs))
-			return
-		}
 		c.s.log.Error("subscribe", "session", op.Subscription.SessionID, "err", err)
 		c.send(c.dialect.errorFrame(id, opError(chat.CodeUnavailable, "could not subscribe, try again").errs))
 		return

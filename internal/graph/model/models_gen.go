@@ -9,6 +9,17 @@ import (
 	"strconv"
 )
 
+type CancelResult struct {
+	RequestID string `json:"requestId"`
+	// False when the answer had already ended.
+	Cancelled bool `json:"cancelled"`
+}
+
+type Conversation struct {
+	SessionID string  `json:"sessionId"`
+	Turns     []*Turn `json:"turns"`
+}
+
 type GetLlmResponse struct {
 	SessionID *string    `json:"sessionId,omitempty"`
 	Locale    *string    `json:"locale,omitempty"`
@@ -21,11 +32,21 @@ type GetLlmResponseInput struct {
 	SessionID string `json:"sessionId"`
 	Message   string `json:"message"`
 	Locale    string `json:"locale"`
+	// One of the models the server allows (see models); the server's default when absent.
+	Model *string `json:"model,omitempty"`
+	// The client's own id for this ask: asking again with the same id attaches to the same answer instead of generating it twice.
+	RequestID *string `json:"requestId,omitempty"`
 }
 
 type Message struct {
 	Content     *string `json:"content,omitempty"`
 	ContentType *string `json:"contentType,omitempty"`
+}
+
+// A model a client may ask for.
+type ModelInfo struct {
+	Name    string `json:"name"`
+	Default bool   `json:"default"`
 }
 
 type Mutation struct {
@@ -67,6 +88,20 @@ type StreamError struct {
 type Subscription struct {
 }
 
+// One message of a conversation.
+type Turn struct {
+	RequestID string `json:"requestId"`
+	Role      Role   `json:"role"`
+	// The text; for an answer in progress, the part generated so far.
+	Text   string     `json:"text"`
+	Status TurnStatus `json:"status"`
+	Locale *string    `json:"locale,omitempty"`
+	Model  *string    `json:"model,omitempty"`
+	Usage  *Usage     `json:"usage,omitempty"`
+	// When the turn was written (ISO-8601).
+	At string `json:"at"`
+}
+
 type Usage struct {
 	InputTokens  int `json:"inputTokens"`
 	OutputTokens int `json:"outputTokens"`
@@ -84,6 +119,10 @@ const (
 	EventTypeCancelled EventType = "CANCELLED"
 	// Published through sendMessage by a service.
 	EventTypeMessage EventType = "MESSAGE"
+	// The answer restarts from scratch (its worker died); drop what was shown of it.
+	EventTypeRestart EventType = "RESTART"
+	// The history no longer reaches the resume cursor: reload the conversation.
+	EventTypeResync EventType = "RESYNC"
 )
 
 var AllEventType = []EventType{
@@ -93,11 +132,13 @@ var AllEventType = []EventType{
 	EventTypeError,
 	EventTypeCancelled,
 	EventTypeMessage,
+	EventTypeRestart,
+	EventTypeResync,
 }
 
 func (e EventType) IsValid() bool {
 	switch e {
-	case EventTypeStart, EventTypeDelta, EventTypeEnd, EventTypeError, EventTypeCancelled, EventTypeMessage:
+	case EventTypeStart, EventTypeDelta, EventTypeEnd, EventTypeError, EventTypeCancelled, EventTypeMessage, EventTypeRestart, EventTypeResync:
 		return true
 	}
 	return false
@@ -133,6 +174,122 @@ func (e *EventType) UnmarshalJSON(b []byte) error {
 }
 
 func (e EventType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type Role string
+
+const (
+	RoleUser      Role = "USER"
+	RoleAssistant Role = "ASSISTANT"
+)
+
+var AllRole = []Role{
+	RoleUser,
+	RoleAssistant,
+}
+
+func (e Role) IsValid() bool {
+	switch e {
+	case RoleUser, RoleAssistant:
+		return true
+	}
+	return false
+}
+
+func (e Role) String() string {
+	return string(e)
+}
+
+func (e *Role) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Role(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Role", str)
+	}
+	return nil
+}
+
+func (e Role) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Role) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Role) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type TurnStatus string
+
+const (
+	TurnStatusComplete   TurnStatus = "COMPLETE"
+	TurnStatusIncomplete TurnStatus = "INCOMPLETE"
+	TurnStatusCancelled  TurnStatus = "CANCELLED"
+	TurnStatusError      TurnStatus = "ERROR"
+	TurnStatusInProgress TurnStatus = "IN_PROGRESS"
+)
+
+var AllTurnStatus = []TurnStatus{
+	TurnStatusComplete,
+	TurnStatusIncomplete,
+	TurnStatusCancelled,
+	TurnStatusError,
+	TurnStatusInProgress,
+}
+
+func (e TurnStatus) IsValid() bool {
+	switch e {
+	case TurnStatusComplete, TurnStatusIncomplete, TurnStatusCancelled, TurnStatusError, TurnStatusInProgress:
+		return true
+	}
+	return false
+}
+
+func (e TurnStatus) String() string {
+	return string(e)
+}
+
+func (e *TurnStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = TurnStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid TurnStatus", str)
+	}
+	return nil
+}
+
+func (e TurnStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *TurnStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e TurnStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
