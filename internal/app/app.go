@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/provider/demo"
+	"github.com/tokencast/tokencast/internal/ratelimit"
 	"github.com/tokencast/tokencast/internal/wsproto"
 )
 
@@ -40,9 +42,23 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
 	}
-	authn := auth.NewAuthenticator(clients, services)
-	if authn.Open() && !config.Loopback(cfg.Addr) {
-		return fmt.Errorf("refusing to listen on %s without authentication: set TOKENCAST_API_KEYS, or listen on a loopback address", cfg.Addr)
+	var tokens auth.TokenVerifier
+	if cfg.OIDCIssuer != "" {
+		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience, UserClaim: cfg.OIDCUserClaim, Skew: cfg.OIDCSkew})
+		if err != nil {
+			return err
+		}
+		tokens = o
+	}
+	authn := auth.NewAuthenticator(clients, services, tokens)
+	dev := cfg.Dev()
+	switch {
+	case dev && !config.Loopback(cfg.Addr):
+		return fmt.Errorf("development mode listens only on a loopback address, not %s: use --mode prod with authentication", cfg.Addr)
+	case !dev && authn.Open():
+		return fmt.Errorf("refusing to serve %s in production mode without authentication: set TOKENCAST_API_KEYS or --oidc-issuer", cfg.Addr)
+	case !dev && slices.Contains(cfg.AllowedOrigins, "*"):
+		return errors.New("--allowed-origins \"*\" is for development mode only: list the origins")
 	}
 
 	b, err := bus.Open(ctx, bus.Config{DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, MaxDeliver: cfg.MaxDeliver}, log)
@@ -53,14 +69,20 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	h := hub.New(b, log, cfg.QueueSize*4)
 	defer h.Close()
 
+	var stopping atomic.Bool
+	guard := auth.NewGuard(b)
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 		Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
 		ModelNames: []string{DefaultModel}, DefaultModel: DefaultModel,
+		Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
+		Accepting: func() bool { return !stopping.Load() },
 	}})
-	ops := graph.NewOperations(es)
+	limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, Introspection: dev}
+	ops := graph.NewOperations(es, limits, guard)
 	ws := wsproto.NewServer(wsproto.Config{
 		ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 		InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
+		MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
 	}, ops, h, authn, log)
 	orch := orchestrator.New(orchestrator.Config{
 		Workers:      cfg.Workers,
@@ -70,7 +92,6 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap}},
 	}, log)
 
-	var stopping atomic.Bool
 	ready := map[string]gateway.Readiness{
 		"nats": b.Ready,
 		"workers": func(context.Context) error {
@@ -87,7 +108,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		},
 	}
 	gw := gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout},
-		es, ops, h, authn, ws, ready, version, log)
+		es, limits, ops, h, authn, ws, ready, version, log)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -101,9 +122,12 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	mode := "authenticated"
-	if authn.Open() {
-		mode = "open development mode (no TOKENCAST_API_KEYS; loopback only)"
+	mode := "production mode"
+	switch {
+	case dev && authn.Open():
+		mode = "open development mode: no TOKENCAST_API_KEYS, loopback only"
+	case dev:
+		mode = "development mode"
 	}
 	fmt.Fprintf(stdout, "tokencast %s listening on http://%s (%s)\n", version, ln.Addr(), mode)
 	log.Info("serving", "addr", ln.Addr().String(), "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)

@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Kind is what a principal may do.
@@ -23,13 +24,24 @@ const (
 
 // Principal is an authenticated caller.
 type Principal struct {
-	// ID names the caller: the key's name, or "dev" in open mode.
+	// ID names the caller for ownership, limits and logs: "key:<name>" for
+	// an API key, "user:<claim>" for a bearer token, "dev" in open mode.
 	ID   string
 	Kind Kind
+	// Expires is when the credential stops being valid; zero for never.
+	Expires time.Time
 }
 
 // IsService reports whether p may publish into sessions.
 func (p *Principal) IsService() bool { return p != nil && p.Kind == Service }
+
+// Credentials are what a caller presented.
+type Credentials struct {
+	APIKey string
+	// Authorization is a bearer token, with or without the "Bearer " prefix
+	// (AppSync clients send the bare token).
+	Authorization string
+}
 
 type principalKey struct{}
 
@@ -75,7 +87,7 @@ func (k *Keys) Add(list string, kind Kind) error {
 		if len(secret) < 16 {
 			return fmt.Errorf("key %q is shorter than 16 characters", name)
 		}
-		prefix := "client:"
+		prefix := "key:"
 		if kind == Service {
 			prefix = "service:"
 		}
@@ -103,21 +115,28 @@ func (k *Keys) Lookup(secret string) *Principal {
 	return found
 }
 
+// TokenVerifier checks a bearer token.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (*Principal, error)
+}
+
 // Authenticator decides who a caller is.
 type Authenticator struct {
-	keys *Keys
-	open bool
+	keys   *Keys
+	tokens TokenVerifier // nil when no issuer is configured
+	open   bool
 }
 
 // DevPrincipal is every caller in open development mode.
 var DevPrincipal = &Principal{ID: "dev", Kind: Client}
 
-// NewAuthenticator returns an authenticator over client and service keys.
-// With no client keys the server is open (development mode): a caller without
-// a valid key is DevPrincipal, and only service keys still mean more.
-func NewAuthenticator(clients, services *Keys) *Authenticator {
+// NewAuthenticator returns an authenticator over client and service keys and
+// bearer tokens (tokens may be nil). With neither client keys nor tokens the
+// server is open (development mode): a caller without valid credentials is
+// DevPrincipal, and only service keys still mean more.
+func NewAuthenticator(clients, services *Keys, tokens TokenVerifier) *Authenticator {
 	all := &Keys{keys: append(append([]key(nil), clients.keys...), services.keys...)}
-	return &Authenticator{keys: all, open: clients.Len() == 0}
+	return &Authenticator{keys: all, tokens: tokens, open: clients.Len() == 0 && tokens == nil}
 }
 
 // Open reports whether no credentials are required.
@@ -126,15 +145,31 @@ func (a *Authenticator) Open() bool { return a.open }
 // ErrUnauthenticated says the credentials were missing or wrong.
 var ErrUnauthenticated = fmt.Errorf("missing or invalid API key")
 
-// Authenticate returns the principal for a presented API key. In open mode a
-// missing key is the dev principal, but a presented key still has to be valid
-// to count as a service.
-func (a *Authenticator) Authenticate(apiKey string) (*Principal, error) {
-	if p := a.keys.Lookup(apiKey); p != nil {
+// Authenticate returns the principal for presented credentials: a bearer
+// token when one is presented (a bad token is refused, never ignored), else
+// an API key. In open mode missing credentials are the dev principal, but a
+// key still has to be valid to count as a service.
+func (a *Authenticator) Authenticate(ctx context.Context, c Credentials) (*Principal, error) {
+	if tok := bearer(c.Authorization); tok != "" && a.tokens != nil {
+		p, err := a.tokens.Verify(ctx, tok)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		}
+		return p, nil
+	}
+	if p := a.keys.Lookup(c.APIKey); p != nil {
 		return p, nil
 	}
 	if a.open {
 		return DevPrincipal, nil
 	}
 	return nil, ErrUnauthenticated
+}
+
+func bearer(h string) string {
+	h = strings.TrimSpace(h)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return h
 }

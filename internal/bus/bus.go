@@ -31,6 +31,7 @@ const (
 	turnsStream = "TC_TURNS"
 	turnsPrefix = "tc.turn."
 
+	sessionBucket = "TC_SESSIONS"
 	cancelBucket  = "TC_CANCELS"
 	cancelPrefix  = "tc.cancel."
 	cancelMarkTTL = 24 * time.Hour
@@ -58,7 +59,8 @@ type Bus struct {
 	events jetstream.Stream
 	turns   jetstream.Stream
 	work    jetstream.Consumer
-	cancels jetstream.KeyValue
+	cancels  jetstream.KeyValue
+	sessions jetstream.KeyValue
 }
 
 // Open starts the embedded NATS server under cfg.DataDir, connects to it in
@@ -160,7 +162,31 @@ func (b *Bus) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", cancelBucket, err)
 	}
+	b.sessions, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:  sessionBucket,
+		Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", sessionBucket, err)
+	}
 	return nil
+}
+
+// ClaimSession binds a session to owner if it has no owner yet, and returns
+// the session's owner either way. The bind is atomic across nodes.
+func (b *Bus) ClaimSession(ctx context.Context, session, owner string) (string, error) {
+	_, err := b.sessions.Create(ctx, session, []byte(owner))
+	if err == nil {
+		return owner, nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return "", fmt.Errorf("claim session %s: %w", session, err)
+	}
+	e, err := b.sessions.Get(ctx, session)
+	if err != nil {
+		return "", fmt.Errorf("owner of session %s: %w", session, err)
+	}
+	return string(e.Value()), nil
 }
 
 // Close drains the connection and stops the embedded server.

@@ -138,6 +138,7 @@ const (
 	CodeIncomplete      = "INCOMPLETE"
 	CodeUnknownModel    = "UNKNOWN_MODEL"
 	CodeNotFound        = "NOT_FOUND"
+	CodeRateLimited     = "RATE_LIMITED"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

@@ -35,6 +35,21 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+	Mode            string
+
+	OIDCIssuer    string
+	OIDCAudience  string
+	OIDCUserClaim string
+	OIDCSkew      time.Duration
+	TokenGrace    time.Duration
+
+	AskRate              float64
+	AskBurst             int
+	MaxConns             int
+	MaxConnsPerPrincipal int
+	MaxDepth             int
+	MaxAliases           int
+	MaxComplexity        int
 
 	// Secrets come from the environment only, so they never show in ps.
 	APIKeys     string
@@ -73,6 +88,19 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.Mode, "mode", "auto", "dev (open, loopback only, introspection on), prod (authentication required), or auto: dev on a loopback address, prod otherwise")
+	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", "", "issuer URL whose JWT bearer tokens are accepted (discovery and JWKS from it)")
+	fs.StringVar(&c.OIDCAudience, "oidc-audience", "", "audience (aud) a bearer token must carry")
+	fs.StringVar(&c.OIDCUserClaim, "oidc-user-claim", "sub", "token claim that names the user who owns sessions")
+	fs.DurationVar(&c.OIDCSkew, "oidc-skew", 30*time.Second, "clock skew tolerated on a token's exp and nbf")
+	fs.DurationVar(&c.TokenGrace, "token-grace", 10*time.Second, "how long a WebSocket outlives its token's expiry before it is closed")
+	fs.Float64Var(&c.AskRate, "ask-rate", 30, "questions per minute per principal (0: unlimited)")
+	fs.IntVar(&c.AskBurst, "ask-burst", 10, "questions a principal may ask at once before the rate applies")
+	fs.IntVar(&c.MaxConns, "max-conns", 10000, "WebSocket connections this node accepts")
+	fs.IntVar(&c.MaxConnsPerPrincipal, "max-conns-per-principal", 1000, "WebSocket connections one principal may hold on this node")
+	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
+	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
+	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -127,6 +155,8 @@ func (c *Config) validate() error {
 		"--max-body-bytes": c.MaxBodyBytes,
 		"--write-timeout":  int64(c.WriteTimeout), "--init-timeout": int64(c.InitTimeout),
 		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
+		"--max-conns": int64(c.MaxConns), "--max-conns-per-principal": int64(c.MaxConnsPerPrincipal),
+		"--max-depth": int64(c.MaxDepth), "--max-aliases": int64(c.MaxAliases), "--max-complexity": int64(c.MaxComplexity),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -140,6 +170,17 @@ func (c *Config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.Mode {
+	case "auto", "dev", "prod":
+	default:
+		errs = append(errs, fmt.Errorf("--mode %q: want auto, dev or prod", c.Mode))
+	}
+	if (c.OIDCIssuer == "") != (c.OIDCAudience == "") {
+		errs = append(errs, errors.New("--oidc-issuer and --oidc-audience go together"))
+	}
+	if c.AskRate < 0 || c.AskBurst < 1 || c.OIDCSkew < 0 || c.TokenGrace < 0 {
+		errs = append(errs, errors.New("--ask-rate, --oidc-skew and --token-grace must not be negative, --ask-burst at least 1"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
@@ -158,4 +199,9 @@ func Loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Dev reports whether the server runs in development mode.
+func (c *Config) Dev() bool {
+	return c.Mode == "dev" || (c.Mode == "auto" && Loopback(c.Addr))
 }

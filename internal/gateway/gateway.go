@@ -33,9 +33,9 @@ type Hub interface {
 	Subscribe(ctx context.Context, session string, after *uint64, sink hub.Sink) (*hub.Subscriber, error)
 }
 
-// Authenticator turns a presented API key into a principal.
+// Authenticator turns presented credentials into a principal.
 type Authenticator interface {
-	Authenticate(apiKey string) (*auth.Principal, error)
+	Authenticate(ctx context.Context, c auth.Credentials) (*auth.Principal, error)
 }
 
 // Readiness reports whether a part can serve; nil means ready.
@@ -62,7 +62,7 @@ type Gateway struct {
 }
 
 // New returns a gateway. ws serves WebSocket upgrades on /graphql.
-func New(cfg Config, es graphql.ExecutableSchema, ops Operations, h Hub, a Authenticator, ws http.Handler, ready map[string]Readiness, version string, log *slog.Logger) *Gateway {
+func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Operations, h Hub, a Authenticator, ws http.Handler, ready map[string]Readiness, version string, log *slog.Logger) *Gateway {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
@@ -76,6 +76,9 @@ func New(cfg Config, es graphql.ExecutableSchema, ops Operations, h Hub, a Authe
 	// JSON POST only: no GET and no form bodies, which a cross-site page
 	// could send without a CORS preflight.
 	srv.AddTransport(transport.POST{})
+	for _, ext := range limits.Extensions() {
+		srv.Use(ext)
+	}
 	srv.SetErrorPresenter(presentError(log))
 	srv.SetRecoverFunc(func(ctx context.Context, err any) error {
 		log.Error("resolver panic", "panic", err)
@@ -124,9 +127,10 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
-	p, err := g.auth.Authenticate(r.Header.Get("X-Api-Key"))
+	p, err := g.auth.Authenticate(r.Context(), auth.Credentials{APIKey: r.Header.Get("X-Api-Key"), Authorization: r.Header.Get("Authorization")})
 	if err != nil {
-		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: "a valid API key is required", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
+		g.log.Debug("refused credentials", "err", err)
+		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: "a valid API key or token is required", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
 		return
 	}
 	r = r.WithContext(auth.WithPrincipal(r.Context(), p))

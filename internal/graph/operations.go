@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph/model"
 )
@@ -20,15 +22,21 @@ import (
 // are not gqlgen's own (WebSocket dialects, SSE): queries and mutations run on
 // gqlgen's executor, subscriptions become a session and a Shape.
 type Operations struct {
-	exec *executor.Executor
+	exec     *executor.Executor
+	sessions Authorizer
 
 	mu     sync.Mutex
 	shapes map[string]*Shape
 }
 
-// NewOperations returns Operations over the executable schema.
-func NewOperations(es graphql.ExecutableSchema) *Operations {
-	return &Operations{exec: executor.New(es), shapes: make(map[string]*Shape)}
+// NewOperations returns Operations over the executable schema, with the
+// same limits as every other transport.
+func NewOperations(es graphql.ExecutableSchema, limits Limits, sessions Authorizer) *Operations {
+	exec := executor.New(es)
+	for _, ext := range limits.Extensions() {
+		exec.Use(ext)
+	}
+	return &Operations{exec: exec, sessions: sessions, shapes: make(map[string]*Shape)}
 }
 
 // Operation is a parsed, validated operation.
@@ -71,6 +79,12 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (*O
 	session, _ := args["sessionId"].(string)
 	if !chat.ValidSessionID(session) {
 		return nil, gqlerror.List{{Message: "sessionId must be 1 to 128 letters, digits, '-' or '_'", Extensions: map[string]any{"code": chat.CodeBadSessionID}}}
+	}
+	if err := o.sessions.Authorize(ctx, auth.FromContext(ctx), session); err != nil {
+		if errors.Is(err, auth.ErrForbidden) || errors.Is(err, auth.ErrUnauthenticated) {
+			return nil, gqlerror.List{{Message: "this session belongs to someone else", Extensions: map[string]any{"code": chat.CodeForbidden}}}
+		}
+		return nil, gqlerror.List{{Message: "could not check access to the session, try again", Extensions: map[string]any{"code": chat.CodeUnavailable}}}
 	}
 	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}
 	if after, ok := args["after"].(string); ok {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph/model"
 )
@@ -24,6 +26,16 @@ type Store interface {
 	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
 }
 
+// Authorizer decides whether a principal may touch a session.
+type Authorizer interface {
+	Authorize(ctx context.Context, p *auth.Principal, session string) error
+}
+
+// RateLimiter bounds how often a principal may ask.
+type RateLimiter interface {
+	Allow(key string) (ok bool, retryAfter time.Duration)
+}
+
 // Resolver answers queries and mutations. Subscriptions do not go through it:
 // the connection engine serves them from the hub (see Subscription).
 type Resolver struct {
@@ -33,7 +45,29 @@ type Resolver struct {
 	// it names none.
 	ModelNames   []string
 	DefaultModel string
-	Log          *slog.Logger
+	Sessions     Authorizer
+	Asks         RateLimiter
+	// Accepting reports whether new asks are taken (false while shutting down).
+	Accepting func() bool
+	Log       *slog.Logger
+}
+
+// session authenticates the caller and authorizes it on the session.
+func (r *Resolver) session(ctx context.Context, sessionID string) (*auth.Principal, *gqlerror.Error) {
+	p := auth.FromContext(ctx)
+	if p == nil {
+		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key or token is required")
+	}
+	if !chat.ValidSessionID(sessionID) {
+		return nil, codeError(ctx, chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+	}
+	if err := r.Sessions.Authorize(ctx, p, sessionID); err != nil {
+		if errors.Is(err, auth.ErrForbidden) {
+			return nil, codeError(ctx, chat.CodeForbidden, "this session belongs to someone else")
+		}
+		return nil, r.fromDomain(ctx, err)
+	}
+	return p, nil
 }
 
 func (r *Resolver) allowed(model string) bool {

@@ -24,8 +24,8 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	if !p.IsService() {
 		return nil, codeError(ctx, chat.CodeForbidden, "sendMessage needs a service key")
 	}
-	if !chat.ValidSessionID(input.SessionID) {
-		return nil, codeError(ctx, chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+	if _, gerr := r.session(ctx, input.SessionID); gerr != nil {
+		return nil, gerr
 	}
 	if len(input.Message) > r.MaxMessageBytes {
 		return nil, codeError(ctx, chat.CodeMessageTooLarge, "message is larger than the server accepts")
@@ -57,11 +57,8 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 
 // CancelResponse is the resolver for the cancelResponse field.
 func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string, requestID string) (*model.CancelResult, error) {
-	if auth.FromContext(ctx) == nil {
-		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key is required")
-	}
-	if !chat.ValidSessionID(sessionID) {
-		return nil, codeError(ctx, chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+	if _, gerr := r.session(ctx, sessionID); gerr != nil {
+		return nil, gerr
 	}
 	if !chat.ValidRequestID(requestID) {
 		return nil, codeError(ctx, chat.CodeBadRequestID, "requestId must be 1 to 128 letters, digits, '-' or '_'")
@@ -93,12 +90,20 @@ func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string,
 // GetLlmResponse is the resolver for the getLlmResponse field: it accepts the
 // question and returns at once; the answer streams on onSendMessage.
 func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (*model.GetLlmResponse, error) {
-	p := auth.FromContext(ctx)
-	if p == nil {
-		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key is required")
-	}
 	if err := chat.ValidateAsk(input.SessionID, input.Message, input.Locale, r.MaxMessageBytes); err != nil {
 		return nil, r.fromDomain(ctx, err)
+	}
+	if r.Accepting != nil && !r.Accepting() {
+		return nil, codeError(ctx, chat.CodeUnavailable, "the server is shutting down; ask again in a moment")
+	}
+	p, gerr := r.session(ctx, input.SessionID)
+	if gerr != nil {
+		return nil, gerr
+	}
+	if ok, wait := r.Asks.Allow(p.ID); !ok {
+		e := codeError(ctx, chat.CodeRateLimited, "too many questions; wait before asking again")
+		e.Extensions["retryAfter"] = int(wait/time.Second) + 1
+		return nil, e
 	}
 	modelName := r.DefaultModel
 	if input.Model != nil && *input.Model != "" {
@@ -151,11 +156,8 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 
 // Conversation is the resolver for the conversation field.
 func (r *queryResolver) Conversation(ctx context.Context, sessionID string) (*model.Conversation, error) {
-	if auth.FromContext(ctx) == nil {
-		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key is required")
-	}
-	if !chat.ValidSessionID(sessionID) {
-		return nil, codeError(ctx, chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+	if _, gerr := r.session(ctx, sessionID); gerr != nil {
+		return nil, gerr
 	}
 	conv, err := r.Store.Conversation(ctx, sessionID)
 	if err != nil {

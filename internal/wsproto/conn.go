@@ -49,6 +49,8 @@ type conn struct {
 	code    int
 	reason  string
 
+	expiry *time.Timer // closes the connection when its token expires
+
 	mu        sync.Mutex
 	principal *auth.Principal
 	acked     bool
@@ -98,10 +100,17 @@ func (c *conn) run() {
 	c.close(websocket.CloseNormalClosure, "")
 	wg.Wait()
 	c.cancel()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.mu.Lock()
 	subs := c.subs
 	c.subs = nil
+	p := c.principal
 	c.mu.Unlock()
+	if p != nil {
+		c.s.release(p.ID)
+	}
 	for _, sub := range subs {
 		if sub.hub != nil {
 			sub.hub.Close()
@@ -215,24 +224,46 @@ func (s *subscription) Replay(ctx context.Context, sh *hub.Shared) error {
 
 var errConnClosed = errors.New("connection closed")
 
-// authenticate sets the connection's principal from the init payload's API
-// key or the upgrade request's x-api-key header.
+// errTooManyConns refuses a principal over its connection cap.
+var errTooManyConns = errors.New("too many connections for this principal")
+
+// authenticate sets the connection's principal from the init payload's
+// credentials or the upgrade request's headers, counts it against the
+// principal's cap, and arms the close at the token's expiry.
 func (c *conn) authenticate(payload map[string]any) error {
-	key, _ := payload["x-api-key"].(string)
-	if key == "" {
-		key, _ = payload["apiKey"].(string)
+	creds := auth.Credentials{APIKey: str(payload, "x-api-key", "apiKey"), Authorization: str(payload, "Authorization", "authorization")}
+	if creds.APIKey == "" {
+		creds.APIKey = c.req.Header.Get("X-Api-Key")
 	}
-	if key == "" {
-		key = c.req.Header.Get("X-Api-Key")
+	if creds.Authorization == "" {
+		creds.Authorization = c.req.Header.Get("Authorization")
 	}
-	p, err := c.s.auth.Authenticate(key)
+	p, err := c.s.auth.Authenticate(c.ctx, creds)
 	if err != nil {
+		c.s.log.Debug("refused credentials", "err", err)
 		return err
+	}
+	if !c.s.admit(p.ID) {
+		return errTooManyConns
 	}
 	c.mu.Lock()
 	c.principal = p
 	c.mu.Unlock()
+	if !p.Expires.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(p.Expires)+c.s.cfg.TokenGrace, func() {
+			c.close(4401, "token expired")
+		})
+	}
 	return nil
+}
+
+func str(m map[string]any, keys ...string) string {
+	for _, k := range keys {
+		if v, ok := m[k].(string); ok && v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // errOperation is a refusal of one operation, already shaped for the client.
@@ -252,6 +283,11 @@ func (c *conn) start(id string, params *graphql.RawParams) {
 	c.mu.Unlock()
 	ctx := auth.WithPrincipal(c.ctx, p)
 	op, errs := c.s.ops.Prepare(ctx, params)
+	if len(errs) > 0 && errs[0].Extensions["code"] == chat.CodeForbidden {
+		c.finish(id)
+		c.close(4403, "Forbidden")
+		return
+	}
 	if len(errs) > 0 {
 		c.finish(id)
 		c.send(c.dialect.errorFrame(id, errs))

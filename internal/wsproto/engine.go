@@ -47,9 +47,9 @@ type Hub interface {
 	Subscribe(ctx context.Context, session string, after *uint64, sink hub.Sink) (*hub.Subscriber, error)
 }
 
-// Authenticator turns a presented API key into a principal.
+// Authenticator turns presented credentials into a principal.
 type Authenticator interface {
-	Authenticate(apiKey string) (*auth.Principal, error)
+	Authenticate(ctx context.Context, c auth.Credentials) (*auth.Principal, error)
 }
 
 // Config bounds every connection.
@@ -59,6 +59,12 @@ type Config struct {
 	QueueSize        int
 	InitTimeout      time.Duration
 	MaxSubscriptions int
+	// MaxConns bounds the connections of this node; MaxConnsPerPrincipal
+	// those of one principal.
+	MaxConns             int
+	MaxConnsPerPrincipal int
+	// TokenGrace is how long a subscription outlives its token's expiry.
+	TokenGrace time.Duration
 	// AllowedOrigins lists browser origins besides the server's own that may
 	// open a WebSocket; "*" allows any.
 	AllowedOrigins []string
@@ -75,6 +81,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	per      map[string]int // authenticated connections by principal
 	shutdown bool
 	wg       sync.WaitGroup
 }
@@ -96,7 +103,7 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	if cfg.MaxSubscriptions <= 0 {
 		cfg.MaxSubscriptions = 100
 	}
-	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{})}
+	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}), per: make(map[string]int)}
 	s.upgrader = websocket.Upgrader{
 		// Small buffers and a shared write pool keep an idle connection cheap.
 		ReadBufferSize:  512,
@@ -141,6 +148,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns {
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many connections on this node", http.StatusServiceUnavailable)
+		return
+	}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
@@ -176,6 +189,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// admit counts an authenticated connection against its principal's cap.
+func (s *Server) admit(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxConnsPerPrincipal > 0 && s.per[id] >= s.cfg.MaxConnsPerPrincipal {
+		return false
+	}
+	s.per[id]++
+	return true
+}
+
+func (s *Server) release(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.per[id]--; s.per[id] <= 0 {
+		delete(s.per, id)
 	}
 }
 

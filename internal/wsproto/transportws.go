@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -42,7 +43,10 @@ func (transportWS) handle(c *conn, data []byte) {
 				return
 			}
 		}
-		if err := c.authenticate(payload); err != nil {
+		if err := c.authenticate(payload); errors.Is(err, errTooManyConns) {
+			c.close(4429, "Too many connections")
+			return
+		} else if err != nil {
 			c.close(4403, "Forbidden")
 			return
 		}

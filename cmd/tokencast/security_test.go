@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+const (
+	keyA = "user-a-key-0123456789"
+	keyB = "user-b-key-0123456789"
+)
+
+func twoUsers(t *testing.T, args ...string) *server {
+	return start(t, "", map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA + ",bob:" + keyB}, append(fast, args...)...)
+}
+
+func TestAnotherUsersSessionIsRefusedAndLeaksNothing(t *testing.T) {
+	s := twoUsers(t, "--demo-token-interval", "10ms")
+	alice := subscribed(t, s, "s-alice", map[string]any{"x-api-key": keyA})
+
+	// Bob over graphql-transport-ws: closed with 4403 before any event.
+	bob := dialWS(t, s)
+	bob.init(map[string]any{"x-api-key": keyB})
+	bob.subscribe("1", "s-alice")
+	if code, _ := bob.closeCode(); code != 4403 {
+		t.Fatalf("bob's subscription closed with %d, want 4403", code)
+	}
+
+	// Bob over SSE: refused with FORBIDDEN, no stream.
+	body, _ := json.Marshal(map[string]any{"query": subscription, "variables": map[string]any{"sessionId": "s-alice"}})
+	req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("X-Api-Key", keyB)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sse gqlResponse
+	_ = json.NewDecoder(resp.Body).Decode(&sse)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || len(sse.Errors) != 1 || sse.Errors[0].Extensions["code"] != chat.CodeForbidden {
+		t.Fatalf("bob's SSE subscription: %d %+v, want a FORBIDDEN refusal", resp.StatusCode, sse.Errors)
+	}
+
+	// Alice asks and gets her whole answer, undisturbed.
+	r := s.ask(t, keyA, "s-alice", "mine", "en")
+	checkAnswer(t, alice.answer("1", r), r, demoAnswer("en", "mine"))
+
+	// Bob can neither ask in, read nor cancel alice's session.
+	for name, q := range map[string]struct {
+		query string
+		vars  map[string]any
+	}{
+		"ask":          {askQuery, map[string]any{"input": map[string]any{"sessionId": "s-alice", "message": "hijack", "locale": "en"}}},
+		"conversation": {conversationQuery, map[string]any{"s": "s-alice"}},
+		"cancel":       {`mutation($s: String!, $r: ID!) { cancelResponse(sessionId: $s, requestId: $r) { cancelled } }`, map[string]any{"s": "s-alice", "r": r}},
+	} {
+		status, resp := s.post(t, keyB, q.query, q.vars)
+		if status != http.StatusOK || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeForbidden || strings.Contains(string(resp.Data), "mine") {
+			t.Errorf("bob's %s: %d %s %+v, want FORBIDDEN and nothing else", name, status, resp.Data, resp.Errors)
+		}
+	}
+	if turns := s.conversation(t, keyA, "s-alice"); len(turns) != 2 {
+		t.Fatalf("alice's conversation has %d turns after bob's attempts, want 2", len(turns))
+	}
+}
+
+func TestForeignOriginCannotOpenAWebSocket(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{
+		Subprotocols: []string{"graphql-transport-ws"},
+		HTTPHeader:   http.Header{"Origin": []string{"https://evil.example"}},
+	})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("dial from a foreign origin: %v %v, want 403", err, resp)
+	}
+	// The server's own origin is fine.
+	c, _, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{
+		Subprotocols: []string{"graphql-transport-ws"},
+		HTTPHeader:   http.Header{"Origin": []string{"http://" + s.addr}},
+	})
+	if err != nil {
+		t.Fatalf("same-origin dial: %v", err)
+	}
+	c.CloseNow()
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}
+
+func TestSocketsThatNeverInitAreClosed(t *testing.T) {
+	s := start(t, "", nil, append(fast, "--init-timeout", "1s")...)
+	before := openFDs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conns := make([]*websocket.Conn, 0, 1000)
+	for range 1000 {
+		c, _, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+		if err != nil {
+			t.Fatalf("dial %d: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		_, _, err := c.Read(ctx)
+		if code := websocket.CloseStatus(err); code != 4408 {
+			t.Fatalf("socket %d ended with %v (%d), want 4408", i, err, code)
+		}
+		c.CloseNow()
+	}
+	// Both ends of every socket are in this process; all must be gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for openFDs(t) > before+5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := openFDs(t); after > before+5 {
+		t.Fatalf("%d file descriptors open, %d before the sockets", after, before)
+	}
+}
+
+func TestFrameOverTheReadLimitCloses(t *testing.T) {
+	s := start(t, "", nil, append(fast, "--ws-read-limit", "1024")...)
+	c := dialWS(t, s)
+	c.init(nil)
+	ok := `{"type":"ping","payload":{"p":"` + strings.Repeat("x", 1024-len(`{"type":"ping","payload":{"p":""}}`)) + `"}}`
+	c.sendRaw(ok)
+	if m := c.must(5 * time.Second); m.Type != "pong" {
+		t.Fatalf("a frame at the limit got %s", m.Type)
+	}
+	c.sendRaw(ok[:len(ok)-2] + `x"}}`)
+	if code, _ := c.closeCode(); code != websocket.StatusMessageTooBig {
+		t.Fatalf("a frame one byte over the limit: close %d, want 1009", code)
+	}
+}
+
+func TestQueryShapeLimits(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	deep := "{ models { " + strings.Repeat("... on ModelInfo { ", 5) + "name" + strings.Repeat(" }", 5) + " } }"
+	var aliases strings.Builder
+	aliases.WriteString("{ ")
+	for i := range 1000 {
+		fmt.Fprintf(&aliases, "m%d: models { name } ", i)
+	}
+	aliases.WriteString("}")
+	depth50 := "{ " + strings.Repeat("models { ", 50) + "name" + strings.Repeat(" }", 50) + " }"
+	for _, tc := range []struct {
+		name, query, code string
+	}{
+		{"depth 50", depth50, "QUERY_TOO_DEEP"},
+		{"1000 aliases", aliases.String(), "TOO_MANY_ALIASES"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp := s.post(t, "", tc.query, nil)
+			if len(resp.Errors) == 0 || resp.Errors[0].Extensions["code"] != tc.code || resp.Data != nil && string(resp.Data) != "null" {
+				t.Fatalf("got %s %+v, want %s", resp.Data, resp.Errors, tc.code)
+			}
+		})
+	}
+	t.Run("fragments stay within limits", func(t *testing.T) {
+		_, resp := s.post(t, "", deep, nil)
+		if len(resp.Errors) > 0 {
+			t.Fatalf("%+v", resp.Errors)
+		}
+	})
+	t.Run("batched array", func(t *testing.T) {
+		resp, err := http.Post(s.url(), "application/json", strings.NewReader(`[{"query":"{ models { name } }"},{"query":"{ models { name } }"}]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out gqlResponse
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode == http.StatusOK && len(out.Errors) == 0 {
+			t.Fatalf("a batch was executed: %d %s", resp.StatusCode, out.Data)
+		}
+	})
+}
+
+func TestIntrospectionOnlyInDevelopmentMode(t *testing.T) {
+	const q = `{ __schema { queryType { name } } }`
+	dev := start(t, "", nil, fast...)
+	if _, resp := dev.post(t, "", q, nil); len(resp.Errors) > 0 {
+		t.Fatalf("dev mode refused introspection: %+v", resp.Errors)
+	}
+	prod := start(t, "", map[string]string{"TOKENCAST_API_KEYS": keyA}, append(fast, "--mode", "prod")...)
+	if _, resp := prod.post(t, keyA, q, nil); len(resp.Errors) == 0 {
+		t.Fatalf("prod mode answered introspection: %s", resp.Data)
+	}
+}
+
+func TestProductionModeNeedsAuthentication(t *testing.T) {
+	err := run(context.Background(), []string{"serve", "--mode", "prod", "--addr", freeAddr(t), "--data-dir", t.TempDir()}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "without authentication") {
+		t.Fatalf("prod without keys: %v", err)
+	}
+	err = run(context.Background(), []string{"serve", "--mode", "prod", "--allowed-origins", "*", "--addr", freeAddr(t), "--data-dir", t.TempDir()}, func(k string) string {
+		return map[string]string{"TOKENCAST_API_KEYS": keyA}[k]
+	}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "allowed-origins") {
+		t.Fatalf("prod with a wildcard origin: %v", err)
+	}
+}
+
+func TestAskRateLimit(t *testing.T) {
+	s := twoUsers(t, "--ask-rate", "1", "--ask-burst", "2")
+	for i := range 2 {
+		s.ask(t, keyA, "s-rate", fmt.Sprintf("q%d", i), "en")
+	}
+	_, resp := s.post(t, keyA, askQuery, map[string]any{"input": map[string]any{"sessionId": "s-rate", "message": "one too many", "locale": "en"}})
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeRateLimited || resp.Errors[0].Extensions["retryAfter"] == nil {
+		t.Fatalf("third ask: %+v, want RATE_LIMITED with retryAfter", resp.Errors)
+	}
+	// Another principal has its own budget.
+	s.ask(t, keyB, "s-rate-b", "mine", "en")
+}
+
+// issuer is a local OpenID provider: discovery document and JWKS.
+type issuer struct {
+	srv *httptest.Server
+	key *rsa.PrivateKey
+}
+
+func newIssuer(t *testing.T) *issuer {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &issuer{key: key}
+	mux := http.NewServeMux()
+	is.srv = httptest.NewServer(mux)
+	t.Cleanup(is.srv.Close)
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks",
+			"id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	return is
+}
+
+func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims jwt.Claims) string {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestBearerTokens(t *testing.T) {
+	is := newIssuer(t)
+	s := start(t, "", nil, append(fast, "--mode", "prod", "--oidc-issuer", is.srv.URL, "--oidc-audience", "tokencast", "--oidc-skew", "1s", "--token-grace", "0s")...)
+	now := time.Now()
+	good := jwt.Claims{Issuer: is.srv.URL, Audience: jwt.Audience{"tokencast"}, Subject: "alice", Expiry: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now)}
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	with := func(f func(c *jwt.Claims)) jwt.Claims { c := good; f(&c); return c }
+	// alg: none, hand-made: header {"alg":"none"}.
+	none := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + strings.Split(is.token(t, is.key, good), ".")[1] + "."
+
+	postWith := func(tok string) (int, gqlResponse) {
+		body, _ := json.Marshal(map[string]any{"query": askQuery, "variables": map[string]any{"input": map[string]any{"sessionId": "s-jwt", "message": "hi", "locale": "en"}}})
+		req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out gqlResponse
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	for name, tok := range map[string]string{
+		"forged":         is.token(t, other, good),
+		"expired":        is.token(t, is.key, with(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(-time.Minute)) })),
+		"not yet valid":  is.token(t, is.key, with(func(c *jwt.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Minute)) })),
+		"wrong audience": is.token(t, is.key, with(func(c *jwt.Claims) { c.Audience = jwt.Audience{"someone-else"} })),
+		"wrong issuer":   is.token(t, is.key, with(func(c *jwt.Claims) { c.Issuer = "https://evil.example" })),
+		"alg none":       none,
+		"garbage":        "not.a.jwt",
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, resp := postWith(tok)
+			if status != http.StatusUnauthorized || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeUnauthenticated {
+				t.Fatalf("%d %+v, want 401 UNAUTHENTICATED", status, resp.Errors)
+			}
+			c := dialWS(t, s)
+			c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": tok}})
+			if code, _ := c.closeCode(); code != 4403 {
+				t.Fatalf("WebSocket init with it closed %d, want 4403", code)
+			}
+		})
+	}
+	t.Run("valid", func(t *testing.T) {
+		if status, resp := postWith(is.token(t, is.key, good)); status != http.StatusOK || len(resp.Errors) > 0 {
+			t.Fatalf("%d %+v", status, resp.Errors)
+		}
+	})
+	t.Run("expires mid-stream", func(t *testing.T) {
+		short := is.token(t, is.key, with(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(2 * time.Second)) }))
+		c := subscribed(t, s, "s-jwt-2", map[string]any{"Authorization": "Bearer " + short})
+		if code, reason := c.closeCode(); code != 4401 {
+			t.Fatalf("closed with %d %q when the token expired, want 4401", code, reason)
+		}
+	})
+}
