@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,75 +32,43 @@ import (
 // DefaultModel is the model answering when nothing else is configured.
 const DefaultModel = "demo:default"
 
-// Serve runs the server until ctx ends, then shuts it down gracefully.
+// Serve runs the server until ctx ends, then shuts it down gracefully:
+// readiness turns false, new asks and connections are refused, answers in
+// flight may finish until the shutdown timeout, unfinished requests are handed
+// back for another worker, and clients are told to reconnect.
 func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	clients, err := auth.ParseKeys(cfg.APIKeys, auth.Client)
+	api, worker := cfg.Role != "worker", cfg.Role != "api"
+
+	authn, err := authenticator(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("TOKENCAST_API_KEYS: %w", err)
+		return err
 	}
-	services, err := auth.ParseKeys(cfg.ServiceKeys, auth.Service)
-	if err != nil {
-		return fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
-	}
-	var tokens auth.TokenVerifier
-	if cfg.OIDCIssuer != "" {
-		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience, UserClaim: cfg.OIDCUserClaim, Skew: cfg.OIDCSkew})
-		if err != nil {
-			return err
-		}
-		tokens = o
-	}
-	authn := auth.NewAuthenticator(clients, services, tokens)
 	dev := cfg.Dev()
-	switch {
-	case dev && !config.Loopback(cfg.Addr):
-		return fmt.Errorf("development mode listens only on a loopback address, not %s: use --mode prod with authentication", cfg.Addr)
-	case !dev && authn.Open():
-		return fmt.Errorf("refusing to serve %s in production mode without authentication: set TOKENCAST_API_KEYS or --oidc-issuer", cfg.Addr)
-	case !dev && slices.Contains(cfg.AllowedOrigins, "*"):
-		return errors.New("--allowed-origins \"*\" is for development mode only: list the origins")
+	if api {
+		switch {
+		case dev && !config.Loopback(cfg.Addr):
+			return fmt.Errorf("development mode listens only on a loopback address, not %s: use --mode prod with authentication", cfg.Addr)
+		case !dev && authn.Open():
+			return fmt.Errorf("refusing to serve %s in production mode without authentication: set TOKENCAST_API_KEYS or --oidc-issuer", cfg.Addr)
+		case !dev && slices.Contains(cfg.AllowedOrigins, "*"):
+			return errors.New("--allowed-origins \"*\" is for development mode only: list the origins")
+		}
 	}
 
-	b, err := bus.Open(ctx, bus.Config{DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, MaxDeliver: cfg.MaxDeliver}, log)
+	b, err := bus.Open(ctx, bus.Config{
+		DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,
+		URLs: cfg.NATSURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey, CAFile: cfg.NATSCA,
+		Listen: cfg.NATSListen, Replicas: cfg.Replicas,
+	}, log)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	h := hub.New(b, log, cfg.QueueSize*4)
-	defer h.Close()
 
 	var stopping atomic.Bool
-	guard := auth.NewGuard(b)
-	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
-		Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
-		ModelNames: []string{DefaultModel}, DefaultModel: DefaultModel,
-		Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
-		Accepting: func() bool { return !stopping.Load() },
-	}})
-	limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, Introspection: dev}
-	ops := graph.NewOperations(es, limits, guard)
-	ws := wsproto.NewServer(wsproto.Config{
-		ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
-		InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
-		MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
-	}, ops, h, authn, log)
-	orch := orchestrator.New(orchestrator.Config{
-		Workers:      cfg.Workers,
-		Coalescing:   orchestrator.Coalescing{Window: cfg.CoalesceWindow, Bytes: cfg.CoalesceBytes, Chunks: cfg.CoalesceChunks},
-		DefaultModel: DefaultModel,
-	}, b, map[string]orchestrator.Model{
-		DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap}},
-	}, log)
-
 	ready := map[string]gateway.Readiness{
 		"nats": b.Ready,
-		"workers": func(context.Context) error {
-			if n := orch.Running(); n < cfg.Workers {
-				return fmt.Errorf("%d of %d workers running", n, cfg.Workers)
-			}
-			return nil
-		},
 		"serving": func(context.Context) error {
 			if stopping.Load() {
 				return errors.New("shutting down")
@@ -107,15 +76,61 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 			return nil
 		},
 	}
-	gw := gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout},
-		es, limits, ops, h, authn, ws, ready, version, log)
+
+	var orch *orchestrator.Orchestrator
+	if worker {
+		orch = orchestrator.New(orchestrator.Config{
+			Workers:      cfg.Workers,
+			Coalescing:   orchestrator.Coalescing{Window: cfg.CoalesceWindow, Bytes: cfg.CoalesceBytes, Chunks: cfg.CoalesceChunks},
+			DefaultModel: DefaultModel,
+			Heartbeat:    cfg.AckWait / 3,
+		}, b, map[string]orchestrator.Model{
+			DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap}},
+		}, log)
+		ready["workers"] = func(context.Context) error {
+			if n := orch.Running(); n < cfg.Workers {
+				return fmt.Errorf("%d of %d workers running", n, cfg.Workers)
+			}
+			return nil
+		}
+	}
+
+	var (
+		h   *hub.Hub
+		ws  *wsproto.Server
+		gw  *gateway.Gateway
+		mux http.Handler
+	)
+	if api {
+		h = hub.New(b, log, cfg.QueueSize*4)
+		defer h.Close()
+		guard := auth.NewGuard(b)
+		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
+			ModelNames: []string{DefaultModel}, DefaultModel: DefaultModel,
+			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
+			Accepting: func() bool { return !stopping.Load() },
+		}})
+		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, Introspection: dev}
+		ops := graph.NewOperations(es, limits, guard)
+		ws = wsproto.NewServer(wsproto.Config{
+			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
+			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
+			MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
+		}, ops, h, authn, log)
+		gw = gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout},
+			es, limits, ops, h, authn, ws, ready, version, log)
+		mux = gw.Handler()
+	} else {
+		mux = gateway.HealthHandler(ready)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           gw.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -129,11 +144,15 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	case dev:
 		mode = "development mode"
 	}
-	fmt.Fprintf(stdout, "tokencast %s listening on http://%s (%s)\n", version, ln.Addr(), mode)
-	log.Info("serving", "addr", ln.Addr().String(), "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "tokencast %s listening on http://%s (role %s, %s)\n", version, ln.Addr(), cfg.Role, mode)
+	log.Info("serving", "addr", ln.Addr().String(), "role", cfg.Role, "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
 
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	// pull ends when shutdown starts; work when the shutdown timeout is up.
+	pull, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPulling()
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	workersDone := make(chan struct{})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -141,16 +160,43 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		}
 		return nil
 	})
-	g.Go(func() error { return orch.Run(workCtx) })
+	if orch != nil {
+		g.Go(func() error {
+			defer close(workersDone)
+			return orch.Run(pull, work)
+		})
+	} else {
+		close(workersDone)
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		stopping.Store(true)
-		log.Info("shutting down")
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
-		_ = ws.Shutdown(sctx)
+		stopPulling()
+		var wg sync.WaitGroup
+		if api {
+			gw.Shutdown()
+			wg.Go(func() { _ = ws.Shutdown(sctx) })
+		}
+		wg.Go(func() {
+			// Answers in flight may finish; what is left at the deadline is
+			// handed back to another worker.
+			select {
+			case <-workersDone:
+			case <-sctx.Done():
+				log.Warn("shutdown timeout: handing unfinished answers back")
+				stopWork()
+			}
+		})
 		err := srv.Shutdown(sctx)
+		wg.Wait()
 		stopWork()
+		if errors.Is(err, context.DeadlineExceeded) {
+			_ = srv.Close()
+			err = nil
+		}
 		return err
 	})
 	err = g.Wait()
@@ -158,6 +204,26 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		err = nil
 	}
 	return err
+}
+
+func authenticator(ctx context.Context, cfg *config.Config) (*auth.Authenticator, error) {
+	clients, err := auth.ParseKeys(cfg.APIKeys, auth.Client)
+	if err != nil {
+		return nil, fmt.Errorf("TOKENCAST_API_KEYS: %w", err)
+	}
+	services, err := auth.ParseKeys(cfg.ServiceKeys, auth.Service)
+	if err != nil {
+		return nil, fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
+	}
+	var tokens auth.TokenVerifier
+	if cfg.OIDCIssuer != "" {
+		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience, UserClaim: cfg.OIDCUserClaim, Skew: cfg.OIDCSkew})
+		if err != nil {
+			return nil, err
+		}
+		tokens = o
+	}
+	return auth.NewAuthenticator(clients, services, tokens), nil
 }
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {

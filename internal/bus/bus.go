@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,9 @@ const (
 	turnsStream = "TC_TURNS"
 	turnsPrefix = "tc.turn."
 
+	deadStream = "TC_DEAD"
+	deadSubj   = "tc.dead"
+
 	sessionBucket = "TC_SESSIONS"
 	cancelBucket  = "TC_CANCELS"
 	cancelPrefix  = "tc.cancel."
@@ -47,18 +52,31 @@ type Config struct {
 	MaxDeliver int
 	// AckWait is how long a worker may hold a request without a sign of life.
 	AckWait time.Duration
+
+	// URLs of an external NATS cluster (comma-separated); empty embeds one.
+	URLs string
+	// CredsFile, NKeySeedFile and CAFile authenticate to an external NATS.
+	CredsFile    string
+	NKeySeedFile string
+	CAFile       string
+	// Listen makes the embedded server accept other processes (workers) on
+	// host:port; empty keeps it in-process only.
+	Listen string
+	// Replicas of every stream (3 in a cluster).
+	Replicas int
 }
 
 // Bus is a connection to NATS JetStream with tokencast's streams in place.
 type Bus struct {
-	cfg    Config
-	log    *slog.Logger
-	srv    *server.Server // nil when NATS is external
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	events jetstream.Stream
-	turns   jetstream.Stream
-	work    jetstream.Consumer
+	cfg      Config
+	log      *slog.Logger
+	srv      *server.Server // nil when NATS is external
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	events   jetstream.Stream
+	turns    jetstream.Stream
+	work     jetstream.Consumer
+	requests jetstream.Stream
 	cancels  jetstream.KeyValue
 	sessions jetstream.KeyValue
 }
@@ -75,28 +93,19 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
 	}
-	srv, err := server.NewServer(&server.Options{
-		ServerName:         "tokencast",
-		JetStream:          true,
-		StoreDir:           filepath.Join(cfg.DataDir, "nats"),
-		DontListen:         true,
-		NoSigs:             true,
-		NoLog:              true,
-		JetStreamMaxMemory: 256 << 20,
-		MaxPayload:         8 << 20,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create embedded nats: %w", err)
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
 	}
-	srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("embedded nats did not become ready")
+	var srv *server.Server
+	var nc *nats.Conn
+	var err error
+	if cfg.URLs != "" {
+		nc, err = connectExternal(cfg)
+	} else {
+		srv, nc, err = embed(cfg)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("tokencast"), nats.MaxReconnects(-1))
 	if err != nil {
-		srv.Shutdown()
-		return nil, fmt.Errorf("connect embedded nats: %w", err)
+		return nil, err
 	}
 	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc}
 	if err := b.setup(ctx); err != nil {
@@ -106,18 +115,86 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	return b, nil
 }
 
+// embed starts a NATS server in this process and connects to it in process.
+func embed(cfg Config) (*server.Server, *nats.Conn, error) {
+	opts := &server.Options{
+		ServerName:         "tokencast",
+		JetStream:          true,
+		StoreDir:           filepath.Join(cfg.DataDir, "nats"),
+		DontListen:         cfg.Listen == "",
+		NoSigs:             true,
+		NoLog:              true,
+		JetStreamMaxMemory: 256 << 20,
+		MaxPayload:         8 << 20,
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, nil, fmt.Errorf("nats listen port %q: %w", port, err)
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, nil, errors.New("embedded nats did not become ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("tokencast"), nats.MaxReconnects(-1))
+	if err != nil {
+		srv.Shutdown()
+		return nil, nil, fmt.Errorf("connect embedded nats: %w", err)
+	}
+	return srv, nc, nil
+}
+
+// connectExternal connects to a NATS cluster, reconnecting forever.
+func connectExternal(cfg Config) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("tokencast"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	nc, err := nats.Connect(cfg.URLs, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", cfg.URLs, err)
+	}
+	return nc, nil
+}
+
 func (b *Bus) setup(ctx context.Context) error {
 	js, err := jetstream.New(b.nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.js = js
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if b.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       requestsStream,
 		Subjects:   []string{requestsSubj},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: 2 * time.Minute,
+		Replicas:   b.cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", requestsStream, err)
 	}
@@ -139,6 +216,7 @@ func (b *Bus) setup(ctx context.Context) error {
 		MaxAge:      b.cfg.EventRetention,
 		Duplicates:  min(2*time.Minute, b.cfg.EventRetention),
 		AllowDirect: true,
+		Replicas:    b.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", eventsStream, err)
@@ -150,21 +228,24 @@ func (b *Bus) setup(ctx context.Context) error {
 		Storage:     jetstream.FileStorage,
 		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
+		Replicas:    b.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", turnsStream, err)
 	}
 	b.cancels, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  cancelBucket,
-		TTL:     cancelMarkTTL,
-		Storage: jetstream.FileStorage,
+		Bucket:   cancelBucket,
+		TTL:      cancelMarkTTL,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", cancelBucket, err)
 	}
 	b.sessions, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  sessionBucket,
-		Storage: jetstream.FileStorage,
+		Bucket:   sessionBucket,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", sessionBucket, err)
@@ -513,4 +594,86 @@ func (b *Bus) WatchCancels(fn func(session, request string)) (stop func(), err e
 		return nil, fmt.Errorf("watch cancels: %w", err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// DeadLetter is the operator's record of a request that could not be answered.
+type DeadLetter struct {
+	Request    chat.Request `json:"request"`
+	Deliveries uint64       `json:"deliveries"`
+	Reason     string       `json:"reason"`
+	At         time.Time    `json:"at"`
+}
+
+// WatchExhausted calls fn, on one node of the cluster, for each request whose
+// deliveries ran out (its workers kept dying or failing).
+func (b *Bus) WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop func(), err error) {
+	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + requestsStream + "." + workersName
+	sub, err := b.nc.QueueSubscribe(subject, "tc-dead-letters", func(m *nats.Msg) {
+		var adv struct {
+			StreamSeq  uint64 `json:"stream_seq"`
+			Deliveries uint64 `json:"deliveries"`
+		}
+		if err := json.Unmarshal(m.Data, &adv); err != nil {
+			b.log.Error("undecodable max-deliveries advisory", "err", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		raw, err := b.requests.GetMsg(ctx, adv.StreamSeq)
+		if err != nil {
+			b.log.Error("exhausted request gone", "seq", adv.StreamSeq, "err", err)
+			return
+		}
+		var req chat.Request
+		if err := json.Unmarshal(raw.Data, &req); err != nil {
+			b.log.Error("undecodable exhausted request", "seq", adv.StreamSeq, "err", err)
+			return
+		}
+		fn(req, adv.Deliveries)
+		if err := b.requests.DeleteMsg(ctx, adv.StreamSeq); err != nil {
+			b.log.Error("remove exhausted request", "request", req.ID, "err", err)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch exhausted requests: %w", err)
+	}
+	if err := b.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("watch exhausted requests: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// RecordDeadLetter keeps a dead letter for the operator.
+func (b *Bus) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	if _, err := b.js.Publish(ctx, deadSubj, data, jetstream.WithMsgID(d.Request.SessionID+"."+d.Request.ID)); err != nil {
+		return fmt.Errorf("record dead letter %s: %w", d.Request.ID, err)
+	}
+	return nil
+}
+
+// DeadLetters returns the recorded dead letters, oldest first.
+func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	s, err := b.js.Stream(ctx, deadStream)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	var out []DeadLetter
+	err = readRange(ctx, s, deadSubj, info.State.FirstSeq, info.State.LastSeq, func(data []byte, seq uint64) error {
+		var d DeadLetter
+		if err := json.Unmarshal(data, &d); err != nil {
+			return fmt.Errorf("decode dead letter %d: %w", seq, err)
+		}
+		out = append(out, d)
+		return nil
+	})
+	return out, err
 }

@@ -51,6 +51,15 @@ type Config struct {
 	MaxAliases           int
 	MaxComplexity        int
 
+	Role       string
+	NATSURL    string
+	NATSCreds  string
+	NATSNKey   string
+	NATSCA     string
+	NATSListen string
+	Replicas   int
+	AckWait    time.Duration
+
 	// Secrets come from the environment only, so they never show in ps.
 	APIKeys     string
 	ServiceKeys string
@@ -101,6 +110,14 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
+	fs.StringVar(&c.Role, "role", "all", "all (API and workers), api (GraphQL only), or worker (answers only; serves just /healthz and /readyz)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated URLs of an external NATS cluster; empty embeds NATS in this process")
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for the external NATS")
+	fs.StringVar(&c.NATSNKey, "nats-nkey", "", "NKey seed file for the external NATS")
+	fs.StringVar(&c.NATSCA, "nats-ca", "", "CA certificate file to verify the external NATS's TLS")
+	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes (workers) connect to the embedded NATS on host:port")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of every stream (3 in a cluster)")
+	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "a request whose worker shows no sign of life for this long is handed to another worker")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -170,6 +187,14 @@ func (c *Config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.Role {
+	case "all", "api", "worker":
+	default:
+		errs = append(errs, fmt.Errorf("--role %q: want all, api or worker", c.Role))
+	}
+	if c.Replicas < 1 || c.AckWait < time.Second {
+		errs = append(errs, errors.New("--replicas must be at least 1 and --ack-wait at least 1s"))
 	}
 	switch c.Mode {
 	case "auto", "dev", "prod":

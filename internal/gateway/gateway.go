@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -59,7 +60,12 @@ type Gateway struct {
 	ready   map[string]Readiness
 	log     *slog.Logger
 	version string
+	closing chan struct{} // closed at shutdown: streaming responses end
+	once    sync.Once
 }
+
+// Shutdown ends every SSE stream so clients reconnect elsewhere.
+func (g *Gateway) Shutdown() { g.once.Do(func() { close(g.closing) }) }
 
 // New returns a gateway. ws serves WebSocket upgrades on /graphql.
 func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Operations, h Hub, a Authenticator, ws http.Handler, ready map[string]Readiness, version string, log *slog.Logger) *Gateway {
@@ -84,7 +90,7 @@ func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Opera
 		log.Error("resolver panic", "panic", err)
 		return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": chat.CodeInternal}}
 	})
-	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version}
+	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version, closing: make(chan struct{})}
 }
 
 // presentError keeps codes the resolvers set and hides everything else.
@@ -141,18 +147,24 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	g.graphql.ServeHTTP(w, r)
 }
 
-func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+func healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))
 }
 
 // readyz checks every part; 503 names what is not ready.
-func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+func readyz(ready map[string]Readiness) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		serveReady(w, r, ready)
+	}
+}
+
+func serveReady(w http.ResponseWriter, r *http.Request, ready map[string]Readiness) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	status := http.StatusOK
-	checks := make(map[string]string, len(g.ready))
-	for name, check := range g.ready {
+	checks := make(map[string]string, len(ready))
+	for name, check := range ready {
 		if err := check(ctx); err != nil {
 			status = http.StatusServiceUnavailable
 			checks[name] = err.Error()

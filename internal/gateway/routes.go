@@ -7,8 +7,16 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/graphql", g.serveGraphQL)
 	mux.HandleFunc("/graphql/realtime", g.serveGraphQL)
-	mux.HandleFunc("GET /healthz", g.healthz)
-	mux.HandleFunc("GET /readyz", g.readyz)
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", readyz(g.ready))
 	mux.HandleFunc("GET /{$}", g.index)
+	return mux
+}
+
+// HealthHandler is all a worker-only process serves.
+func HealthHandler(ready map[string]Readiness) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", readyz(ready))
 	return mux
 }

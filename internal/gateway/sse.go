@@ -87,6 +87,8 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 			waiting = nil // attached; stop selecting on it
 		case <-ctx.Done():
 			return
+		case <-g.closing:
+			return // shutting down: the client reconnects and resumes
 		case <-sink.full:
 			return // too slow: the client reconnects and resumes
 		case frame := <-sink.out:

@@ -32,6 +32,8 @@ type Queue interface {
 	Conversation(ctx context.Context, session string) (chat.Conversation, error)
 	Cancelled(ctx context.Context, session, request string) (bool, error)
 	WatchCancels(fn func(session, request string)) (stop func(), err error)
+	WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop func(), err error)
+	RecordDeadLetter(ctx context.Context, d bus.DeadLetter) error
 }
 
 // Model is a named, configured model.
@@ -96,41 +98,72 @@ func (o *Orchestrator) cancel(session, request string) {
 // Running reports how many workers are pulling requests.
 func (o *Orchestrator) Running() int { return int(o.running.Load()) }
 
-// Run pulls and answers requests with cfg.Workers workers until ctx ends.
-func (o *Orchestrator) Run(ctx context.Context) error {
-	stopWatch, err := o.queue.WatchCancels(o.cancel)
+// Run answers requests with cfg.Workers workers. They stop taking requests
+// when pull ends; answers in flight go on until work ends, and are then
+// handed back for another worker.
+func (o *Orchestrator) Run(pull, work context.Context) error {
+	stopCancels, err := o.queue.WatchCancels(o.cancel)
 	if err != nil {
 		return err
 	}
-	defer stopWatch()
+	defer stopCancels()
+	stopExhausted, err := o.queue.WatchExhausted(func(req chat.Request, deliveries uint64) {
+		o.exhausted(work, req, deliveries)
+	})
+	if err != nil {
+		return err
+	}
+	defer stopExhausted()
 	var wg sync.WaitGroup
 	for range o.cfg.Workers {
 		wg.Go(func() {
 			o.running.Add(1)
 			defer o.running.Add(-1)
-			o.work(ctx)
+			o.work(pull, work)
 		})
 	}
 	wg.Wait()
 	return nil
 }
 
-func (o *Orchestrator) work(ctx context.Context) {
+func (o *Orchestrator) work(pull, work context.Context) {
 	for {
-		d, err := o.queue.NextRequest(ctx)
-		if ctx.Err() != nil {
+		d, err := o.queue.NextRequest(pull)
+		if pull.Err() != nil {
+			if d != nil {
+				_ = d.Release(0)
+			}
 			return
 		}
 		if err != nil {
 			o.log.Warn("waiting for requests", "err", err)
 			select {
-			case <-ctx.Done():
+			case <-pull.Done():
 				return
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
 		}
-		o.handle(ctx, d)
+		o.handle(work, d)
+	}
+}
+
+// exhausted ends, visibly, a request whose deliveries ran out: its
+// subscribers get ERROR, the conversation an ERROR turn, the operator a dead
+// letter.
+func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveries uint64) {
+	log := o.log.With("session", req.SessionID, "request", req.ID)
+	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
+	a := &answer{o: o, req: req, attempt: deliveries + 1}
+	if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
+		log.Error("publish restart of an exhausted request", "err", err)
+	}
+	a.index = 0
+	if err := a.fail(ctx, &chat.Error{Code: chat.CodeInternal, Message: "the answer could not be generated"}, log); err != nil {
+		log.Error("publish the end of an exhausted request", "err", err)
+	}
+	if err := o.queue.RecordDeadLetter(ctx, bus.DeadLetter{Request: req, Deliveries: deliveries, Reason: "max deliveries reached", At: time.Now().UTC()}); err != nil {
+		log.Error("record dead letter", "err", err)
 	}
 }
 
@@ -199,6 +232,14 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 		cancel(errCancelled)
 	}
 
+	if d.Attempt > 1 {
+		// An earlier attempt died mid-answer: subscribers drop what they
+		// were shown of it before the answer starts over.
+		if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
+			return err
+		}
+		a.index = 0
+	}
 	if err := a.start(ctx); err != nil {
 		return err
 	}
@@ -266,7 +307,7 @@ func (a *answer) event(t chat.EventType, message string) chat.Event {
 func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	// The id makes a retried publish of the same event a no-op; a new
 	// attempt at the request publishes anew.
-	id := ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(a.attempt, 10) + "." + strconv.Itoa(ev.Index)
+	id := ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(a.attempt, 10) + "." + strconv.Itoa(ev.Index) + "." + string(ev.Type)
 	seq, err := a.o.queue.PublishEvent(ctx, ev, id)
 	a.index++
 	return seq, err

@@ -32,8 +32,9 @@ const (
 	// CloseSlow closes a subscriber whose outgoing queue overflowed; it
 	// should reconnect and resume from its last cursor.
 	CloseSlow = 1013
-	// CloseGoingAway is sent when the server shuts down; reconnect elsewhere.
-	CloseGoingAway = websocket.CloseGoingAway
+	// CloseRestart is sent when the server shuts down: reconnect (to another
+	// node) and resume from the last cursor.
+	CloseRestart = websocket.CloseServiceRestart
 )
 
 // Executor is what the engine needs from the GraphQL layer.
@@ -174,12 +175,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.run()
 }
 
-// Shutdown closes every connection with a going-away code and waits for them.
+// Shutdown closes every connection with the restart code and waits for them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
 	for c := range s.conns {
-		c.close(CloseGoingAway, "server shutting down, reconnect")
+		c.close(CloseRestart, "server shutting down: reconnect and resume")
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
