@@ -1,0 +1,258 @@
+// Package anthropic streams answers from Anthropic's Messages API.
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// DefaultBaseURL is Anthropic's own API.
+const DefaultBaseURL = "https://api.anthropic.com"
+
+// APIVersion is the anthropic-version header this client speaks.
+const APIVersion = "2023-06-01"
+
+// DefaultMaxTokens is sent when Options.MaxTokens is 0: the API requires a cap.
+const DefaultMaxTokens = 1024
+
+// Options configure a Provider.
+type Options struct {
+	// BaseURL is the API root: requests go to BaseURL + "/v1/messages".
+	BaseURL string
+	// APIKey is sent in the x-api-key header.
+	APIKey string
+	// HTTPClient sends the requests; nil uses http.DefaultClient. Its Timeout
+	// must be zero or longer than any answer: ctx bounds each call instead.
+	HTTPClient *http.Client
+	// MaxTokens caps the answer's length; 0 means DefaultMaxTokens.
+	MaxTokens int
+	// Temperature is sent when set.
+	Temperature *float64
+}
+
+// FromEnv reads Anthropic's usual variables: ANTHROPIC_BASE_URL (default
+// DefaultBaseURL) and ANTHROPIC_API_KEY, which is required.
+func FromEnv(getenv func(string) string) (Options, error) {
+	opts := Options{BaseURL: getenv("ANTHROPIC_BASE_URL"), APIKey: getenv("ANTHROPIC_API_KEY")}
+	if opts.BaseURL == "" {
+		opts.BaseURL = DefaultBaseURL
+	}
+	if err := checkBaseURL(opts.BaseURL); err != nil {
+		return Options{}, fmt.Errorf("ANTHROPIC_BASE_URL: %w", err)
+	}
+	if opts.APIKey == "" {
+		return Options{}, errors.New("ANTHROPIC_API_KEY is not set")
+	}
+	return opts, nil
+}
+
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	return nil
+}
+
+// Provider streams Messages API answers. It is safe for concurrent use.
+type Provider struct {
+	opts   Options
+	client *http.Client
+}
+
+// New returns a provider for opts.
+func New(opts Options) (*Provider, error) {
+	if err := checkBaseURL(opts.BaseURL); err != nil {
+		return nil, fmt.Errorf("anthropic base URL: %w", err)
+	}
+	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
+	if opts.MaxTokens <= 0 {
+		opts.MaxTokens = DefaultMaxTokens
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &Provider{opts: opts, client: client}, nil
+}
+
+type message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type request struct {
+	Model       string    `json:"model"`
+	MaxTokens   int       `json:"max_tokens"`
+	System      string    `json:"system,omitempty"`
+	Messages    []message `json:"messages"`
+	Stream      bool      `json:"stream"`
+	Temperature *float64  `json:"temperature,omitempty"`
+}
+
+// Stream asks for an answer to p and emits its text as it arrives.
+// Cancelling ctx cancels the upstream request, also before its first byte.
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+	req, err := p.newRequest(ctx, prompt)
+	if err != nil {
+		return chat.Final{}, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return chat.Final{}, fmt.Errorf("anthropic: %w", ctx.Err())
+		}
+		return chat.Final{}, &Error{Code: CodeUnavailable, Message: msgUnavailable, Cause: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return chat.Final{}, statusError(resp, time.Now())
+	}
+	final, err := decode(resp.Body, emit)
+	if err != nil && ctx.Err() != nil {
+		// A read that failed because we hung up is a cancel, not a fault.
+		return chat.Final{}, fmt.Errorf("anthropic: %w", ctx.Err())
+	}
+	return final, err
+}
+
+func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Request, error) {
+	body := request{
+		Model:       prompt.Model,
+		MaxTokens:   p.opts.MaxTokens,
+		System:      prompt.System,
+		Stream:      true,
+		Temperature: p.opts.Temperature,
+	}
+	for _, m := range prompt.Messages {
+		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("anthropic: encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.opts.BaseURL+"/v1/messages", bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("anthropic: new request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("anthropic-version", APIVersion)
+	req.Header.Set("x-api-key", p.opts.APIKey)
+	return req, nil
+}
+
+// usage is the token count of message_start's message and of message_delta.
+type usage struct {
+	InputTokens              int `json:"input_tokens"`
+	OutputTokens             int `json:"output_tokens"`
+	CacheCreationInputTokens int `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int `json:"cache_read_input_tokens"`
+}
+
+// input counts every input token the answer cost, cached or not.
+func (u usage) input() int {
+	return u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
+}
+
+// event is any Messages stream event; the fields its type does not use stay
+// empty.
+type event struct {
+	Type    string `json:"type"`
+	Message struct {
+		Usage usage `json:"usage"`
+	} `json:"message"`
+	Delta struct {
+		Type       string `json:"type"`
+		Text       string `json:"text"`
+		StopReason string `json:"stop_reason"`
+	} `json:"delta"`
+	Usage *usage `json:"usage"`
+	Error struct {
+		Type string `json:"type"`
+	} `json:"error"`
+}
+
+// decode reads a Messages event stream, emitting text deltas. The answer is
+// complete only once message_stop arrived.
+func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
+	events := newSSEReader(body, maxEventBytes)
+	var final chat.Final
+	for {
+		sse, err := events.next()
+		if errors.Is(err, io.EOF) {
+			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+				Cause: errors.New("stream ended without message_stop")}
+		}
+		if errors.Is(err, errEventTooLarge) {
+			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed, Cause: err}
+		}
+		if err != nil {
+			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+				Cause: fmt.Errorf("read stream: %w", err)}
+		}
+		var ev event
+		if err := json.Unmarshal(sse.data, &ev); err != nil {
+			if sse.name == "error" {
+				return chat.Final{}, streamError("", sse.data)
+			}
+			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed,
+				Cause: fmt.Errorf("decode %s event: %w", sse.name, err)}
+		}
+		if ev.Type == "" {
+			ev.Type = sse.name
+		}
+		switch ev.Type {
+		case "message_start":
+			final.Usage.InputTokens = ev.Message.Usage.input()
+			final.Usage.OutputTokens = ev.Message.Usage.OutputTokens
+		case "content_block_delta":
+			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
+				if err := emit(ev.Delta.Text); err != nil {
+					return chat.Final{}, fmt.Errorf("anthropic: deliver delta: %w", err)
+				}
+			}
+		case "message_delta":
+			if ev.Delta.StopReason != "" {
+				final.StopReason = ev.Delta.StopReason
+			}
+			if ev.Usage != nil {
+				// Counts here are cumulative: they replace, never add.
+				final.Usage.OutputTokens = ev.Usage.OutputTokens
+				if in := ev.Usage.input(); in > 0 {
+					final.Usage.InputTokens = in
+				}
+			}
+		case "message_stop":
+			final.Usage.TotalTokens = final.Usage.InputTokens + final.Usage.OutputTokens
+			return final, nil
+		case "error":
+			return chat.Final{}, streamError(ev.Error.Type, sse.data)
+		}
+		// ping, content_block_start/stop and event types added later carry
+		// nothing the answer needs.
+	}
+}
+
+// streamError maps an error event: overloaded means try again later,
+// anything else is a provider failure.
+func streamError(errType string, raw []byte) *Error {
+	cause := fmt.Errorf("error event: %s", raw)
+	if errType == "overloaded_error" {
+		return &Error{Code: CodeUnavailable, Message: msgOverloaded, Cause: cause}
+	}
+	return &Error{Code: chat.CodeProvider, Message: msgFailed, Cause: cause}
+}

@@ -1,0 +1,189 @@
+// Package bedrock streams answers from Amazon Bedrock's ConverseStream API,
+// with the AWS SDK's credential chain or a Bedrock API key (bearer token).
+package bedrock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+	"github.com/aws/smithy-go/auth/bearer"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// Options configure a Provider. Anything left empty comes from the SDK's
+// default chain: environment, shared config and credentials files, SSO, web
+// identity, container and instance roles.
+type Options struct {
+	// Region is the AWS region; empty takes it from the default chain.
+	Region string
+	// BaseEndpoint replaces the regional endpoint URL (a VPC endpoint, a
+	// proxy, a test server); empty resolves it from the region.
+	BaseEndpoint string
+	// BearerToken is a Bedrock API key: requests carry "Authorization:
+	// Bearer" instead of a SigV4 signature. The SDK also picks it up from
+	// AWS_BEARER_TOKEN_BEDROCK in the process environment by itself.
+	BearerToken string
+	// Credentials replaces the default credential chain for SigV4.
+	Credentials aws.CredentialsProvider
+	// HTTPClient sends the requests; nil uses the SDK's. Its Timeout must be
+	// zero or longer than any answer: ctx bounds each call instead.
+	HTTPClient *http.Client
+	// RetryMaxAttempts caps the attempts of a call that fails before its
+	// stream starts; 0 keeps the SDK's default. Failures mid-stream are never
+	// retried: text has already been emitted.
+	RetryMaxAttempts int
+	// MaxTokens caps the answer's length; 0 leaves it to the model.
+	MaxTokens int
+	// Temperature is sent when set.
+	Temperature *float64
+}
+
+// FromEnv reads the variables that choose a region and a Bedrock API key:
+// AWS_REGION (else AWS_DEFAULT_REGION) and AWS_BEARER_TOKEN_BEDROCK. Keys,
+// profiles and endpoint URLs (AWS_ACCESS_KEY_ID, AWS_PROFILE,
+// AWS_ENDPOINT_URL_BEDROCK_RUNTIME, ...) are read by New through the SDK's
+// default chain. It fails on nothing today; the error keeps it in line with
+// the other providers.
+func FromEnv(getenv func(string) string) (Options, error) {
+	opts := Options{Region: getenv("AWS_REGION"), BearerToken: getenv("AWS_BEARER_TOKEN_BEDROCK")}
+	if opts.Region == "" {
+		opts.Region = getenv("AWS_DEFAULT_REGION")
+	}
+	return opts, nil
+}
+
+// Provider streams ConverseStream answers. It is safe for concurrent use.
+type Provider struct {
+	client      *bedrockruntime.Client
+	maxTokens   *int32
+	temperature *float32
+}
+
+// New loads the AWS configuration and returns a provider. ctx bounds only
+// the loading (which may read files or ask an SSO cache), not later calls.
+func New(ctx context.Context, opts Options) (*Provider, error) {
+	var load []func(*config.LoadOptions) error
+	if opts.Region != "" {
+		load = append(load, config.WithRegion(opts.Region))
+	}
+	if opts.Credentials != nil {
+		load = append(load, config.WithCredentialsProvider(opts.Credentials))
+	}
+	if opts.RetryMaxAttempts > 0 {
+		load = append(load, config.WithRetryMaxAttempts(opts.RetryMaxAttempts))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, load...)
+	if err != nil {
+		return nil, fmt.Errorf("bedrock: load AWS config: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("bedrock: no AWS region: set AWS_REGION or a profile's region")
+	}
+	client := bedrockruntime.NewFromConfig(cfg, func(o *bedrockruntime.Options) {
+		// The client is Bedrock's alone: the credential chain (SSO, STS)
+		// keeps the SDK's, which honours AWS_CA_BUNDLE.
+		if opts.HTTPClient != nil {
+			o.HTTPClient = opts.HTTPClient
+		}
+		if opts.BaseEndpoint != "" {
+			o.BaseEndpoint = aws.String(opts.BaseEndpoint)
+		}
+		if opts.BearerToken != "" {
+			o.BearerAuthTokenProvider = bearer.StaticTokenProvider{Token: bearer.Token{Value: opts.BearerToken}}
+			o.AuthSchemePreference = []string{"httpBearerAuth"}
+		}
+	})
+	p := &Provider{client: client}
+	if opts.MaxTokens > 0 {
+		p.maxTokens = aws.Int32(int32(min(opts.MaxTokens, 1<<31-1)))
+	}
+	if opts.Temperature != nil {
+		p.temperature = aws.Float32(float32(*opts.Temperature))
+	}
+	return p, nil
+}
+
+// Stream asks for an answer to p and emits its text as it arrives.
+// Cancelling ctx cancels the upstream request, also before its first byte.
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+	out, err := p.client.ConverseStream(ctx, p.input(prompt))
+	if err != nil {
+		if ctx.Err() != nil {
+			return chat.Final{}, fmt.Errorf("bedrock: %w", ctx.Err())
+		}
+		return chat.Final{}, mapError(err)
+	}
+	stream := out.GetStream()
+	defer stream.Close()
+
+	var final chat.Final
+	stopped := false
+	for event := range stream.Events() {
+		switch e := event.(type) {
+		case *types.ConverseStreamOutputMemberContentBlockDelta:
+			text, ok := e.Value.Delta.(*types.ContentBlockDeltaMemberText)
+			if !ok || text.Value == "" {
+				continue
+			}
+			if err := emit(text.Value); err != nil {
+				return chat.Final{}, fmt.Errorf("bedrock: deliver delta: %w", err)
+			}
+		case *types.ConverseStreamOutputMemberMessageStop:
+			final.StopReason = string(e.Value.StopReason)
+			stopped = true
+		case *types.ConverseStreamOutputMemberMetadata:
+			// metadata follows messageStop; read on to get it.
+			final.Usage = usage(e.Value.Usage)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		if ctx.Err() != nil {
+			return chat.Final{}, fmt.Errorf("bedrock: %w", ctx.Err())
+		}
+		return chat.Final{}, mapError(err)
+	}
+	if !stopped {
+		return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+			Cause: errors.New("stream ended without messageStop")}
+	}
+	return final, nil
+}
+
+func (p *Provider) input(prompt chat.Prompt) *bedrockruntime.ConverseStreamInput {
+	in := &bedrockruntime.ConverseStreamInput{ModelId: aws.String(prompt.Model)}
+	if prompt.System != "" {
+		in.System = []types.SystemContentBlock{&types.SystemContentBlockMemberText{Value: prompt.System}}
+	}
+	for _, m := range prompt.Messages {
+		in.Messages = append(in.Messages, types.Message{
+			Role:    types.ConversationRole(m.Role),
+			Content: []types.ContentBlock{&types.ContentBlockMemberText{Value: m.Text}},
+		})
+	}
+	if p.maxTokens != nil || p.temperature != nil {
+		in.InferenceConfig = &types.InferenceConfiguration{MaxTokens: p.maxTokens, Temperature: p.temperature}
+	}
+	return in
+}
+
+func usage(u *types.TokenUsage) chat.Usage {
+	if u == nil {
+		return chat.Usage{}
+	}
+	out := chat.Usage{
+		InputTokens:  int(aws.ToInt32(u.InputTokens)),
+		OutputTokens: int(aws.ToInt32(u.OutputTokens)),
+		TotalTokens:  int(aws.ToInt32(u.TotalTokens)),
+	}
+	if out.TotalTokens == 0 {
+		out.TotalTokens = out.InputTokens + out.OutputTokens
+	}
+	return out
+}

@@ -1,0 +1,293 @@
+// Package openai streams answers from an OpenAI-compatible chat completions
+// endpoint: OpenAI itself, Azure OpenAI, and the servers that speak its
+// dialect (Ollama, vLLM, llama.cpp, LM Studio, Groq, OpenRouter).
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// DefaultBaseURL is OpenAI's own API.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// DefaultAzureAPIVersion is the Azure OpenAI API version used when
+// AZURE_OPENAI_API_VERSION is not set.
+const DefaultAzureAPIVersion = "2024-10-21"
+
+// Options configure a Provider.
+type Options struct {
+	// BaseURL is the API root: requests go to BaseURL + "/chat/completions"
+	// (for Azure, the resource endpoint, e.g. https://NAME.openai.azure.com).
+	BaseURL string
+	// APIKey is sent as "Authorization: Bearer" (Azure: the api-key header);
+	// empty sends none, for local servers that need none.
+	APIKey string
+	// Azure switches to Azure OpenAI: the prompt's model names the
+	// deployment, the path is /openai/deployments/{model}/chat/completions
+	// and the key travels in the api-key header.
+	Azure bool
+	// APIVersion is Azure's api-version query parameter; required with Azure.
+	APIVersion string
+	// HTTPClient sends the requests; nil uses http.DefaultClient. Its Timeout
+	// must be zero or longer than any answer: ctx bounds each call instead.
+	HTTPClient *http.Client
+	// MaxTokens caps the answer's length (max_tokens); 0 leaves it to the
+	// server.
+	MaxTokens int
+	// Temperature is sent when set.
+	Temperature *float64
+}
+
+// FromEnv reads OpenAI's usual variables: OPENAI_BASE_URL (default
+// DefaultBaseURL) and OPENAI_API_KEY, which is required only for the default
+// base URL (local servers usually need no key).
+func FromEnv(getenv func(string) string) (Options, error) {
+	opts := Options{BaseURL: getenv("OPENAI_BASE_URL"), APIKey: getenv("OPENAI_API_KEY")}
+	if opts.BaseURL == "" {
+		opts.BaseURL = DefaultBaseURL
+	}
+	if err := checkBaseURL(opts.BaseURL); err != nil {
+		return Options{}, fmt.Errorf("OPENAI_BASE_URL: %w", err)
+	}
+	if opts.APIKey == "" && strings.TrimRight(opts.BaseURL, "/") == DefaultBaseURL {
+		return Options{}, errors.New("OPENAI_API_KEY is not set")
+	}
+	return opts, nil
+}
+
+// AzureFromEnv reads Azure OpenAI's usual variables: AZURE_OPENAI_ENDPOINT and
+// AZURE_OPENAI_API_KEY (both required) and AZURE_OPENAI_API_VERSION (default
+// DefaultAzureAPIVersion).
+func AzureFromEnv(getenv func(string) string) (Options, error) {
+	opts := Options{
+		BaseURL:    getenv("AZURE_OPENAI_ENDPOINT"),
+		APIKey:     getenv("AZURE_OPENAI_API_KEY"),
+		Azure:      true,
+		APIVersion: getenv("AZURE_OPENAI_API_VERSION"),
+	}
+	if opts.APIVersion == "" {
+		opts.APIVersion = DefaultAzureAPIVersion
+	}
+	switch {
+	case opts.BaseURL == "":
+		return Options{}, errors.New("AZURE_OPENAI_ENDPOINT is not set")
+	case opts.APIKey == "":
+		return Options{}, errors.New("AZURE_OPENAI_API_KEY is not set")
+	}
+	if err := checkBaseURL(opts.BaseURL); err != nil {
+		return Options{}, fmt.Errorf("AZURE_OPENAI_ENDPOINT: %w", err)
+	}
+	return opts, nil
+}
+
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	return nil
+}
+
+// Provider streams chat completions. It is safe for concurrent use.
+type Provider struct {
+	opts   Options
+	client *http.Client
+}
+
+// New returns a provider for opts.
+func New(opts Options) (*Provider, error) {
+	if err := checkBaseURL(opts.BaseURL); err != nil {
+		return nil, fmt.Errorf("openai base URL: %w", err)
+	}
+	if opts.Azure && opts.APIVersion == "" {
+		return nil, errors.New("openai: Azure needs an API version")
+	}
+	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
+	client := opts.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &Provider{opts: opts, client: client}, nil
+}
+
+type message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+type request struct {
+	Model         string        `json:"model"`
+	Messages      []message     `json:"messages"`
+	Stream        bool          `json:"stream"`
+	StreamOptions streamOptions `json:"stream_options"`
+	MaxTokens     int           `json:"max_tokens,omitempty"`
+	Temperature   *float64      `json:"temperature,omitempty"`
+}
+
+// Stream asks for a completion of p and emits its text as it arrives.
+// Cancelling ctx cancels the upstream request, also before its first byte.
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+	req, err := p.newRequest(ctx, prompt)
+	if err != nil {
+		return chat.Final{}, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return chat.Final{}, fmt.Errorf("openai: %w", ctx.Err())
+		}
+		return chat.Final{}, &Error{Code: CodeUnavailable, Message: msgUnavailable, Cause: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return chat.Final{}, statusError(resp, time.Now())
+	}
+	final, err := decode(resp.Body, emit)
+	if err != nil && ctx.Err() != nil {
+		// A read that failed because we hung up is a cancel, not a fault.
+		return chat.Final{}, fmt.Errorf("openai: %w", ctx.Err())
+	}
+	return final, err
+}
+
+func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Request, error) {
+	body := request{
+		Model:         prompt.Model,
+		Stream:        true,
+		StreamOptions: streamOptions{IncludeUsage: true},
+		MaxTokens:     p.opts.MaxTokens,
+		Temperature:   p.opts.Temperature,
+	}
+	if prompt.System != "" {
+		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
+	}
+	for _, m := range prompt.Messages {
+		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("openai: encode request: %w", err)
+	}
+	endpoint := p.opts.BaseURL + "/chat/completions"
+	if p.opts.Azure {
+		endpoint = p.opts.BaseURL + "/openai/deployments/" + url.PathEscape(prompt.Model) +
+			"/chat/completions?api-version=" + url.QueryEscape(p.opts.APIVersion)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("openai: new request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	switch {
+	case p.opts.APIKey == "":
+	case p.opts.Azure:
+		req.Header.Set("api-key", p.opts.APIKey)
+	default:
+		req.Header.Set("Authorization", "Bearer "+p.opts.APIKey)
+	}
+	return req, nil
+}
+
+// chunk is one streamed chat.completion.chunk, or an error object that some
+// servers send in its place.
+type chunk struct {
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+		TotalTokens      int `json:"total_tokens"`
+	} `json:"usage"`
+	Error *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// decode reads a chat completions event stream, emitting the first choice's
+// text. The answer is complete once a finish_reason or [DONE] arrived; usage
+// is zero when the server sent none.
+func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
+	events := newSSEReader(body, maxEventBytes)
+	var final chat.Final
+	finished := false
+	for {
+		ev, err := events.next()
+		if errors.Is(err, io.EOF) {
+			if finished {
+				return final, nil
+			}
+			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+				Cause: errors.New("stream ended without finish_reason or [DONE]")}
+		}
+		if errors.Is(err, errEventTooLarge) {
+			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed, Cause: err}
+		}
+		if err != nil {
+			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+				Cause: fmt.Errorf("read stream: %w", err)}
+		}
+		if string(ev.data) == "[DONE]" {
+			return final, nil
+		}
+		var c chunk
+		if ev.name != "error" {
+			if err := json.Unmarshal(ev.data, &c); err != nil {
+				return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed,
+					Cause: fmt.Errorf("decode chunk: %w", err)}
+			}
+		}
+		if ev.name == "error" || c.Error != nil {
+			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed,
+				Cause: fmt.Errorf("error in stream: %s", ev.data)}
+		}
+		if c.Usage != nil {
+			final.Usage = chat.Usage{
+				InputTokens:  c.Usage.PromptTokens,
+				OutputTokens: c.Usage.CompletionTokens,
+				TotalTokens:  c.Usage.TotalTokens,
+			}
+			if final.Usage.TotalTokens == 0 {
+				final.Usage.TotalTokens = final.Usage.InputTokens + final.Usage.OutputTokens
+			}
+		}
+		for _, choice := range c.Choices {
+			if choice.Index != 0 {
+				continue
+			}
+			if choice.Delta.Content != "" {
+				if err := emit(choice.Delta.Content); err != nil {
+					return chat.Final{}, fmt.Errorf("openai: deliver delta: %w", err)
+				}
+			}
+			if choice.FinishReason != "" {
+				final.StopReason = choice.FinishReason
+				finished = true
+			}
+		}
+	}
+}
