@@ -216,6 +216,7 @@ func dialWS(t *testing.T, s *server) *wsClient {
 	if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != "graphql-transport-ws" {
 		t.Fatalf("subprotocol %q", got)
 	}
+	conn.SetReadLimit(1 << 20)
 	c := &wsClient{t: t, conn: conn}
 	t.Cleanup(func() { conn.CloseNow() })
 	return c

@@ -18,7 +18,15 @@ import (
 	"github.com/tokencast/tokencast/internal/provider/demo"
 )
 
+// asBinary makes the test binary act as tokencast itself, so tests can run
+// it as a separate process and kill it.
+const asBinary = "TOKENCAST_TEST_AS_BINARY"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(asBinary) == "1" {
+		main()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -85,7 +85,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 			DefaultModel: DefaultModel,
 			Heartbeat:    cfg.AckWait / 3,
 		}, b, map[string]orchestrator.Model{
-			DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap}},
+			DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}},
 		}, log)
 		ready["workers"] = func(context.Context) error {
 			if n := orch.Running(); n < cfg.Workers {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +30,9 @@ const (
 
 	eventsStream = "TC_EVENTS"
 	eventsPrefix = "tc.ev."
+	// Stored events are republished here, with their stream sequence in
+	// headers, for live delivery over plain subscriptions (no consumer).
+	livePrefix = "tc.live."
 
 	turnsStream = "TC_TURNS"
 	turnsPrefix = "tc.turn."
@@ -198,6 +202,15 @@ func (b *Bus) setup(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", requestsStream, err)
 	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     deadStream,
+		Subjects: []string{deadSubj},
+		Storage:  jetstream.FileStorage,
+		MaxAge:   30 * 24 * time.Hour,
+		Replicas: b.cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", deadStream, err)
+	}
 	b.work, err = js.CreateOrUpdateConsumer(ctx, requestsStream, jetstream.ConsumerConfig{
 		Durable:       workersName,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -217,6 +230,7 @@ func (b *Bus) setup(ctx context.Context) error {
 		Duplicates:  min(2*time.Minute, b.cfg.EventRetention),
 		AllowDirect: true,
 		Replicas:    b.cfg.Replicas,
+		RePublish:   &jetstream.RePublish{Source: eventsPrefix + ">", Destination: livePrefix + ">"},
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", eventsStream, err)
@@ -316,6 +330,7 @@ type Delivery struct {
 	// Attempt counts deliveries of this request, from 1.
 	Attempt uint64
 	msg     jetstream.Msg
+	nc      *nats.Conn
 }
 
 // Ack says the request is done.
@@ -324,8 +339,17 @@ func (d *Delivery) Ack(ctx context.Context) error { return d.msg.DoubleAck(ctx) 
 // InProgress resets the redelivery timer while an answer is generated.
 func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 
-// Release hands the request back for another attempt after delay.
-func (d *Delivery) Release(delay time.Duration) error { return d.msg.NakWithDelay(delay) }
+// Release hands the request back for another attempt after delay, and waits
+// for the server to confirm. A NAK with a delay is written to the consumer's
+// store (a plain one is not), so the hand-back survives the server stopping
+// right after it, as it does at shutdown.
+func (d *Delivery) Release(ctx context.Context, delay time.Duration) error {
+	body := fmt.Appendf(nil, `-NAK {"delay": %d}`, max(delay, time.Millisecond).Nanoseconds())
+	if _, err := d.nc.RequestWithContext(ctx, d.msg.Reply(), body); err != nil {
+		return fmt.Errorf("release request %s: %w", d.Request.ID, err)
+	}
+	return nil
+}
 
 // Drop removes a request that cannot be decoded or retried.
 func (d *Delivery) Drop() error { return d.msg.Term() }
@@ -345,7 +369,7 @@ func (b *Bus) NextRequest(ctx context.Context) (*Delivery, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fetch request: %w", err)
 		}
-		d := &Delivery{msg: msg}
+		d := &Delivery{msg: msg, nc: b.nc}
 		if md, err := msg.Metadata(); err == nil {
 			d.Attempt = md.NumDelivered
 		}
@@ -426,94 +450,79 @@ func (b *Bus) ReplayEvents(ctx context.Context, session string, from, to uint64,
 	})
 }
 
-// readRange reads the messages of one subject with positions in [from, to].
+// readRange reads the messages of one subject with positions in [from, to],
+// one direct get at a time: no consumer is created, so nothing is left on the
+// server however many reads run.
 func readRange(ctx context.Context, s jetstream.Stream, subject string, from, to uint64, fn func([]byte, uint64) error) error {
-	if from < 1 {
-		from = 1
-	}
-	if to < from {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
-	})
-	if err != nil {
-		return fmt.Errorf("replay %s: %w", subject, err)
-	}
-	for {
-		done, err := readBatch(ctx, cons, subject, to, fn)
-		if done || err != nil {
+	for seq := max(from, 1); seq <= to; {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s at %d: %w", subject, seq, err)
+		}
+		if raw.Sequence > to {
+			return nil
+		}
+		if err := fn(raw.Data, raw.Sequence); err != nil {
 			return err
 		}
+		seq = raw.Sequence + 1
 	}
+	return nil
 }
 
-// readBatch reads one batch; the fetch ends with it, so no pull outlives it.
-func readBatch(ctx context.Context, cons jetstream.Consumer, subject string, to uint64, fn func([]byte, uint64) error) (done bool, err error) {
-	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
-	if err != nil {
-		return true, fmt.Errorf("replay %s: %w", subject, err)
-	}
-	n := 0
-	for msg := range batch.Messages() {
-		n++
-		md, err := msg.Metadata()
-		if err != nil {
-			return true, fmt.Errorf("replay %s: %w", subject, err)
+// Watch delivers, in order, every event of the session stored after the
+// position it returns, until stop is called; fn runs on one goroutine. Live
+// events come from a plain subscription to the republished events (no
+// consumer on the server); a gap (a message lost on the way, seen from
+// Nats-Last-Sequence) is filled from the history before the event that
+// revealed it. The position is read after the subscription is in place, so
+// nothing stored after it can be missed.
+func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (stop func(), from uint64, err error) {
+	var mu sync.Mutex
+	var last uint64
+	mu.Lock() // held until last is known
+	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil || seq <= last {
+			return // already covered (or not a republished event)
 		}
-		seq := md.Sequence.Stream
-		if seq > to {
-			return true, nil
+		if prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64); prev > last {
+			_ = b.ReplayEvents(ctx, session, last+1, prev, func(ev chat.Event) error {
+				last = ev.Seq
+				fn(ev)
+				return nil
+			})
 		}
-		if err := fn(msg.Data(), seq); err != nil {
-			return true, err
-		}
-		if seq == to || md.NumPending == 0 {
-			return true, nil
-		}
-	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return true, fmt.Errorf("replay %s: %w", subject, err)
-	}
-	// Nothing (more) is stored for this subject up to "to".
-	return n == 0, ctx.Err()
-}
-
-// Watch delivers every event of the session stored after position after, in
-// order, until the returned stop is called. fn runs on one goroutine.
-func (b *Bus) Watch(ctx context.Context, session string, after uint64, fn func(chat.Event)) (stop func(), err error) {
-	cons, err := b.events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{eventSubject(session)},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", session, err)
-	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		md, err := msg.Metadata()
-		if err != nil {
-			b.log.Error("event without metadata", "session", session, "err", err)
-			return
-		}
-		ev, err := decodeEvent(msg.Data(), md.Sequence.Stream)
+		ev, err := decodeEvent(m.Data, seq)
 		if err != nil {
 			b.log.Error("undecodable event", "session", session, "err", err)
 			return
 		}
+		last = seq
 		fn(ev)
-	}, jetstream.PullMaxMessages(256))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", session, err)
+		mu.Unlock()
+		return nil, 0, fmt.Errorf("watch %s: %w", session, err)
 	}
-	return func() {
-		cc.Stop()
-		<-cc.Closed()
-	}, nil
+	if err := b.nc.Flush(); err != nil {
+		mu.Unlock()
+		_ = sub.Unsubscribe()
+		return nil, 0, fmt.Errorf("watch %s: %w", session, err)
+	}
+	_, last, err = b.History(ctx)
+	from = last
+	mu.Unlock()
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, 0, err
+	}
+	return func() { _ = sub.Unsubscribe() }, from, nil
 }
 
 // AppendTurn stores a turn record of a conversation. A record with the same

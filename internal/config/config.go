@@ -23,6 +23,7 @@ type Config struct {
 	CoalesceChunks  int
 	DemoTTFT        time.Duration
 	DemoTokenGap    time.Duration
+	DemoRepeat      int
 	EventRetention  time.Duration
 	MaxDeliver      int
 	WSReadLimit     int64
@@ -85,6 +86,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.CoalesceChunks, "coalesce-chunks", 0, "flush buffered deltas every N provider chunks (6 is the AWS sample; 0: off)")
 	fs.DurationVar(&c.DemoTTFT, "demo-ttft", 300*time.Millisecond, "demo model: delay before the first token")
 	fs.DurationVar(&c.DemoTokenGap, "demo-token-interval", 40*time.Millisecond, "demo model: delay between tokens")
+	fs.IntVar(&c.DemoRepeat, "demo-repeat", 1, "demo model: repeat each answer this many times (for load tests)")
 	fs.DurationVar(&c.EventRetention, "event-retention", 24*time.Hour, "how long a session's events stay replayable for late joiners")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 5, "how often one request may be handed to a worker")
 	fs.Int64Var(&c.WSReadLimit, "ws-read-limit", 256<<10, "largest WebSocket message accepted from a client, in bytes")

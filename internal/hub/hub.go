@@ -16,7 +16,7 @@ import (
 
 // Source is what the hub needs from the event history.
 type Source interface {
-	Watch(ctx context.Context, session string, after uint64, fn func(chat.Event)) (stop func(), err error)
+	Watch(ctx context.Context, session string, fn func(chat.Event)) (stop func(), from uint64, err error)
 	LastEvent(ctx context.Context, session string) (*chat.Event, error)
 	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
 	History(ctx context.Context) (first, last uint64, err error)
@@ -233,18 +233,16 @@ func (h *Hub) attach(ctx context.Context, id string, sub *Subscriber) (*session,
 }
 
 func (h *Hub) startWatch(ctx context.Context, sess *session) error {
-	_, last, err := h.src.History(ctx)
-	if err != nil {
-		return err
-	}
-	sess.lastSeq = last
 	// The watch outlives the subscribe call that started it.
-	stop, err := h.src.Watch(context.WithoutCancel(ctx), sess.id, last, func(ev chat.Event) {
+	stop, from, err := h.src.Watch(context.WithoutCancel(ctx), sess.id, func(ev chat.Event) {
 		h.dispatch(sess, ev)
 	})
 	if err != nil {
 		return err
 	}
+	sess.mu.Lock()
+	sess.lastSeq = max(sess.lastSeq, from)
+	sess.mu.Unlock()
 	sess.stop = stop
 	return nil
 }

@@ -131,7 +131,7 @@ func (o *Orchestrator) work(pull, work context.Context) {
 		d, err := o.queue.NextRequest(pull)
 		if pull.Err() != nil {
 			if d != nil {
-				_ = d.Release(0)
+				_ = d.Release(context.WithoutCancel(work), 0)
 			}
 			return
 		}
@@ -181,11 +181,19 @@ func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 	}
 	if ctx.Err() != nil {
 		// Shutting down: hand the request back for another worker.
-		_ = d.Release(0)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := d.Release(rctx, 0); err != nil {
+			log.Warn("hand request back", "err", err)
+		} else {
+			log.Info("request handed back for another worker")
+		}
 		return
 	}
 	log.Error("answer failed before it could be recorded", "err", err)
-	_ = d.Release(time.Second)
+	if err := d.Release(ctx, time.Second); err != nil {
+		log.Warn("hand request back", "err", err)
+	}
 }
 
 // answer streams and records one answer. It returns an error only when the

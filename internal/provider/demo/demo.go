@@ -21,6 +21,9 @@ type Provider struct {
 	TTFT time.Duration
 	// TokenInterval is the delay between tokens.
 	TokenInterval time.Duration
+	// Repeat makes answers this many times longer (load and slow-consumer
+	// tests); 0 or 1 gives the answer once.
+	Repeat int
 }
 
 var greetings = map[string]string{
@@ -74,7 +77,11 @@ func Tokens(text string) []string {
 
 // Stream emits the demo answer, honouring ctx between tokens.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(string) error) (chat.Final, error) {
-	tokens := Tokens(Answer(prompt))
+	text := Answer(prompt)
+	if p.Repeat > 1 {
+		text = strings.TrimSuffix(strings.Repeat(text+" ", p.Repeat), " ")
+	}
+	tokens := Tokens(text)
 	fail := len(prompt.Messages) > 0 && strings.Contains(prompt.Messages[len(prompt.Messages)-1].Text, FailTrigger)
 	input := 0
 	for _, m := range prompt.Messages {

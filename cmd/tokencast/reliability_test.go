@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// proc is tokencast running as its own process.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// spawn starts tokencast in a child process and waits until it is ready.
+func spawn(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", p.addr}, args...)...)
+	p.cmd.Env = []string{asBinary + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.kill)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("process exited: %s", p.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process not ready: %s", p.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill ends the process the hard way, as a crash would.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// workerArgs runs a worker process against an API process's NATS.
+func workerArgs(natsAddr string, extra ...string) []string {
+	return append([]string{"--role", "worker", "--nats-url", "nats://" + natsAddr, "--ack-wait", "1s",
+		"--demo-ttft", "0", "--demo-token-interval", "25ms", "--coalesce-window", "0", "--workers", "2"}, extra...)
+}
+
+// apiWithListeningNATS runs the API in this process, its NATS open to workers.
+func apiWithListeningNATS(t *testing.T, extra ...string) (*server, string) {
+	natsAddr := freeAddr(t)
+	s := start(t, "", nil, append([]string{"--role", "api", "--nats-listen", natsAddr, "--ack-wait", "1s"}, extra...)...)
+	return s, natsAddr
+}
+
+// untilTerminal reads events of one request until it ends.
+func (c *wsClient) untilTerminal(id, request string) []event {
+	c.t.Helper()
+	var evs []event
+	for {
+		ev := c.next(id)
+		if ev.RequestID != request {
+			c.t.Fatalf("event of %q while waiting for %q", ev.RequestID, request)
+		}
+		evs = append(evs, ev)
+		if ev.Type == "END" || ev.Type == "ERROR" || ev.Type == "CANCELLED" {
+			return evs
+		}
+	}
+}
+
+// afterLastRestart returns the events of the last attempt.
+func afterLastRestart(evs []event) []event {
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Type == "RESTART" {
+			return evs[i+1:]
+		}
+	}
+	return evs
+}
+
+func TestWorkerKilledMidAnswerRestartsIt(t *testing.T) {
+	s, natsAddr := apiWithListeningNATS(t)
+	w1 := spawn(t, workerArgs(natsAddr)...)
+	c := subscribed(t, s, "s-crash", nil)
+	req := s.ask(t, "", "s-crash", "survive a crash", "en")
+	seen := []event{c.next("1"), c.next("1"), c.next("1")}
+	w1.kill()
+	spawn(t, workerArgs(natsAddr)...)
+	evs := append(seen, c.untilTerminal("1", req)...)
+	if !strings.Contains(types(evs), "RESTART") {
+		t.Fatalf("events %s, want a RESTART after the crash", types(evs))
+	}
+	last := afterLastRestart(evs)
+	checkAnswer(t, last, req, demoAnswer("en", "survive a crash"))
+	turns := s.conversation(t, "", "s-crash")
+	if len(turns) != 2 || turns[1].Status != "COMPLETE" || turns[1].Text != demoAnswer("en", "survive a crash") {
+		t.Fatalf("conversation %+v, want exactly one complete assistant turn", turns)
+	}
+}
+
+func TestRequestThatKeepsFailingEndsInErrorAndADeadLetter(t *testing.T) {
+	s, natsAddr := apiWithListeningNATS(t, "--max-deliver", "2")
+	c := subscribed(t, s, "s-doomed", nil)
+	req := s.ask(t, "", "s-doomed", "doomed", "en")
+	for i := range 2 {
+		w := spawn(t, workerArgs(natsAddr, "--max-deliver", "2")...)
+		// Kill each worker once it streams its own attempt: the second
+		// attempt starts with RESTART.
+		restarted := i == 0
+		for {
+			ev := c.next("1")
+			restarted = restarted || ev.Type == "RESTART"
+			if restarted && ev.Type == "DELTA" {
+				break
+			}
+		}
+		w.kill()
+	}
+	spawn(t, workerArgs(natsAddr, "--max-deliver", "2")...)
+	evs := c.untilTerminal("1", req)
+	last := evs[len(evs)-1]
+	if last.Type != "ERROR" || last.Error == nil || last.Error.Code != "INTERNAL" {
+		t.Fatalf("events %s ended with %+v, want ERROR INTERNAL", types(evs), last)
+	}
+	turns := s.conversation(t, "", "s-doomed")
+	if len(turns) != 2 || turns[1].Status != "ERROR" {
+		t.Fatalf("conversation %+v, want the answer stored as ERROR", turns)
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, "TC_DEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, "tc.dead")
+	if err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	var dl struct {
+		Request struct {
+			ID string `json:"id"`
+		} `json:"request"`
+		Deliveries int `json:"deliveries"`
+	}
+	if err := json.Unmarshal(msg.Data, &dl); err != nil || dl.Request.ID != req || dl.Deliveries != 2 {
+		t.Fatalf("dead letter %s, want request %s after 2 deliveries", msg.Data, req)
+	}
+}
+
+func TestWholeProcessCrashLosesNoAcceptedRequest(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--data-dir", dir, "--demo-ttft", "500ms", "--demo-token-interval", "10ms", "--ack-wait", "1s"}
+	p1 := spawn(t, args...)
+	s1 := &server{t: t, addr: p1.addr}
+	req := s1.ask(t, "", "s-phoenix", "still there?", "en")
+	p1.kill() // before the first token
+
+	p2 := spawn(t, args...)
+	s2 := &server{t: t, addr: p2.addr}
+	want := demoAnswer("en", "still there?")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		turns := s2.conversation(t, "", "s-phoenix")
+		if len(turns) == 2 && turns[1].Status == "COMPLETE" {
+			if turns[1].Text != want || turns[1].RequestID != req {
+				t.Fatalf("answer after the crash %+v, want %q", turns[1], want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request accepted before the crash never answered: %+v", turns)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestShutdownLetsTheAnswerFinishAndTellsClientsToReconnect(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, dir, nil, "--demo-ttft", "0", "--demo-token-interval", "40ms", "--coalesce-window", "0", "--shutdown-timeout", "20s")
+	c := subscribed(t, s, "s-drain", nil)
+	req := s.ask(t, "", "s-drain", "finish me", "en")
+	c.next("1")
+	go s.cancel() // SIGTERM
+	if code, _ := c.closeCode(); code != websocket.StatusServiceRestart {
+		t.Fatalf("client closed with %d, want 1012 (reconnect)", code)
+	}
+	s.stop()
+	s2 := start(t, dir, nil, fast...)
+	turns := s2.conversation(t, "", "s-drain")
+	if len(turns) != 2 || turns[1].Status != "COMPLETE" || turns[1].Text != demoAnswer("en", "finish me") || turns[1].RequestID != req {
+		t.Fatalf("after a graceful stop: %+v, want the answer finished", turns)
+	}
+}
+
+func TestShutdownTimeoutHandsTheRequestBack(t *testing.T) {
+	dir := t.TempDir()
+	slow := []string{"--demo-ttft", "0", "--demo-token-interval", "200ms", "--coalesce-window", "0", "--shutdown-timeout", "500ms", "--ack-wait", "1s"}
+	s := start(t, dir, nil, slow...)
+	c := subscribed(t, s, "s-handback", nil)
+	req := s.ask(t, "", "s-handback", "too long to finish", "en")
+	c.next("1")
+	s.stop()
+	// The next process takes the request over and answers it in full.
+	s2 := start(t, dir, nil, "--demo-ttft", "300ms", "--demo-token-interval", "2ms", "--ack-wait", "1s")
+	c2 := dialWS(t, s2)
+	c2.init(nil)
+	// It replays the answer in flight: the unfinished attempt and RESTART if
+	// the new attempt has not started yet, else the new attempt from START.
+	c2.subscribe("1", "s-handback")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("first process:\n%s\nsecond process:\n%s", lastLines(s.stderr.String(), 15), lastLines(s2.stderr.String(), 15))
+		}
+	})
+	evs := c2.untilTerminal("1", req)
+	checkAnswer(t, afterLastRestart(evs), req, demoAnswer("en", "too long to finish"))
+	if turns := s2.conversation(t, "", "s-handback"); len(turns) != 2 || turns[1].Status != "COMPLETE" {
+		t.Fatalf("conversation %+v", turns)
+	}
+}
+
+func TestSlowConsumerIsClosedAndOthersAreUnaffected(t *testing.T) {
+	const repeat, answers = 8000, 6 // about 10 MB in all: more than socket buffers hold
+	s := start(t, "", nil, "--demo-ttft", "0", "--demo-token-interval", "0", "--coalesce-window", "2ms", "--coalesce-bytes", "16384",
+		"--demo-repeat", fmt.Sprint(repeat), "--queue-size", "32", "--write-timeout", "60s")
+	normal := subscribed(t, s, "s-slow", nil)
+	// The slow client reads nothing until the end, through a small socket
+	// buffer, as a stalled phone would.
+	slow := &wsClient{t: t, conn: dialSmallBuffer(t, s)}
+	slow.init(nil)
+	slow.subscribe("1", "s-slow")
+	slow.send(map[string]any{"type": "ping"})
+	if m := slow.must(5 * time.Second); m.Type != "pong" {
+		t.Fatalf("got %s", m.Type)
+	}
+	var questions []string
+	for i := range answers {
+		q := fmt.Sprintf("flood %d", i)
+		questions = append(questions, q)
+		req := s.ask(t, "", "s-slow", q, "en")
+		evs := normal.answer("1", req)
+		want := strings.Repeat(demoAnswer("en", questions...)+" ", repeat)
+		checkRepeated(t, evs, req, want[:len(want)-1])
+	}
+	if code, reason := slow.closeCode(); code != 1013 {
+		t.Fatalf("the slow subscriber was closed with %d %q, want 1013", code, reason)
+	}
+}
+
+func dialSmallBuffer(t *testing.T, s *server) *websocket.Conn {
+	t.Helper()
+	dialer := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	client := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}, HTTPClient: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadLimit(-1)
+	t.Cleanup(func() { conn.CloseNow() })
+	return conn
+}
+
+func checkRepeated(t *testing.T, evs []event, req, want string) {
+	t.Helper()
+	if evs[0].Type != "START" || evs[len(evs)-1].Type != "END" {
+		t.Fatalf("events start %s end %s", evs[0].Type, evs[len(evs)-1].Type)
+	}
+	for i, ev := range evs {
+		if *ev.Index != i || ev.RequestID != req {
+			t.Fatalf("event %d: index %d request %s", i, *ev.Index, ev.RequestID)
+		}
+	}
+	if got := text(evs); got != want {
+		t.Fatalf("text of %d bytes, want %d", len(got), len(want))
+	}
+}
+
+func TestChurnLeavesNothingBehind(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	before := openFDs(t)
+	const cycles, parallel = 10000, 16
+	var wg sync.WaitGroup
+	errs := make(chan error, parallel)
+	for w := range parallel {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := w; i < cycles; i += parallel {
+				conn, _, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				_ = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"connection_init"}`))
+				_, _, _ = conn.Read(ctx)
+				_ = conn.Write(ctx, websocket.MessageText, []byte(`{"id":"1","type":"subscribe","payload":{"query":"subscription{onSendMessage(sessionId:\"churn-`+string(rune('a'+w))+`\"){message}}"}}`))
+				_ = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`))
+				_, data, err := conn.Read(ctx)
+				if err != nil || !strings.Contains(string(data), "pong") {
+					errs <- fmt.Errorf("got %q, %v, want pong", data, err)
+					return
+				}
+				conn.Close(websocket.StatusNormalClosure, "")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("cycle failed: %v\n%s", err, lastLines(s.stderr.String(), 10))
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for openFDs(t) > before+5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := openFDs(t); after > before+5 {
+		t.Fatalf("%d file descriptors open after the churn, %d before", after, before)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
