@@ -75,7 +75,10 @@ func (transportWS) handle(c *conn, data []byte) {
 			c.send(transportWS{}.errorFrame(msg.ID, opError("TOO_MANY_SUBSCRIPTIONS", "this connection has too many subscriptions").errs))
 			return
 		}
-		c.start(msg.ID, &params)
+		c.mu.Lock()
+		p := c.principal
+		c.mu.Unlock()
+		c.start(msg.ID, &params, p)
 	case "complete":
 		c.stop(msg.ID)
 	default:
@@ -110,6 +113,8 @@ func (transportWS) errorFrame(id string, errs gqlerror.List) []byte {
 	b = append(b, payload...)
 	return append(b, '}')
 }
+
+func (transportWS) ack(string) []byte { return nil }
 
 func (transportWS) complete(id string) []byte {
 	b := graph.AppendString([]byte(`{"id":`), id)
