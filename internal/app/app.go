@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,14 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
 	}
+	sigv4, err := auth.ParseSigV4Keys(cfg.SigV4Keys, cfg.SigV4MaxSkew)
+	if err != nil {
+		return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
+	}
+	var verifier gateway.SignatureVerifier
+	if sigv4.Len() > 0 {
+		verifier = sigv4
+	}
 	authn := auth.NewAuthenticator(clients, services)
 	if authn.Open() && !config.Loopback(cfg.Addr) {
 		return fmt.Errorf("refusing to listen on %s without authentication: set TOKENCAST_API_KEYS, or listen on a loopback address", cfg.Addr)
@@ -58,6 +67,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	ws := wsproto.NewServer(wsproto.Config{
 		ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 		InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
+		MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
 	}, ops, h, authn, log)
 	orch := orchestrator.New(orchestrator.Config{
 		Workers:      cfg.Workers,
@@ -83,12 +93,27 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 			return nil
 		},
 	}
-	gw := gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout},
+	gw := gateway.New(gateway.Config{
+		MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
+		AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier,
+	},
 		es, ops, h, authn, ws, ready, version, log)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		// HTTP/1.1 only: WebSocket upgrades need it, and one protocol keeps
+		// the connection engine's accounting simple.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+		scheme = "https"
 	}
 	srv := &http.Server{
 		Handler:           gw.Handler(),
@@ -102,8 +127,8 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	if authn.Open() {
 		mode = "open development mode (no TOKENCAST_API_KEYS; loopback only)"
 	}
-	fmt.Fprintf(stdout, "tokencast %s listening on http://%s (%s)\n", version, ln.Addr(), mode)
-	log.Info("serving", "addr", ln.Addr().String(), "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "tokencast %s listening on %s://%s (%s)\n", version, scheme, ln.Addr(), mode)
+	log.Info("serving", "addr", ln.Addr().String(), "tls", scheme == "https", "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()

@@ -10,5 +10,5 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.HandleFunc("GET /{$}", g.index)
-	return mux
+	return g.cors(mux)
 }
