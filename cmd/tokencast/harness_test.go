@@ -25,6 +25,10 @@ type server struct {
 	done    chan error
 	stdout  *syncBuffer
 	stderr  *syncBuffer
+	// scheme is https when the server was started with --tls-cert; client
+	// then trusts that certificate.
+	scheme string
+	client *http.Client
 }
 
 type syncBuffer struct {
@@ -61,7 +65,13 @@ func start(t *testing.T, dataDir string, env map[string]string, args ...string) 
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	s := &server{t: t, addr: freeAddr(t), dataDir: dataDir, done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &server{t: t, addr: freeAddr(t), dataDir: dataDir, done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{},
+		scheme: "http", client: http.DefaultClient}
+	for i, a := range args {
+		if a == "--tls-cert" && i+1 < len(args) {
+			s.scheme, s.client = "https", trustingClient(t, args[i+1])
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	all := append([]string{"serve", "--addr", s.addr, "--data-dir", dataDir}, args...)
@@ -76,7 +86,7 @@ func start(t *testing.T, dataDir string, env map[string]string, args ...string) 
 			t.Fatalf("server exited: %v\n%s", err, s.stderr)
 		default:
 		}
-		resp, err := http.Get("http://" + s.addr + "/readyz")
+		resp, err := s.client.Get(s.scheme + "://" + s.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -104,7 +114,7 @@ func (s *server) stop() {
 	}
 }
 
-func (s *server) url() string { return "http://" + s.addr + "/graphql" }
+func (s *server) url() string { return s.scheme + "://" + s.addr + "/graphql" }
 
 type gqlError struct {
 	Message    string         `json:"message"`
@@ -125,7 +135,7 @@ func (s *server) post(t *testing.T, apiKey, query string, variables map[string]a
 	if apiKey != "" {
 		req.Header.Set("X-Api-Key", apiKey)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,11 @@ func spawn(t *testing.T, args ...string) *proc {
 	}
 }
 
+// client talks to the process as tests talk to an in-process server.
+func (p *proc) client() *server {
+	return &server{t: p.t, addr: p.addr, scheme: "http", client: http.DefaultClient}
+}
+
 // kill ends the process the hard way, as a crash would.
 func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
@@ -186,12 +191,12 @@ func TestWholeProcessCrashLosesNoAcceptedRequest(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--data-dir", dir, "--demo-ttft", "500ms", "--demo-token-interval", "10ms", "--ack-wait", "1s"}
 	p1 := spawn(t, args...)
-	s1 := &server{t: t, addr: p1.addr}
+	s1 := p1.client()
 	req := s1.ask(t, "", "s-phoenix", "still there?", "en")
 	p1.kill() // before the first token
 
 	p2 := spawn(t, args...)
-	s2 := &server{t: t, addr: p2.addr}
+	s2 := p2.client()
 	want := demoAnswer("en", "still there?")
 	deadline := time.Now().Add(30 * time.Second)
 	for {

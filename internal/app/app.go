@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -117,9 +118,20 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
 			MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
+			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
 		}, ops, h, authn, log)
-		gw = gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout},
-			es, limits, ops, h, authn, ws, ready, version, log)
+		sigv4, err := auth.ParseSigV4Keys(cfg.SigV4Keys, cfg.SigV4MaxSkew)
+		if err != nil {
+			return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
+		}
+		var verifier gateway.SignatureVerifier
+		if sigv4.Len() > 0 {
+			verifier = sigv4
+		}
+		gw = gateway.New(gateway.Config{
+			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
+			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier,
+		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {
 		mux = gateway.HealthHandler(ready)
@@ -128,6 +140,18 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		// HTTP/1.1 only: WebSocket upgrades need it, and one protocol keeps
+		// the connection engine's accounting simple.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
+		scheme = "https"
 	}
 	srv := &http.Server{
 		Handler:           mux,
@@ -144,8 +168,8 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	case dev:
 		mode = "development mode"
 	}
-	fmt.Fprintf(stdout, "tokencast %s listening on http://%s (role %s, %s)\n", version, ln.Addr(), cfg.Role, mode)
-	log.Info("serving", "addr", ln.Addr().String(), "role", cfg.Role, "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "tokencast %s listening on %s://%s (role %s, %s)\n", version, scheme, ln.Addr(), cfg.Role, mode)
+	log.Info("serving", "addr", ln.Addr().String(), "tls", scheme == "https", "role", cfg.Role, "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
 
 	// pull ends when shutdown starts; work when the shutdown timeout is up.
 	pull, stopPulling := context.WithCancel(context.WithoutCancel(ctx))

@@ -31,7 +31,13 @@ type Config struct {
 	QueueSize       int
 	InitTimeout     time.Duration
 	MaxSubs         int
+	MaxPayload      int
+	KeepAlive       time.Duration
+	ConnTimeout     time.Duration
 	MaxBodyBytes    int64
+	TLSCert         string
+	TLSKey          string
+	SigV4MaxSkew    time.Duration
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -64,6 +70,7 @@ type Config struct {
 	// Secrets come from the environment only, so they never show in ps.
 	APIKeys     string
 	ServiceKeys string
+	SigV4Keys   string
 }
 
 // EnvName is the environment variable that sets a flag.
@@ -94,8 +101,14 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.QueueSize, "queue-size", 256, "frames queued per connection before a slow client is closed")
 	fs.DurationVar(&c.InitTimeout, "init-timeout", 3*time.Second, "time a WebSocket client has to send connection_init")
 	fs.IntVar(&c.MaxSubs, "max-subscriptions", 100, "subscriptions per WebSocket connection")
+	fs.IntVar(&c.MaxPayload, "appsync-max-payload", 240<<10, "AppSync dialect: largest subscription payload (start message or event), in bytes")
+	fs.DurationVar(&c.KeepAlive, "ws-keepalive", 20*time.Second, "graphql-ws (AppSync, legacy Apollo): how often a \"ka\" keep-alive is sent")
+	fs.DurationVar(&c.ConnTimeout, "appsync-connection-timeout", 5*time.Minute, "AppSync dialect: connectionTimeoutMs announced in connection_ack (clients reconnect after this long without a ka)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest HTTP request body, in bytes")
-	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed besides the server's own (WebSocket Origin check)")
+	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed besides the server's own: WebSocket Origin check and CORS (\"*\" allows any)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and wss:// on --addr (needs --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.DurationVar(&c.SigV4MaxSkew, "sigv4-max-skew", 5*time.Minute, "SigV4-signed requests: largest accepted difference between X-Amz-Date and server time")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
@@ -128,7 +141,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 		fmt.Fprintf(out, "\nSecrets (environment only):\n"+
 			"  TOKENCAST_API_KEYS      comma-separated client keys, each name:secret or secret (16+ chars);\n"+
 			"                          clients send one as x-api-key. None set: open development mode, loopback only.\n"+
-			"  TOKENCAST_SERVICE_KEYS  comma-separated service keys, allowed to publish with sendMessage.\n")
+			"  TOKENCAST_SERVICE_KEYS  comma-separated service keys, allowed to publish with sendMessage.\n"+
+			"  TOKENCAST_SIGV4_KEYS    comma-separated ACCESS_KEY_ID:SECRET pairs; requests signed with one\n"+
+			"                          (SigV4, service appsync) are services, as with a service key.\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -159,6 +174,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	}
 	c.APIKeys = getenv("TOKENCAST_API_KEYS")
 	c.ServiceKeys = getenv("TOKENCAST_SERVICE_KEYS")
+	c.SigV4Keys = getenv("TOKENCAST_SIGV4_KEYS")
 	return c, c.validate()
 }
 
@@ -171,7 +187,9 @@ func (c *Config) validate() error {
 		"--workers": int64(c.Workers), "--max-message-bytes": int64(c.MaxMessageBytes),
 		"--max-deliver": int64(c.MaxDeliver), "--ws-read-limit": c.WSReadLimit,
 		"--queue-size": int64(c.QueueSize), "--max-subscriptions": int64(c.MaxSubs),
-		"--max-body-bytes": c.MaxBodyBytes,
+		"--max-body-bytes": c.MaxBodyBytes, "--appsync-max-payload": int64(c.MaxPayload),
+		"--ws-keepalive": int64(c.KeepAlive), "--appsync-connection-timeout": int64(c.ConnTimeout),
+		"--sigv4-max-skew": int64(c.SigV4MaxSkew),
 		"--write-timeout":  int64(c.WriteTimeout), "--init-timeout": int64(c.InitTimeout),
 		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
 		"--max-conns": int64(c.MaxConns), "--max-conns-per-principal": int64(c.MaxConnsPerPrincipal),
@@ -184,6 +202,9 @@ func (c *Config) validate() error {
 	}
 	if c.CoalesceWindow < 0 || c.CoalesceBytes < 0 || c.CoalesceChunks < 0 || c.DemoTTFT < 0 || c.DemoTokenGap < 0 {
 		errs = append(errs, errors.New("coalescing and demo settings must not be negative"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -3,8 +3,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -42,11 +44,20 @@ type Authenticator interface {
 // Readiness reports whether a part can serve; nil means ready.
 type Readiness func(ctx context.Context) error
 
+// SignatureVerifier checks SigV4-signed requests.
+type SignatureVerifier interface {
+	Verify(ctx context.Context, r *http.Request, body []byte) (*auth.Principal, error)
+}
+
 // Config bounds the HTTP side.
 type Config struct {
 	MaxBodyBytes int64
 	QueueSize    int
 	WriteTimeout time.Duration
+	// AllowedOrigins may call the API from a browser page (CORS); "*" is any.
+	AllowedOrigins []string
+	// SigV4 verifies requests signed with AWS SigV4; nil refuses them.
+	SigV4 SignatureVerifier
 }
 
 // Gateway serves HTTP.
@@ -133,10 +144,8 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
-	p, err := g.auth.Authenticate(r.Context(), auth.Credentials{APIKey: r.Header.Get("X-Api-Key"), Authorization: r.Header.Get("Authorization")})
-	if err != nil {
-		g.log.Debug("refused credentials", "err", err)
-		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: "a valid API key or token is required", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
+	p, ok := g.authenticate(w, r)
+	if !ok {
 		return
 	}
 	r = r.WithContext(auth.WithPrincipal(r.Context(), p))
@@ -145,6 +154,39 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.graphql.ServeHTTP(w, r)
+}
+
+// authenticate finds the caller of a GraphQL request: a SigV4 signature
+// (service appsync), a bearer token or an x-api-key. It has answered when ok is false.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (p *auth.Principal, ok bool) {
+	if auth.IsSigV4(r) {
+		refuse := func(msg string) (*auth.Principal, bool) {
+			writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: msg, Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
+			return nil, false
+		}
+		if g.cfg.SigV4 == nil {
+			return refuse("SigV4 signatures are not accepted here: no access keys are configured")
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			writeErrors(w, http.StatusRequestEntityTooLarge, gqlerror.List{{Message: "the body is too large", Extensions: map[string]any{"code": chat.CodeBadInput}}})
+			return nil, false
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		p, err := g.cfg.SigV4.Verify(r.Context(), r, body)
+		if err != nil {
+			g.log.Info("sigv4 refused", "err", err)
+			return refuse("the request signature does not verify")
+		}
+		return p, true
+	}
+	p, err := g.auth.Authenticate(r.Context(), auth.Credentials{APIKey: r.Header.Get("X-Api-Key"), Authorization: r.Header.Get("Authorization")})
+	if err != nil {
+		g.log.Debug("refused credentials", "err", err)
+		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: "a valid API key or token is required", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
+		return nil, false
+	}
+	return p, true
 }
 
 func healthz(w http.ResponseWriter, r *http.Request) {

@@ -18,7 +18,7 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <h2>Watch the answer stream (GraphQL over SSE)</h2>
 <pre>curl -N http://{{.Host}}/graphql -H 'content-type: application/json' -H 'accept: text/event-stream'{{if .NeedsKey}} -H 'x-api-key: YOUR_KEY'{{end}} \
   -d '{"query":"subscription{onSendMessage(sessionId:\"demo-1\"){type message index cursor}}"}'</pre>
-<p>WebSocket: <code>ws://{{.Host}}/graphql</code> with subprotocol <code>graphql-transport-ws</code> (graphql-ws, Apollo, urql).</p>
+<p>WebSocket: <code>ws://{{.Host}}/graphql</code> with subprotocol <code>graphql-transport-ws</code> (graphql-ws, Apollo, urql) or <code>graphql-ws</code> (AppSync real-time: Amplify, aws-appsync-subscription-link; legacy subscriptions-transport-ws).</p>
 <p>Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>.</p>
 </body></html>
 `))

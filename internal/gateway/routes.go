@@ -10,7 +10,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(g.ready))
 	mux.HandleFunc("GET /{$}", g.index)
-	return mux
+	return g.cors(mux)
 }
 
 // HealthHandler is all a worker-only process serves.

@@ -30,6 +30,9 @@ type dialect interface {
 	errorFrame(id string, errs gqlerror.List) []byte
 	// complete ends an operation from the server side.
 	complete(id string) []byte
+	// ack confirms a subscription is being set up, before its first event;
+	// nil when the dialect has no such message.
+	ack(id string) []byte
 }
 
 // conn is one WebSocket connection: the reader runs in the handler goroutine,
@@ -39,8 +42,12 @@ type conn struct {
 	ws      *websocket.Conn
 	req     *http.Request
 	dialect dialect
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// flavourKnown is set once a graphql-ws connection's first start told
+	// AppSync from legacy Apollo; the reader goroutine alone uses it.
+	flavourKnown bool
+	keepAlive    bool
+	ctx          context.Context
+	cancel       context.CancelFunc
 
 	out     chan []byte
 	closing chan struct{}
@@ -80,6 +87,9 @@ func (c *conn) run() {
 	switch c.ws.Subprotocol() {
 	case SubprotocolTransportWS:
 		c.dialect = transportWS{}
+	case SubprotocolGraphQLWS:
+		c.dialect = appSync{maxPayload: c.s.cfg.MaxPayload}
+		c.keepAlive = true
 	default:
 		c.dialect = transportWS{}
 		c.close(4406, "Subprotocol not acceptable")
@@ -142,17 +152,28 @@ func (c *conn) readLoop() {
 }
 
 func (c *conn) writeLoop() {
+	var keepAlive <-chan time.Time
+	if c.keepAlive {
+		t := time.NewTicker(c.s.cfg.KeepAlive)
+		defer t.Stop()
+		keepAlive = t.C
+	}
 	for {
 		select {
 		case frame := <-c.out:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-				c.close(websocket.CloseAbnormalClosure, "")
-				c.ws.Close()
+			if !c.write(frame) {
+				return
+			}
+		case <-keepAlive:
+			c.mu.Lock()
+			acked := c.acked
+			c.mu.Unlock()
+			if acked && !c.write(frameKeepAlive) {
 				return
 			}
 		case <-c.closing:
 			if c.code != websocket.CloseAbnormalClosure {
+				c.flush()
 				msg := websocket.FormatCloseMessage(c.code, c.reason)
 				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 				// Give the peer a moment to answer so it reads our code
@@ -163,6 +184,38 @@ func (c *conn) writeLoop() {
 				}
 			}
 			c.ws.Close()
+			return
+		}
+	}
+}
+
+// write sends one frame within the write deadline; false means the
+// connection is gone.
+func (c *conn) write(frame []byte) bool {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		c.close(websocket.CloseAbnormalClosure, "")
+		c.ws.Close()
+		return false
+	}
+	return true
+}
+
+// flush writes what was queued before the close (an error frame explaining
+// it, say), all within one write deadline; a slow client's backlog is not
+// waited for.
+func (c *conn) flush() {
+	if c.code == CloseSlow {
+		return
+	}
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	for {
+		select {
+		case frame := <-c.out:
+			if c.ws.WriteMessage(websocket.TextMessage, frame) != nil {
+				return
+			}
+		default:
 			return
 		}
 	}
@@ -227,16 +280,20 @@ var errConnClosed = errors.New("connection closed")
 // errTooManyConns refuses a principal over its connection cap.
 var errTooManyConns = errors.New("too many connections for this principal")
 
-// authenticate sets the connection's principal from the init payload's
-// credentials or the upgrade request's headers, counts it against the
-// principal's cap, and arms the close at the token's expiry.
+// authenticate sets the connection's principal from the credentials of the
+// init payload ({"x-api-key"}, {"apiKey"}, {"Authorization"}, or those inside
+// {"headers":{…}}), or else of the upgrade request's auth object (AppSync's
+// ?header= or header-… subprotocol, or plain HTTP headers). It counts the
+// connection against the principal's cap and arms the close at the token's
+// expiry. A malformed auth object is errAuthObject.
 func (c *conn) authenticate(payload map[string]any) error {
-	creds := auth.Credentials{APIKey: str(payload, "x-api-key", "apiKey"), Authorization: str(payload, "Authorization", "authorization")}
-	if creds.APIKey == "" {
-		creds.APIKey = c.req.Header.Get("X-Api-Key")
-	}
-	if creds.Authorization == "" {
-		creds.Authorization = c.req.Header.Get("Authorization")
+	creds := payloadCredentials(payload)
+	if creds == (auth.Credentials{}) {
+		obj, _, err := requestAuthObject(c.req)
+		if err != nil {
+			return err
+		}
+		creds = obj.credentials()
 	}
 	p, err := c.s.auth.Authenticate(c.ctx, creds)
 	if err != nil {
@@ -257,13 +314,22 @@ func (c *conn) authenticate(payload map[string]any) error {
 	return nil
 }
 
-func str(m map[string]any, keys ...string) string {
-	for _, k := range keys {
-		if v, ok := m[k].(string); ok && v != "" {
-			return v
+func payloadCredentials(payload map[string]any) auth.Credentials {
+	var c auth.Credentials
+	for _, name := range []string{"x-api-key", "apiKey", "X-Api-Key"} {
+		if k, _ := payload[name].(string); k != "" && c.APIKey == "" {
+			c.APIKey = k
 		}
 	}
-	return ""
+	for _, name := range []string{"Authorization", "authorization"} {
+		if k, _ := payload[name].(string); k != "" && c.Authorization == "" {
+			c.Authorization = k
+		}
+	}
+	if h, ok := payload["headers"].(map[string]any); ok && c == (auth.Credentials{}) {
+		return payloadCredentials(h)
+	}
+	return c
 }
 
 // errOperation is a refusal of one operation, already shaped for the client.
@@ -275,17 +341,19 @@ func opError(code, message string) errOperation {
 	return errOperation{gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}}}
 }
 
-// start runs an operation for id: a query or mutation answers once and
-// completes, a subscription attaches to the hub. The id must be reserved.
-func (c *conn) start(id string, params *graphql.RawParams) {
-	c.mu.Lock()
-	p := c.principal
-	c.mu.Unlock()
+// start runs an operation for id as principal p: a query or mutation
+// answers once and completes, a subscription attaches to the hub. The id must
+// be reserved.
+func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 	ctx := auth.WithPrincipal(c.ctx, p)
 	op, errs := c.s.ops.Prepare(ctx, params)
 	if len(errs) > 0 && errs[0].Extensions["code"] == chat.CodeForbidden {
 		c.finish(id)
-		c.close(4403, "Forbidden")
+		if _, ok := c.dialect.(transportWS); ok {
+			c.close(4403, "Forbidden")
+			return
+		}
+		c.send(c.dialect.errorFrame(id, appSyncError(errorTypeUnauthorized, "You are not authorized to make this call.", 401)))
 		return
 	}
 	if len(errs) > 0 {
@@ -304,6 +372,9 @@ func (c *conn) start(id string, params *graphql.RawParams) {
 		c.send(c.dialect.result(id, data))
 		c.send(c.dialect.complete(id))
 		return
+	}
+	if ack := c.dialect.ack(id); ack != nil {
+		c.send(ack)
 	}
 	sub := &subscription{c: c, id: id, shape: op.Subscription.Shape}
 	hs, err := c.s.hub.Subscribe(c.ctx, op.Subscription.SessionID, op.Subscription.After, sub)

@@ -24,7 +24,12 @@ import (
 
 // Subprotocol names.
 const (
+	// SubprotocolTransportWS is graphql-transport-ws (graphql-ws, Apollo
+	// GraphQLWsLink, urql).
 	SubprotocolTransportWS = "graphql-transport-ws"
+	// SubprotocolGraphQLWS is graphql-ws: the AppSync real-time dialect, or
+	// the legacy Apollo subscriptions-transport-ws.
+	SubprotocolGraphQLWS = "graphql-ws"
 )
 
 // Close codes beyond the dialects' own.
@@ -66,6 +71,13 @@ type Config struct {
 	MaxConnsPerPrincipal int
 	// TokenGrace is how long a subscription outlives its token's expiry.
 	TokenGrace time.Duration
+	// MaxPayload bounds an AppSync start payload and event (AppSync: 240 KB).
+	MaxPayload int
+	// KeepAlive is how often graphql-ws connections get a "ka".
+	KeepAlive time.Duration
+	// ConnectionTimeout is announced to AppSync clients as
+	// connectionTimeoutMs: how long they wait for a "ka" before reconnecting.
+	ConnectionTimeout time.Duration
 	// AllowedOrigins lists browser origins besides the server's own that may
 	// open a WebSocket; "*" allows any.
 	AllowedOrigins []string
@@ -79,6 +91,8 @@ type Server struct {
 	auth     Authenticator
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+	// connectionAck is the AppSync connection_ack, made once.
+	connectionAck []byte
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -104,14 +118,26 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	if cfg.MaxSubscriptions <= 0 {
 		cfg.MaxSubscriptions = 100
 	}
-	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}), per: make(map[string]int)}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = 240 << 10
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 20 * time.Second
+	}
+	if cfg.ConnectionTimeout <= 0 {
+		cfg.ConnectionTimeout = 5 * time.Minute
+	}
+	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}), per: make(map[string]int),
+		connectionAck: connectionAck(cfg.ConnectionTimeout.Milliseconds())}
 	s.upgrader = websocket.Upgrader{
 		// Small buffers and a shared write pool keep an idle connection cheap.
 		ReadBufferSize:  512,
 		WriteBufferSize: 512,
 		WriteBufferPool: &sync.Pool{},
-		Subprotocols:    []string{SubprotocolTransportWS},
-		CheckOrigin:     s.checkOrigin,
+		// The client's order decides; a header-… entry (AppSync auth) is
+		// never echoed.
+		Subprotocols: []string{SubprotocolTransportWS, SubprotocolGraphQLWS},
+		CheckOrigin:  s.checkOrigin,
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, http.StatusText(status), status)
 		},

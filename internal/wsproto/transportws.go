@@ -20,9 +20,27 @@ type transportMsg struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-func (transportWS) handle(c *conn, data []byte) {
-	var msg transportMsg
+// decodeTransport decodes one client frame; ok is false for anything that
+// is not a JSON object with a string type.
+func decodeTransport(data []byte) (msg transportMsg, ok bool) {
 	if err := json.Unmarshal(data, &msg); err != nil || msg.Type == "" {
+		return transportMsg{}, false
+	}
+	return msg, true
+}
+
+// decodeSubscribe reads a subscribe message's id and payload; ok is false
+// when either is missing or the payload has no query.
+func decodeSubscribe(msg transportMsg) (params graphql.RawParams, ok bool) {
+	if msg.ID == "" || json.Unmarshal(msg.Payload, &params) != nil || params.Query == "" {
+		return graphql.RawParams{}, false
+	}
+	return params, true
+}
+
+func (transportWS) handle(c *conn, data []byte) {
+	msg, ok := decodeTransport(data)
+	if !ok {
 		c.close(4400, "Invalid message received")
 		return
 	}
@@ -65,8 +83,8 @@ func (transportWS) handle(c *conn, data []byte) {
 			c.close(4401, "Unauthorized")
 			return
 		}
-		var params graphql.RawParams
-		if msg.ID == "" || json.Unmarshal(msg.Payload, &params) != nil || params.Query == "" {
+		params, ok := decodeSubscribe(msg)
+		if !ok {
 			c.close(4400, "Invalid subscribe message")
 			return
 		}
@@ -79,7 +97,10 @@ func (transportWS) handle(c *conn, data []byte) {
 			c.send(transportWS{}.errorFrame(msg.ID, opError("TOO_MANY_SUBSCRIPTIONS", "this connection has too many subscriptions").errs))
 			return
 		}
-		c.start(msg.ID, &params)
+		c.mu.Lock()
+		p := c.principal
+		c.mu.Unlock()
+		c.start(msg.ID, &params, p)
 	case "complete":
 		c.stop(msg.ID)
 	default:
@@ -114,6 +135,8 @@ func (transportWS) errorFrame(id string, errs gqlerror.List) []byte {
 	b = append(b, payload...)
 	return append(b, '}')
 }
+
+func (transportWS) ack(string) []byte { return nil }
 
 func (transportWS) complete(id string) []byte {
 	b := graph.AppendString([]byte(`{"id":`), id)
