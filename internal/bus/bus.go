@@ -50,12 +50,12 @@ type Config struct {
 
 // Bus is a connection to NATS JetStream with tokencast's streams in place.
 type Bus struct {
-	cfg    Config
-	log    *slog.Logger
-	srv    *server.Server // nil when NATS is external
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	events jetstream.Stream
+	cfg     Config
+	log     *slog.Logger
+	srv     *server.Server // nil when NATS is external
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	events  jetstream.Stream
 	turns   jetstream.Stream
 	work    jetstream.Consumer
 	cancels jetstream.KeyValue
