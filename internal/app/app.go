@@ -24,6 +24,7 @@ import (
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/provider/demo"
 	"github.com/tokencast/tokencast/internal/wsproto"
+	"github.com/tokencast/tokencast/web"
 )
 
 // DefaultModel is the model answering when nothing else is configured.
@@ -86,7 +87,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 			return nil
 		},
 	}
-	gw := gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout},
+	gw := gateway.New(gateway.Config{MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout, UI: web.Dist()},
 		es, ops, h, authn, ws, ready, version, log)
 
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -1,10 +1,11 @@
 // Package gateway is the HTTP face of tokencast: GraphQL over POST, SSE and
-// WebSocket on /graphql, health, and the landing page.
+// WebSocket on /graphql, health, the chat UI and the about page.
 package gateway
 
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -46,6 +47,8 @@ type Config struct {
 	MaxBodyBytes int64
 	QueueSize    int
 	WriteTimeout time.Duration
+	// UI is the built chat page served at /; nil serves none.
+	UI fs.FS
 }
 
 // Gateway serves HTTP.
@@ -56,6 +59,7 @@ type Gateway struct {
 	auth    Authenticator
 	ws      http.Handler
 	graphql http.Handler
+	ui      fs.FS
 	ready   map[string]Readiness
 	log     *slog.Logger
 	version string
@@ -81,7 +85,7 @@ func New(cfg Config, es graphql.ExecutableSchema, ops Operations, h Hub, a Authe
 		log.Error("resolver panic", "panic", err)
 		return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": chat.CodeInternal}}
 	})
-	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version}
+	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ui: cfg.UI, ready: ready, log: log, version: version}
 }
 
 // presentError keeps codes the resolvers set and hides everything else.

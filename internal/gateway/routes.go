@@ -9,6 +9,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("/graphql/realtime", g.serveGraphQL)
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
-	mux.HandleFunc("GET /{$}", g.index)
+	mux.HandleFunc("GET /{$}", g.chatUI)
+	mux.HandleFunc("GET /assets/", g.uiAsset)
+	mux.HandleFunc("GET /about", g.about)
 	return mux
 }
