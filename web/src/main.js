@@ -177,6 +177,8 @@ function mergeConversation(serverTurns) {
   }
   out.push(...local.values());
   state.turns = out;
+  const question = out.find((t) => t.role === 'user');
+  if (question && !store.sessions().some((x) => x.id === state.sessionId)) rememberSession(question.text);
   for (const t of state.turns) dirty.add(t);
   scheduleRender(true);
 }
@@ -412,7 +414,9 @@ ui.stop.addEventListener('click', async () => {
   if (!t) return;
   ui.stop.disabled = true;
   try {
-    await api.cancel(state.sessionId, t.requestId);
+    const res = await api.cancel(state.sessionId, t.requestId);
+    // Already ended: the stored conversation says how.
+    if (res && !res.cancelled) refreshConversation();
   } catch (err) {
     if (!authFailed(err)) notice(describe(err.code, err.message));
   } finally {
