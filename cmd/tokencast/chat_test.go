@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,40 @@ func TestChatInteractiveGoesOnAfterAFailedAnswer(t *testing.T) {
 	}
 	if want := demoAnswer("en", "boom "+demo.FailTrigger, "again") + "\n"; !strings.HasSuffix(out, want) {
 		t.Fatalf("stdout %q, want it to end with the second answer %q", out, want)
+	}
+}
+
+// cancelOnWrite cancels a context at the first write: the user pressing
+// Ctrl-C once the answer has started.
+type cancelOnWrite struct {
+	syncBuffer
+	cancel context.CancelFunc
+}
+
+func (w *cancelOnWrite) Write(p []byte) (int, error) {
+	w.cancel()
+	return w.syncBuffer.Write(p)
+}
+
+func TestChatInterruptCancelsTheAnswerOnTheServer(t *testing.T) {
+	s := start(t, "", nil, "--demo-ttft", "20ms", "--demo-token-interval", "50ms")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := &cancelOnWrite{cancel: cancel}
+	var errOut syncBuffer
+	err := run(ctx, []string{"chat", "--url", "http://" + s.addr, "--session", "cli-int", "Interrupt me"}, func(string) string { return "" }, nil, out, &errOut)
+	if !errors.Is(err, context.Canceled) || exitCode(err) == 0 {
+		t.Fatalf("err %v, want context.Canceled and a non-zero exit", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, resp := s.post(t, "", `query($s:String!){conversation(sessionId:$s){turns{role status}}}`, map[string]any{"s": "cli-int"})
+		if strings.Contains(string(resp.Data), `"role":"ASSISTANT","status":"CANCELLED"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("conversation %s, want the answer CANCELLED", resp.Data)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
