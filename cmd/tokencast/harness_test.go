@@ -76,7 +76,7 @@ func start(t *testing.T, dataDir string, env map[string]string, args ...string) 
 	s.cancel = cancel
 	all := append([]string{"serve", "--addr", s.addr, "--data-dir", dataDir}, args...)
 	getenv := func(k string) string { return env[k] }
-	go func() { s.done <- run(ctx, all, getenv, s.stdout, s.stderr) }()
+	go func() { s.done <- run(ctx, all, getenv, nil, s.stdout, s.stderr) }()
 	t.Cleanup(s.stop)
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/tokencast/tokencast/internal/app"
+	"github.com/tokencast/tokencast/internal/chatcli"
 	"github.com/tokencast/tokencast/internal/config"
 )
 
@@ -20,7 +21,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -41,12 +42,14 @@ const usage = `Usage: tokencast <command> [flags]
 
 Commands:
   serve     serve the GraphQL API (default when no command is given)
+  chat      ask a server and print the answer as it streams;
+            with no question, an interactive session on stdin
   version   print the version
 
-Run "tokencast serve --help" for every setting.
+Run "tokencast serve --help" for every setting, "tokencast chat --help" for the client's.
 `
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -58,6 +61,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return app.Serve(ctx, cfg, version, stdout, stderr)
+	case "chat":
+		opts, question, err := chatcli.Parse(args, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		opts.Terminal = isTerminal(stdout)
+		opts.Prompt = isTerminal(stdin)
+		return chatcli.Run(ctx, opts, question, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "tokencast %s\n", version)
 		return nil
@@ -68,4 +79,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
+}
+
+// isTerminal reports whether f is a character device (a terminal), so chat
+// can stream with a live hint there and write plain text into pipes.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := file.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

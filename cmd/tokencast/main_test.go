@@ -389,7 +389,7 @@ func TestSendMessageIsForServicesOnly(t *testing.T) {
 }
 
 func TestOpenModeRefusesNonLoopback(t *testing.T) {
-	err := run(context.Background(), []string{"serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+	err := run(context.Background(), []string{"serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, nil, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "TOKENCAST_API_KEYS") {
 		t.Fatalf("run on 0.0.0.0 without keys returned %v, want a refusal naming TOKENCAST_API_KEYS", err)
 	}
@@ -397,7 +397,7 @@ func TestOpenModeRefusesNonLoopback(t *testing.T) {
 
 func TestHelpDocumentsEveryFlagAndItsEnv(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"serve", "--help"}, func(string) string { return "" }, &out, &out)
+	err := run(context.Background(), []string{"serve", "--help"}, func(string) string { return "" }, nil, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "help") {
 		t.Fatalf("--help returned %v", err)
 	}
@@ -412,7 +412,7 @@ func TestHelpDocumentsEveryFlagAndItsEnv(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, &out, &out); err != nil || !strings.HasPrefix(out.String(), "tokencast ") {
+	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, nil, &out, &out); err != nil || !strings.HasPrefix(out.String(), "tokencast ") {
 		t.Fatalf("version: %v %q", err, out.String())
 	}
 }

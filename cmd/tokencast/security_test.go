@@ -213,13 +213,13 @@ func TestIntrospectionOnlyInDevelopmentMode(t *testing.T) {
 }
 
 func TestProductionModeNeedsAuthentication(t *testing.T) {
-	err := run(context.Background(), []string{"serve", "--mode", "prod", "--addr", freeAddr(t), "--data-dir", t.TempDir()}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+	err := run(context.Background(), []string{"serve", "--mode", "prod", "--addr", freeAddr(t), "--data-dir", t.TempDir()}, func(string) string { return "" }, nil, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "without authentication") {
 		t.Fatalf("prod without keys: %v", err)
 	}
 	err = run(context.Background(), []string{"serve", "--mode", "prod", "--allowed-origins", "*", "--addr", freeAddr(t), "--data-dir", t.TempDir()}, func(k string) string {
 		return map[string]string{"TOKENCAST_API_KEYS": keyA}[k]
-	}, &bytes.Buffer{}, &bytes.Buffer{})
+	}, nil, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "allowed-origins") {
 		t.Fatalf("prod with a wildcard origin: %v", err)
 	}

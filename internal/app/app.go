@@ -28,6 +28,7 @@ import (
 	"github.com/tokencast/tokencast/internal/provider/demo"
 	"github.com/tokencast/tokencast/internal/ratelimit"
 	"github.com/tokencast/tokencast/internal/wsproto"
+	"github.com/tokencast/tokencast/web"
 )
 
 // DefaultModel is the model answering when nothing else is configured.
@@ -130,7 +131,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		}
 		gw = gateway.New(gateway.Config{
 			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
-			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier,
+			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(),
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {

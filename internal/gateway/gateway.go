@@ -1,5 +1,5 @@
 // Package gateway is the HTTP face of tokencast: GraphQL over POST, SSE and
-// WebSocket on /graphql, health, and the landing page.
+// WebSocket on /graphql, health, the chat UI and the about page.
 package gateway
 
 import (
@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -58,6 +59,8 @@ type Config struct {
 	AllowedOrigins []string
 	// SigV4 verifies requests signed with AWS SigV4; nil refuses them.
 	SigV4 SignatureVerifier
+	// UI is the built chat page served at /; nil serves none.
+	UI fs.FS
 }
 
 // Gateway serves HTTP.
@@ -68,6 +71,7 @@ type Gateway struct {
 	auth    Authenticator
 	ws      http.Handler
 	graphql http.Handler
+	ui      fs.FS
 	ready   map[string]Readiness
 	log     *slog.Logger
 	version string
@@ -101,7 +105,7 @@ func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Opera
 		log.Error("resolver panic", "panic", err)
 		return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": chat.CodeInternal}}
 	})
-	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version, closing: make(chan struct{})}
+	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version, closing: make(chan struct{}), ui: cfg.UI}
 }
 
 // presentError keeps codes the resolvers set and hides everything else.

@@ -9,7 +9,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("/graphql/realtime", g.serveGraphQL)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(g.ready))
-	mux.HandleFunc("GET /{$}", g.index)
+	mux.HandleFunc("GET /{$}", g.chatUI)
+	mux.HandleFunc("GET /assets/", g.uiAsset)
+	mux.HandleFunc("GET /about", g.about)
 	return g.cors(mux)
 }
 

@@ -15,6 +15,28 @@ import (
 // the error path can be seen without a real provider.
 const FailTrigger = "[[demo:error]]"
 
+// MarkdownTrigger in a question makes the demo model answer with MarkdownAnswer,
+// so a client can show Markdown, code highlighting and that hostile markup in
+// an answer stays inert.
+const MarkdownTrigger = "[[demo:markdown]]"
+
+// MarkdownAnswer is the demo answer to a question containing MarkdownTrigger:
+// a heading, a list, a fenced Go block, a link, and two strings a renderer
+// must never turn into running script.
+const MarkdownAnswer = "# Markdown demo\n\n" +
+	"The demo model can stream **formatted** text:\n\n" +
+	"- a list item with `inline code`\n" +
+	"- a [link to the Go site](https://go.dev/)\n" +
+	"- a fenced block below\n\n" +
+	"```go\n" +
+	"package main\n\n" +
+	"import \"fmt\"\n\n" +
+	"func main() {\n" +
+	"\tfmt.Println(\"streamed by tokencast\")\n" +
+	"}\n" +
+	"```\n\n" +
+	"Hostile markup stays inert: <img src=x onerror=alert(1)> and [click](javascript:alert(1)) and <script>alert(2)</script> end."
+
 // Provider streams the demo answer word by word.
 type Provider struct {
 	// TTFT is the delay before the first token.
@@ -41,6 +63,9 @@ func Answer(p chat.Prompt) string {
 	}
 	if len(questions) == 0 {
 		questions = []string{""}
+	}
+	if strings.Contains(questions[len(questions)-1], MarkdownTrigger) {
+		return MarkdownAnswer
 	}
 	lang := strings.ToLower(p.Locale)
 	if i := strings.IndexAny(lang, "-_"); i >= 0 {

@@ -19,11 +19,12 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <pre>curl -N http://{{.Host}}/graphql -H 'content-type: application/json' -H 'accept: text/event-stream'{{if .NeedsKey}} -H 'x-api-key: YOUR_KEY'{{end}} \
   -d '{"query":"subscription{onSendMessage(sessionId:\"demo-1\"){type message index cursor}}"}'</pre>
 <p>WebSocket: <code>ws://{{.Host}}/graphql</code> with subprotocol <code>graphql-transport-ws</code> (graphql-ws, Apollo, urql) or <code>graphql-ws</code> (AppSync real-time: Amplify, aws-appsync-subscription-link; legacy subscriptions-transport-ws).</p>
-<p>Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>.</p>
+<p>The chat UI is at <a href="/">/</a>. Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>.</p>
 </body></html>
 `))
 
-func (g *Gateway) index(w http.ResponseWriter, r *http.Request) {
+// about shows how to call the API with curl.
+func (g *Gateway) about(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = indexPage.Execute(w, map[string]any{
 		"Version":  g.version,

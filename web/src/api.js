@@ -1,0 +1,161 @@
+// The server's GraphQL API: queries and mutations over fetch (JSON POST), the
+// session's events over graphql-ws (graphql-transport-ws).
+import { createClient } from 'graphql-ws/client';
+import { CodedError } from './errors.js';
+
+const EVENT_FIELDS = `type message requestId index cursor stopReason model timeStamp
+  usage { inputTokens outputTokens totalTokens }
+  error { code message }`;
+
+const WATCH = `subscription Watch($sessionId: String!, $after: String) {
+  onSendMessage(sessionId: $sessionId, after: $after) { ${EVENT_FIELDS} }
+}`;
+
+/**
+ * Talks to one tokencast server. credential() returns what the user entered:
+ * an API key, or "Bearer <token>".
+ */
+export class Api {
+  constructor({ endpoint = '/graphql', credential, onSocket }) {
+    this.endpoint = endpoint;
+    this.credential = credential;
+    this.onSocket = onSocket || (() => {});
+    this.client = null;
+  }
+
+  authHeaders() {
+    const cred = (this.credential() || '').trim();
+    if (!cred) return {};
+    if (/^bearer\s+/i.test(cred)) return { Authorization: cred };
+    return { 'x-api-key': cred };
+  }
+
+  /** Runs a query or mutation; throws CodedError. */
+  async request(query, variables) {
+    let res;
+    try {
+      res = await fetch(this.endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.authHeaders() },
+        body: JSON.stringify({ query, variables }),
+      });
+    } catch (err) {
+      throw new CodedError('NETWORK', String(err));
+    }
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      throw new CodedError(res.status === 401 ? 'UNAUTHENTICATED' : 'NETWORK', `HTTP ${res.status}`);
+    }
+    const first = body && body.errors && body.errors[0];
+    if (res.status === 401) throw new CodedError('UNAUTHENTICATED', first && first.message);
+    if (first) throw new CodedError((first.extensions && first.extensions.code) || 'INTERNAL', first.message);
+    return body.data;
+  }
+
+  models() {
+    return this.request('query Models { models { name default } }').then((d) => d.models);
+  }
+
+  conversation(sessionId) {
+    return this.request(`query Conversation($sessionId: String!) {
+      conversation(sessionId: $sessionId) {
+        turns { requestId role text status locale model at usage { inputTokens outputTokens totalTokens } }
+      }
+    }`, { sessionId }).then((d) => d.conversation);
+  }
+
+  ask(input) {
+    return this.request(`query Ask($input: GetLlmResponseInput!) {
+      getLlmResponse(input: $input) { requestId }
+    }`, { input }).then((d) => d.getLlmResponse);
+  }
+
+  cancel(sessionId, requestId) {
+    return this.request(`mutation Cancel($sessionId: String!, $requestId: ID!) {
+      cancelResponse(sessionId: $sessionId, requestId: $requestId) { requestId cancelled }
+    }`, { sessionId, requestId }).then((d) => d.cancelResponse);
+  }
+
+  socket() {
+    if (this.client) return this.client;
+    const url = new URL(this.endpoint, location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    this.client = createClient({
+      url: url.href,
+      lazy: true,
+      lazyCloseTimeout: 1000,
+      keepAlive: 20000,
+      // Reconnecting is ours: each new subscription carries the newest cursor.
+      retryAttempts: 0,
+      connectionParams: () => {
+        const h = this.authHeaders();
+        if (h.Authorization) return { Authorization: h.Authorization };
+        return h['x-api-key'] ? { 'x-api-key': h['x-api-key'] } : {};
+      },
+      on: {
+        connecting: () => this.onSocket('connecting'),
+        connected: () => this.onSocket('connected'),
+        closed: (ev) => this.onSocket('closed', ev),
+      },
+    });
+    return this.client;
+  }
+
+  /** Drops the WebSocket, e.g. after the key changed. */
+  resetSocket() {
+    if (this.client) this.client.dispose();
+    this.client = null;
+  }
+
+  /**
+   * Watches a session's events after a cursor (or from the answer in flight
+   * when there is none). onEnd gets a CodedError when the watch stops for any
+   * reason other than dispose. Returns dispose.
+   */
+  watch(sessionId, after, onEvent, onEnd) {
+    let done = false;
+    const variables = { sessionId };
+    if (after) variables.after = after;
+    const dispose = this.socket().subscribe({ query: WATCH, variables }, {
+      next: (result) => {
+        if (done) return;
+        if (result.errors && result.errors.length) {
+          const e = result.errors[0];
+          return finish(new CodedError((e.extensions && e.extensions.code) || 'INTERNAL', e.message));
+        }
+        const ev = result.data && result.data.onSendMessage;
+        if (ev) onEvent(ev);
+      },
+      error: (err) => finish(closeError(err)),
+      complete: () => finish(new CodedError('NETWORK', 'the subscription ended')),
+    });
+    function finish(err) {
+      if (done) return;
+      done = true;
+      onEnd(err);
+    }
+    return () => {
+      done = true;
+      dispose();
+    };
+  }
+}
+
+/** Maps what graphql-ws reports (a CloseEvent, GraphQL errors, an Error) to a code. */
+function closeError(err) {
+  if (Array.isArray(err) && err.length) {
+    const e = err[0];
+    return new CodedError((e.extensions && e.extensions.code) || 'INTERNAL', e.message);
+  }
+  if (err && typeof err.code === 'number') {
+    switch (err.code) {
+      case 4403: return new CodedError('UNAUTHENTICATED', err.reason);
+      case 1013: return new CodedError('SLOW_CONSUMER', err.reason);
+      case 1001: return new CodedError('SERVER_SHUTDOWN', err.reason);
+      default: return new CodedError('NETWORK', `closed ${err.code} ${err.reason || ''}`.trim());
+    }
+  }
+  return new CodedError('NETWORK', String(err && err.message ? err.message : err));
+}

@@ -1,0 +1,407 @@
+// End-to-end tests of the chat page in real headless Chromium (Debian's
+// /usr/bin/chromium, driven by playwright-core; no browser is downloaded)
+// against the built tokencast binary with the demo model.
+//
+//   cd web && npm test          (TOKENCAST_CHROMIUM overrides the browser path)
+//
+// Screenshots of the main states go to web/test-output/screenshots (or
+// $TEST_OUTPUT/screenshots).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const repo = path.resolve(webDir, '..');
+const outDir = path.resolve(process.env.TEST_OUTPUT || path.join(webDir, 'test-output'));
+const shots = path.join(outDir, 'screenshots');
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'tokencast-e2e-'));
+const binary = path.join(tmp, 'tokencast');
+const API_KEY = 'e2e-secret-key-0123456789';
+
+// The demo model's exact text (internal/provider/demo Answer); the questions
+// used here are plain ASCII, for which Go's %q is JSON's quoting.
+const greetings = { en: 'Hello', fr: 'Bonjour', de: 'Hallo', es: 'Hola', it: 'Ciao', pt: 'Olá', ja: 'こんにちは' };
+function demoAnswer(locale, ...questions) {
+  const q = questions[questions.length - 1];
+  let s = `${greetings[locale.split('-')[0]] || 'Hello'}! This is answer ${questions.length} of this conversation, to: ${JSON.stringify(q)}.`;
+  if (questions.length > 1) s += ` Before that you asked: ${JSON.stringify(questions[questions.length - 2])}.`;
+  return s + ` I am the tokencast demo model answering in locale ${locale}; every word you see streamed to each subscriber of this session as it was generated.`;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+const servers = [];
+
+/** Starts the binary on a free port with its own data dir; resolves once /readyz says ready. */
+async function startServer(env = {}) {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(tmp, 'data-'));
+  // Slow enough that a test can act mid-answer: ~45 tokens at 80 ms ≈ 3.6 s.
+  const args = ['serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir,
+    '--demo-ttft', '300ms', '--demo-token-interval', '80ms', '--log-level', 'warn'];
+  const proc = spawn(binary, args, { env: { PATH: process.env.PATH, HOME: tmp, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr.on('data', (d) => { log += d; });
+  const server = { url: `http://127.0.0.1:${port}`, proc, log: () => log };
+  servers.push(server);
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try {
+      const res = await fetch(server.url + '/readyz');
+      if (res.ok) return server;
+    } catch { /* not listening yet */ }
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error('server did not start:\n' + log);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function graphql(server, query, variables, key) {
+  const res = await fetch(server.url + '/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key ? { 'x-api-key': key } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return res.json();
+}
+
+async function conversation(server, sessionId, key) {
+  const r = await graphql(server, 'query($s:String!){conversation(sessionId:$s){turns{requestId role text status}}}', { s: sessionId }, key);
+  assert.equal(r.errors, undefined, JSON.stringify(r.errors));
+  return r.data.conversation.turns;
+}
+
+let browser;
+let open; // the server without keys
+let locked; // a server with TOKENCAST_API_KEYS
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  execFileSync('go', ['build', '-o', binary, './cmd/tokencast'], { cwd: repo, stdio: 'inherit' });
+  [open, locked] = await Promise.all([startServer(), startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY })]);
+  browser = await chromium.launch({
+    executablePath: process.env.TOKENCAST_CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  for (const s of servers) s.proc.kill('SIGTERM');
+  await Promise.all(servers.map((s) => (s.proc.exitCode !== null ? null : new Promise((r) => s.proc.on('exit', r)))));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A fresh browser profile (own localStorage) on the page, failing on page errors. */
+async function newPage(server, hash = '', options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...options });
+  const page = await context.newPage();
+  page.errors = [];
+  page.dialogs = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  page.on('dialog', (d) => { page.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  await page.goto(server.url + '/' + (hash ? '#' + hash : ''));
+  return page;
+}
+
+const lastAnswer = (page) => page.locator('.turn.assistant').last();
+
+async function waitForConnected(page) {
+  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 10000 });
+}
+
+async function send(page, text) {
+  await page.fill('#input', text);
+  await page.press('#input', 'Enter');
+}
+
+async function waitForStatus(page, status, timeout = 20000) {
+  await page.waitForSelector(`.turn.assistant:last-of-type[data-status="${status}"]`, { timeout });
+}
+
+async function sessionOf(page) {
+  return page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
+}
+
+function shot(page, name) {
+  return page.screenshot({ path: path.join(shots, name + '.png') });
+}
+
+describe('chat page', { timeout: 120000 }, () => {
+  test('an answer renders incrementally, then in full with its metrics', async () => {
+    const page = await newPage(open);
+    await waitForConnected(page);
+    await shot(page, '01-empty');
+    const q = 'Stream this answer please';
+    await send(page, q);
+    await page.waitForSelector('.turn.user');
+    assert.equal(await page.locator('#input').inputValue(), '', 'Enter sent the message and cleared the box');
+    const seen = new Set();
+    let sawStreaming = false;
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const { status, text, conn } = await page.evaluate(() => {
+        const el = [...document.querySelectorAll('.turn.assistant')].pop();
+        return { status: el && el.dataset.status, text: el ? el.querySelector('.content').textContent : '', conn: document.getElementById('conn').dataset.state };
+      });
+      if (status === 'COMPLETE') break;
+      if (status === 'IN_PROGRESS' && text) seen.add(text);
+      if (conn === 'streaming') sawStreaming = true;
+      if (seen.size === 2) await shot(page, '02-streaming');
+      assert.ok(Date.now() < deadline, 'the answer did not complete');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.ok(seen.size >= 2, `saw ${seen.size} intermediate states before END, want at least 2`);
+    assert.ok(sawStreaming, 'the connection state said "streaming" during the answer');
+    const want = demoAnswer('en', q);
+    for (const partial of seen) assert.ok(want.startsWith(partial.trimEnd()), `intermediate state ${JSON.stringify(partial)} is a prefix of the answer`);
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), want);
+    const meta = await lastAnswer(page).locator('.meta').textContent();
+    assert.match(meta, /TTFT \d+ ms/);
+    assert.match(meta, /tokens\/s/);
+    assert.match(meta, /\d+ in · \d+ out · \d+ tokens/);
+    assert.match(meta, /demo:default/);
+    assert.equal(await page.locator('#conn').getAttribute('data-state'), 'connected');
+    // The sidebar remembers the conversation.
+    assert.equal(await page.locator('.session.current').textContent(), q);
+    await shot(page, '03-complete');
+    // Shift+Enter breaks the line instead of sending.
+    await page.fill('#input', 'line one');
+    await page.press('#input', 'Shift+Enter');
+    await page.keyboard.type('line two');
+    assert.equal(await page.locator('#input').inputValue(), 'line one\nline two');
+    assert.equal(await page.locator('.turn.user').count(), 1);
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('stop ends the answer and the stored turn is CANCELLED', async () => {
+    const page = await newPage(open);
+    await waitForConnected(page);
+    await send(page, 'Please stop me');
+    await page.waitForFunction(() => {
+      const el = [...document.querySelectorAll('.turn.assistant')].pop();
+      return el && el.dataset.status === 'IN_PROGRESS' && el.querySelector('.content').textContent.length > 10;
+    }, null, { timeout: 10000 });
+    await page.click('#stop');
+    await waitForStatus(page, 'CANCELLED', 10000);
+    assert.match(await lastAnswer(page).locator('.turn-status').textContent(), /Stopped/);
+    assert.ok(await page.locator('#send').isVisible(), 'Send is back after the stop');
+    await shot(page, '04-stopped');
+    const turns = await conversation(open, await sessionOf(page));
+    const answer = turns.find((t) => t.role === 'ASSISTANT');
+    assert.equal(answer.status, 'CANCELLED');
+    assert.ok(demoAnswer('en', 'Please stop me').startsWith(answer.text), 'the stored partial answer is a prefix of the full one');
+    assert.ok(answer.text.length < demoAnswer('en', 'Please stop me').length, 'the stored answer is partial');
+    // Regenerate asks the same question again, in the same conversation.
+    await lastAnswer(page).locator('.regenerate').click();
+    await page.waitForFunction(() => document.querySelectorAll('.turn.assistant').length === 2);
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', 'Please stop me', 'Please stop me'));
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a reload mid-answer resumes after the last cursor and ends with the full text', async () => {
+    const page = await newPage(open);
+    const subscribes = [];
+    page.on('websocket', (ws) => ws.on('framesent', (f) => {
+      try {
+        const m = JSON.parse(f.payload);
+        if (m.type === 'subscribe') subscribes.push(m.payload.variables);
+      } catch { /* not JSON */ }
+    }));
+    await waitForConnected(page);
+    const q = 'Survive a reload';
+    await send(page, q);
+    await page.waitForFunction(() => {
+      const el = [...document.querySelectorAll('.turn.assistant')].pop();
+      return el && el.dataset.status === 'IN_PROGRESS' && el.querySelector('.content').textContent.length > 30;
+    }, null, { timeout: 10000 });
+    const before = subscribes.length;
+    await page.reload();
+    await page.waitForSelector('.turn.assistant');
+    const midway = await lastAnswer(page).getAttribute('data-status');
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal(midway, 'IN_PROGRESS', 'the page came back while the answer was still streaming');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', q));
+    const resumed = subscribes.slice(before);
+    assert.ok(resumed.length >= 1 && resumed[0].after, `the reloaded page subscribed with after: cursor (${JSON.stringify(resumed)})`);
+    assert.equal(await page.locator('.turn.user').count(), 1, 'the question is shown once');
+    await shot(page, '05-resumed-after-reload');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a dropped connection mid-answer reconnects, resumes after the cursor and loses nothing', async () => {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+    // Keep a handle on the page's sockets so the test can cut one.
+    await context.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.__sockets = [];
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          window.__sockets.push(this);
+        }
+      };
+    });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const subscribes = [];
+    page.on('websocket', (ws) => ws.on('framesent', (f) => {
+      try {
+        const m = JSON.parse(f.payload);
+        if (m.type === 'subscribe') subscribes.push(m.payload.variables);
+      } catch { /* not JSON */ }
+    }));
+    await page.goto(open.url + '/');
+    await waitForConnected(page);
+    const q = 'Survive a dropped connection';
+    await send(page, q);
+    await page.waitForFunction(() => {
+      const el = [...document.querySelectorAll('.turn.assistant')].pop();
+      return el && el.dataset.status === 'IN_PROGRESS' && el.querySelector('.content').textContent.length > 30;
+    }, null, { timeout: 10000 });
+    const before = subscribes.length;
+    await page.evaluate(() => window.__sockets[window.__sockets.length - 1].close(3000, 'dropped by the test'));
+    await page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 5000 });
+    await shot(page, '05b-reconnecting');
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', q));
+    const resumed = subscribes.slice(before);
+    assert.ok(resumed.length >= 1 && resumed[0].after, `the new subscription resumed with after: cursor (${JSON.stringify(resumed)})`);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+
+  test('two tabs on one session show the same answer', async () => {
+    const a = await newPage(open);
+    await waitForConnected(a);
+    const session = await sessionOf(a);
+    const b = await newPage(open, session);
+    await waitForConnected(b);
+    const q = 'Seen by two tabs';
+    await send(a, q);
+    await Promise.all([waitForStatus(a, 'COMPLETE'), waitForStatus(b, 'COMPLETE')]);
+    const want = demoAnswer('en', q);
+    assert.equal((await lastAnswer(a).locator('.content').textContent()).trim(), want);
+    assert.equal((await lastAnswer(b).locator('.content').textContent()).trim(), want);
+    await b.waitForSelector('.turn.user');
+    assert.equal(await b.locator('.turn.user .content').textContent(), q, 'the other tab shows the question too');
+    await shot(b, '06-second-tab');
+    assert.deepEqual([...a.errors, ...b.errors], []);
+    await a.context().close();
+    await b.context().close();
+  });
+
+  test('Markdown renders with highlighting and hostile markup stays inert', async () => {
+    const page = await newPage(open);
+    await waitForConnected(page);
+    await send(page, 'Show [[demo:markdown]]');
+    await waitForStatus(page, 'COMPLETE');
+    const answer = lastAnswer(page).locator('.content');
+    assert.equal(await answer.locator('h1').textContent(), 'Markdown demo');
+    assert.equal(await answer.locator('li').count(), 3);
+    assert.ok(await answer.locator('pre code .hljs-keyword').count() > 0, 'the Go block is highlighted');
+    const dom = await page.evaluate(() => ({
+      onerror: document.querySelectorAll('[onerror]').length,
+      scripts: document.querySelectorAll('.messages script').length,
+      jsLinks: [...document.querySelectorAll('.messages a')].filter((a) => /^\s*javascript:/i.test(a.getAttribute('href') || '')).length,
+      imgs: [...document.querySelectorAll('.messages img')].map((i) => i.outerHTML),
+    }));
+    assert.equal(dom.onerror, 0, 'no element carries an onerror handler');
+    assert.equal(dom.scripts, 0, 'no script element from the answer');
+    assert.equal(dom.jsLinks, 0, 'no javascript: link');
+    const url = page.url();
+    await answer.locator('a', { hasText: 'click' }).click();
+    await page.waitForTimeout(300);
+    assert.equal(page.url(), url, 'the javascript: link navigates nowhere');
+    assert.deepEqual(page.dialogs, [], 'no dialog was opened');
+    const safe = answer.locator('a', { hasText: 'link to the Go site' });
+    assert.equal(await safe.getAttribute('href'), 'https://go.dev/');
+    assert.equal(await safe.getAttribute('rel'), 'noopener noreferrer nofollow');
+    await shot(page, '07-markdown');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot(page, '08-markdown-dark');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    await shot(page, '09-phone');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `the page fits a phone width (overflow ${overflow}px)`);
+    await page.click('#menu');
+    await page.waitForTimeout(300);
+    assert.ok(await page.locator('#new-chat').isVisible(), 'the sidebar opens on a phone');
+    await shot(page, '10-phone-sidebar');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('an ERROR answer shows its code as a sentence', async () => {
+    const page = await newPage(open);
+    await waitForConnected(page);
+    await send(page, 'fail [[demo:error]]');
+    await waitForStatus(page, 'ERROR');
+    const status = await lastAnswer(page).locator('.turn-status').textContent();
+    assert.match(status, /The model failed while answering/);
+    assert.match(status, /PROVIDER_ERROR/);
+    await shot(page, '11-error');
+    await page.context().close();
+  });
+
+  test('past conversations reload from the sidebar', async () => {
+    const page = await newPage(open);
+    await waitForConnected(page);
+    await send(page, 'First conversation');
+    await waitForStatus(page, 'COMPLETE');
+    const first = await sessionOf(page);
+    await page.click('#new-chat');
+    await page.waitForFunction((s) => decodeURIComponent(location.hash.slice(1)) !== s, first);
+    assert.equal(await page.locator('.turn').count(), 0, 'a new chat starts empty');
+    await send(page, 'Second conversation');
+    await waitForStatus(page, 'COMPLETE');
+    await page.reload();
+    await page.locator('.session', { hasText: 'First conversation' }).click();
+    await page.waitForSelector('.turn.assistant[data-status="COMPLETE"]');
+    assert.equal(await sessionOf(page), first);
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', 'First conversation'));
+    assert.match(await lastAnswer(page).locator('.meta').textContent(), /\d+ out/);
+    await page.context().close();
+  });
+
+  test('a server with keys asks for one, refuses a wrong one and works with the right one', async () => {
+    const page = await newPage(locked);
+    await page.waitForSelector('#auth:not([hidden])');
+    assert.match(await page.locator('#auth-prompt').textContent(), /requires an API key/);
+    await page.fill('#api-key', 'wrong-key-0123456789');
+    await page.press('#api-key', 'Enter');
+    await page.waitForFunction(() => /refused/.test(document.getElementById('auth-error').textContent));
+    assert.equal(await page.locator('#conn').getAttribute('data-state'), 'refused');
+    await shot(page, '12-key-refused');
+    await page.fill('#api-key', API_KEY);
+    await page.press('#api-key', 'Enter');
+    await waitForConnected(page);
+    assert.ok(await page.locator('#auth').isHidden());
+    await send(page, 'With a key');
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', 'With a key'));
+    await shot(page, '13-key-accepted');
+    await page.context().close();
+  });
+});
