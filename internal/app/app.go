@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,8 +32,22 @@ import (
 // DefaultModel is the model answering when nothing else is configured.
 const DefaultModel = "demo:default"
 
+// Options are what a program embedding the server adds beyond its
+// configuration; the zero value is the plain server.
+type Options struct {
+	// Models are served beside the default model, keyed by the name a
+	// request uses ("provider:id"). tokencast bench registers its fake LLM
+	// here so token emission and receipt are timed on one clock.
+	Models map[string]orchestrator.Provider
+}
+
 // Serve runs the server until ctx ends, then shuts it down gracefully.
 func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer) error {
+	return ServeWith(ctx, cfg, version, stdout, stderr, Options{})
+}
+
+// ServeWith is Serve with the additions in opts.
+func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer, opts Options) error {
 	log := newLogger(cfg, stderr)
 	clients, err := auth.ParseKeys(cfg.APIKeys, auth.Client)
 	if err != nil {
@@ -69,11 +84,22 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	h := hub.New(b, log, cfg.QueueSize*4)
 	defer h.Close()
 
+	models := map[string]orchestrator.Model{
+		DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap}},
+	}
+	modelNames := []string{DefaultModel}
+	for name, p := range opts.Models {
+		_, id, _ := strings.Cut(name, ":")
+		models[name] = orchestrator.Model{Ref: name, ID: id, Provider: p}
+		modelNames = append(modelNames, name)
+	}
+	slices.Sort(modelNames[1:])
+
 	var stopping atomic.Bool
 	guard := auth.NewGuard(b)
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 		Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
-		ModelNames: []string{DefaultModel}, DefaultModel: DefaultModel,
+		ModelNames: modelNames, DefaultModel: DefaultModel,
 		Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
 		Accepting: func() bool { return !stopping.Load() },
 	}})
@@ -88,9 +114,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		Workers:      cfg.Workers,
 		Coalescing:   orchestrator.Coalescing{Window: cfg.CoalesceWindow, Bytes: cfg.CoalesceBytes, Chunks: cfg.CoalesceChunks},
 		DefaultModel: DefaultModel,
-	}, b, map[string]orchestrator.Model{
-		DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap}},
-	}, log)
+	}, b, models, log)
 
 	ready := map[string]gateway.Readiness{
 		"nats": b.Ready,
