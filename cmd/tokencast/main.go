@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/tokencast/tokencast/internal/app"
+	"github.com/tokencast/tokencast/internal/bench"
 	"github.com/tokencast/tokencast/internal/config"
 )
 
@@ -41,9 +42,10 @@ const usage = `Usage: tokencast <command> [flags]
 
 Commands:
   serve     serve the GraphQL API (default when no command is given)
+  bench     load-test a tokencast through a fake LLM (latency, throughput, loss, memory)
   version   print the version
 
-Run "tokencast serve --help" for every setting.
+Run "tokencast serve --help" or "tokencast bench --help" for every setting.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -58,6 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return app.Serve(ctx, cfg, version, stdout, stderr)
+	case "bench":
+		cfg, err := bench.Parse(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return bench.Run(ctx, cfg, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "tokencast %s\n", version)
 		return nil
