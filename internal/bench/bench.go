@@ -45,8 +45,11 @@ type Config struct {
 	Floor bool
 	JSON  bool
 
-	Idle       int
-	IdleClient string // "process" (a child tokencast bench) or "inproc"
+	Idle int
+	// IdleSessions is how many distinct sessions the idle connections watch
+	// (0: one each), to tell the cost of a connection from that of a session.
+	IdleSessions int
+	IdleClient   string // "process" (a child tokencast bench) or "inproc"
 	// IdleDial makes this process the idle client of another bench: it
 	// subscribes Idle connections at this URL, says so, and holds them until
 	// its stdin closes.
@@ -77,6 +80,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.BoolVar(&c.Floor, "floor", false, "also run the same load through a bare WebSocket push server and print ratios to it")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON object instead of tables")
 	fs.IntVar(&c.Idle, "idle", 0, "idle mode: hold this many subscribed WebSocket connections and report server memory and goroutines per connection")
+	fs.IntVar(&c.IdleSessions, "idle-sessions", 0, "idle mode: distinct sessions the connections subscribe to (0: a session each)")
 	fs.StringVar(&c.IdleClient, "idle-client", "process", "idle mode, in-process server: where the client connections live: process (a child tokencast bench, so only the server is measured) or inproc (figures include the client)")
 	fs.StringVar(&c.IdleDial, "idle-dial", "", "internal: act as the idle client of another bench, dialing this /graphql URL")
 	fs.Usage = func() {
@@ -103,7 +107,7 @@ func (c *Config) validate() error {
 	if c.Sessions < 1 || c.Subscribers < 1 || c.Script.Tokens < 1 {
 		errs = append(errs, errors.New("--sessions, --subscribers and --tokens must be at least 1"))
 	}
-	if c.Rate < 0 || c.Ramp < 0 || c.Script.Rate <= 0 || c.Script.FirstDelay < 0 || c.Idle < 0 {
+	if c.Rate < 0 || c.Ramp < 0 || c.Script.Rate <= 0 || c.Script.FirstDelay < 0 || c.Idle < 0 || c.IdleSessions < 0 {
 		errs = append(errs, errors.New("--rate, --ramp, --first-token-delay and --idle must not be negative, --token-rate positive"))
 	}
 	if c.Script.Tokens > 1<<20 {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 // connection that carries no traffic.
 type IdleReport struct {
 	Connections       int     `json:"connections"`
+	Sessions          int     `json:"idle_sessions"`
 	IdleClient        string  `json:"idle_client"`
 	MemPerConn        float64 `json:"mem_per_conn_bytes"`
 	HeapPerConn       float64 `json:"heap_per_conn_bytes"`
@@ -81,7 +83,7 @@ func runIdle(ctx context.Context, cfg *Config, graphqlURL string, stderr io.Writ
 		}
 		return m
 	}
-	rep := &IdleReport{Connections: cfg.Idle, IdleClient: "separate process (tokencast bench --idle-dial)"}
+	rep := &IdleReport{Connections: cfg.Idle, Sessions: cmp.Or(cfg.IdleSessions, cfg.Idle), IdleClient: "separate process (tokencast bench --idle-dial)"}
 	if inProcess && cfg.IdleClient == "inproc" {
 		rep.IdleClient = "this process"
 		rep.Note = "the client connections share the process: the figures include the client's own cost (an upper bound for the server)"
@@ -91,7 +93,7 @@ func runIdle(ctx context.Context, cfg *Config, graphqlURL string, stderr io.Writ
 
 	var release func()
 	if inProcess && cfg.IdleClient == "inproc" {
-		subs, err := openIdle(ctx, graphqlURL, cfg.APIKey, cfg.Idle)
+		subs, err := openIdle(ctx, graphqlURL, cfg.APIKey, cfg.Idle, cfg.IdleSessions)
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +104,7 @@ func runIdle(ctx context.Context, cfg *Config, graphqlURL string, stderr io.Writ
 		}
 	} else {
 		var err error
-		release, err = spawnIdleClient(ctx, graphqlURL, cfg.Idle, stderr)
+		release, err = spawnIdleClient(ctx, graphqlURL, cfg.Idle, cfg.IdleSessions, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +132,10 @@ func runIdle(ctx context.Context, cfg *Config, graphqlURL string, stderr io.Writ
 
 // openIdle subscribes n connections and leaves them idle (nothing reads them:
 // the server sends nothing to an idle subscription).
-func openIdle(ctx context.Context, graphqlURL, apiKey string, n int) ([]Subscriber, error) {
+func openIdle(ctx context.Context, graphqlURL, apiKey string, n, sessions int) ([]Subscriber, error) {
+	if sessions <= 0 {
+		sessions = n
+	}
 	d := &transportWS{url: wsURL(graphqlURL), apiKey: apiKey}
 	subs := make([]Subscriber, n)
 	g, gctx := errgroup.WithContext(ctx)
@@ -139,7 +144,7 @@ func openIdle(ctx context.Context, graphqlURL, apiKey string, n int) ([]Subscrib
 		g.Go(func() error {
 			sctx, cancel := context.WithTimeout(gctx, 30*time.Second)
 			defer cancel()
-			s, err := d.Subscribe(sctx, fmt.Sprintf("idle-%d", i))
+			s, err := d.Subscribe(sctx, fmt.Sprintf("idle-%d", i%sessions))
 			if err != nil {
 				return fmt.Errorf("idle connection %d: %w", i, err)
 			}
@@ -161,12 +166,12 @@ func openIdle(ctx context.Context, graphqlURL, apiKey string, n int) ([]Subscrib
 // spawnIdleClient runs this executable as `tokencast bench --idle-dial`, so
 // the client's connections, file descriptors and memory are in another
 // process, and waits until it reports them subscribed.
-func spawnIdleClient(ctx context.Context, graphqlURL string, n int, stderr io.Writer) (func(), error) {
+func spawnIdleClient(ctx context.Context, graphqlURL string, n, sessions int, stderr io.Writer) (func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("idle client: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, exe, "bench", "--idle-dial", graphqlURL, "--idle", strconv.Itoa(n))
+	cmd := exec.CommandContext(ctx, exe, "bench", "--idle-dial", graphqlURL, "--idle", strconv.Itoa(n), "--idle-sessions", strconv.Itoa(sessions))
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -196,7 +201,7 @@ func spawnIdleClient(ctx context.Context, graphqlURL string, n int, stderr io.Wr
 
 // idleClient is the child side: subscribe, say "ready N", hold until stdin closes.
 func idleClient(ctx context.Context, cfg *Config, stdin io.Reader, stdout io.Writer) error {
-	subs, err := openIdle(ctx, cfg.IdleDial, cfg.APIKey, cfg.Idle)
+	subs, err := openIdle(ctx, cfg.IdleDial, cfg.APIKey, cfg.Idle, cfg.IdleSessions)
 	if err != nil {
 		fmt.Fprintf(stdout, "error %v\n", err)
 		return err
@@ -218,7 +223,7 @@ func idleClient(ctx context.Context, cfg *Config, stdin io.Reader, stdout io.Wri
 }
 
 func printIdle(w io.Writer, r *IdleReport) {
-	fmt.Fprintf(w, "tokencast bench --idle: %d subscribed idle WebSocket connections (client: %s), connected in %.1f s\n", r.Connections, r.IdleClient, r.ConnectSeconds)
+	fmt.Fprintf(w, "tokencast bench --idle: %d subscribed idle WebSocket connections on %d sessions (client: %s), connected in %.1f s\n", r.Connections, r.Sessions, r.IdleClient, r.ConnectSeconds)
 	fmt.Fprintf(w, "  server RSS per connection      %8.0f B  (%.1f KiB; %d → %d MiB)\n", r.MemPerConn, r.MemPerConn/1024, r.RSSBefore>>20, r.RSSAfter>>20)
 	fmt.Fprintf(w, "  Go heap per connection         %8.0f B\n", r.HeapPerConn)
 	fmt.Fprintf(w, "  goroutine stacks per connection %7.0f B\n", r.StackPerConn)
