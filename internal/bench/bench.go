@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -42,8 +43,9 @@ type Config struct {
 	APIKey      string
 	ServerArgs  []string // extra `tokencast serve` flags for the in-process server
 
-	Floor bool
-	JSON  bool
+	Floor      bool
+	JSON       bool
+	CPUProfile string // write a CPU profile of the tokencast run here
 
 	Idle int
 	// IdleSessions is how many distinct sessions the idle connections watch
@@ -78,6 +80,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.StringVar(&c.FakeLLMAddr, "fake-llm-addr", "127.0.0.1:8089", "with --target: where the OpenAI-compatible fake LLM listens (POST /v1/chat/completions)")
 	serverArgs := fs.String("server-args", "", "extra `tokencast serve` flags for the in-process server, space-separated (they win over the bench's own)")
 	fs.BoolVar(&c.Floor, "floor", false, "also run the same load through a bare WebSocket push server and print ratios to it")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the tokencast run (server and load generator) to this file")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON object instead of tables")
 	fs.IntVar(&c.Idle, "idle", 0, "idle mode: hold this many subscribed WebSocket connections and report server memory and goroutines per connection")
 	fs.IntVar(&c.IdleSessions, "idle-sessions", 0, "idle mode: distinct sessions the connections subscribe to (0: a session each)")
@@ -193,6 +196,13 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	plan := loadPlan{Sessions: cfg.Sessions, Subscribers: cfg.Subscribers, Gap: cfg.gap(), Grace: cfg.Grace, RunID: runID(), Script: cfg.Script}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
+	if cfg.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	res, err := runLoad(ctx, plan, loadTarget{name: "tc", dialect: dialect, asker: &graphqlAsker{url: graphqlURL, apiKey: cfg.APIKey, model: model, client: client}}, llm, probe)
 	if err != nil {
 		return fmt.Errorf("tokencast run: %w", err)
@@ -240,6 +250,18 @@ func write(w io.Writer, cfg *Config, rep *Report) error {
 	}
 	printLoad(w, rep)
 	return nil
+}
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // inProcess is a tokencast served from this process for the bench.
