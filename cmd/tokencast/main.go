@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/tokencast/tokencast/internal/app"
+	"github.com/tokencast/tokencast/internal/bench"
 	"github.com/tokencast/tokencast/internal/chatcli"
 	"github.com/tokencast/tokencast/internal/config"
 )
@@ -44,9 +45,10 @@ Commands:
   serve     serve the GraphQL API (default when no command is given)
   chat      ask a server and print the answer as it streams;
             with no question, an interactive session on stdin
+  bench     load-test a tokencast through a fake LLM (latency, throughput, loss, memory)
   version   print the version
 
-Run "tokencast serve --help" for every setting, "tokencast chat --help" for the client's.
+Run "tokencast serve --help", "tokencast chat --help" or "tokencast bench --help" for every setting.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -69,6 +71,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		opts.Terminal = isTerminal(stdout)
 		opts.Prompt = isTerminal(stdin)
 		return chatcli.Run(ctx, opts, question, stdin, stdout, stderr)
+	case "bench":
+		cfg, err := bench.Parse(args, getenv, stdout)
+		if err != nil {
+			return err
+		}
+		return bench.Run(ctx, cfg, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "tokencast %s\n", version)
 		return nil

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,11 +35,25 @@ import (
 // DefaultModel is the model answering when nothing else is configured.
 const DefaultModel = "demo:default"
 
+// Options are what a program embedding the server adds beyond its
+// configuration; the zero value is the plain server.
+type Options struct {
+	// Models are served beside the configured models, keyed by the name a
+	// request uses ("provider:id"). tokencast bench registers its fake LLM
+	// here so token emission and receipt are timed on one clock.
+	Models map[string]orchestrator.Provider
+}
+
 // Serve runs the server until ctx ends, then shuts it down gracefully:
 // readiness turns false, new asks and connections are refused, answers in
 // flight may finish until the shutdown timeout, unfinished requests are handed
 // back for another worker, and clients are told to reconnect.
 func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer) error {
+	return ServeWith(ctx, cfg, version, stdout, stderr, Options{})
+}
+
+// ServeWith is Serve with the additions in opts.
+func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer, opts Options) error {
 	log := newLogger(cfg, stderr)
 	api, worker := cfg.Role != "worker", cfg.Role != "api"
 
@@ -68,6 +83,17 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 	}
 	defer b.Close()
 
+	models := map[string]orchestrator.Model{
+		DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}},
+	}
+	modelNames := []string{DefaultModel}
+	for name, p := range opts.Models {
+		_, id, _ := strings.Cut(name, ":")
+		models[name] = orchestrator.Model{Ref: name, ID: id, Provider: p}
+		modelNames = append(modelNames, name)
+	}
+	slices.Sort(modelNames[1:])
+
 	var stopping atomic.Bool
 	ready := map[string]gateway.Readiness{
 		"nats": b.Ready,
@@ -86,9 +112,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 			Coalescing:   orchestrator.Coalescing{Window: cfg.CoalesceWindow, Bytes: cfg.CoalesceBytes, Chunks: cfg.CoalesceChunks},
 			DefaultModel: DefaultModel,
 			Heartbeat:    cfg.AckWait / 3,
-		}, b, map[string]orchestrator.Model{
-			DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}},
-		}, log)
+		}, b, models, log)
 		ready["workers"] = func(context.Context) error {
 			if n := orch.Running(); n < cfg.Workers {
 				return fmt.Errorf("%d of %d workers running", n, cfg.Workers)
@@ -109,7 +133,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 		guard := auth.NewGuard(b)
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
-			ModelNames: []string{DefaultModel}, DefaultModel: DefaultModel,
+			ModelNames: modelNames, DefaultModel: DefaultModel,
 			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
 			Accepting: func() bool { return !stopping.Load() },
 		}})

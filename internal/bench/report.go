@@ -1,0 +1,225 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+	Count int64   `json:"count"`
+}
+
+// latencyOf summarises samples in nanoseconds with an HDR histogram (1 ns to
+// 10 minutes, 3 significant digits).
+func latencyOf(samples []int64) Latency {
+	h := hdrhistogram.New(1, int64(10*time.Minute), 3)
+	for _, v := range samples {
+		_ = h.RecordValue(max(v, 1))
+	}
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	ms := func(v int64) float64 { return round3(float64(v) / 1e6) }
+	return Latency{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()), Count: h.TotalCount(),
+	}
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// LoadReport is the summary of one open-loop run.
+type LoadReport struct {
+	Server            string  `json:"server"`
+	Dialect           string  `json:"dialect"`
+	Sessions          int     `json:"sessions"`
+	Subscribers       int     `json:"subscribers_per_session"`
+	ArrivalsPerSecond float64 `json:"arrivals_per_s"`
+	TokenRate         float64 `json:"token_rate_per_s"`
+	Tokens            int     `json:"tokens_per_answer"`
+	TokenBytes        int     `json:"token_bytes"`
+	FirstTokenDelayMS float64 `json:"first_token_delay_ms"`
+
+	AddedTTFT  Latency `json:"added_ttft_ms"`
+	InterToken Latency `json:"inter_token_ms"`
+	// AskToFirstDelta includes the queue, the worker and the fake LLM's
+	// first-token delay: what a user waits for, not what tokencast adds.
+	AskToFirstDelta Latency `json:"ask_to_first_delta_ms"`
+
+	TokensPerSecond float64 `json:"tokens_per_s"`
+	FramesPerSecond float64 `json:"frames_per_s"`
+	TokensExpected  int64   `json:"tokens_expected"`
+	TokensDelivered int64   `json:"tokens_delivered"`
+	Frames          int64   `json:"frames"`
+	DeltaFrames     int64   `json:"delta_frames"`
+	Lost            int64   `json:"lost"`
+	Duplicated      int64   `json:"duplicated"`
+	Reordered       int64   `json:"reordered"`
+	IndexErrors     int64   `json:"index_errors"`
+	Unended         int64   `json:"unended_subscribers"`
+	StreamErrors    int64   `json:"stream_errors"`
+	AskErrors       int64   `json:"ask_errors"`
+	DurationS       float64 `json:"duration_s"`
+
+	CPUSeconds float64 `json:"cpu_seconds"`
+	CPUCores   float64 `json:"cpu_cores"`
+	CPUScope   string  `json:"cpu_scope"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	RSSPeak    int64   `json:"rss_peak_bytes"`
+
+	Errors []string `json:"errors,omitempty"`
+}
+
+func summarise(res *loadResult, plan loadPlan, server, dialect, scope string) *LoadReport {
+	r := &LoadReport{
+		Server: server, Dialect: dialect, Sessions: plan.Sessions, Subscribers: plan.Subscribers,
+		TokenRate: plan.Script.Rate, Tokens: plan.Script.Tokens, TokenBytes: plan.Script.TokenSize,
+		FirstTokenDelayMS: float64(plan.Script.FirstDelay) / 1e6,
+		AskErrors:         res.askErrors, CPUScope: scope, Errors: res.errs,
+	}
+	if plan.Gap > 0 {
+		r.ArrivalsPerSecond = round3(float64(time.Second) / float64(plan.Gap))
+	}
+	var ttft, inter, ask []int64
+	for _, s := range res.subs {
+		if s.ttft >= 0 {
+			ttft = append(ttft, s.ttft)
+			ask = append(ask, s.askToFirst)
+		}
+		inter = append(inter, s.inter...)
+		lost, dup := s.lostAndDuplicated()
+		r.Lost += lost
+		r.Duplicated += dup
+		r.TokensExpected += int64(len(s.counts))
+		r.TokensDelivered += s.tokens
+		r.Frames += s.frames
+		r.DeltaFrames += s.deltaFrames
+		r.Reordered += s.reordered
+		r.IndexErrors += s.indexErrors
+		switch s.ended {
+		case "":
+			r.Unended++
+		case "ERROR", "CANCELLED":
+			r.StreamErrors++
+		}
+	}
+	r.AddedTTFT, r.InterToken, r.AskToFirstDelta = latencyOf(ttft), latencyOf(inter), latencyOf(ask)
+	if window := time.Duration(res.lastFrame - res.firstAsk); window > 0 {
+		r.DurationS = round3(window.Seconds())
+		r.TokensPerSecond = math.Round(float64(r.TokensDelivered) / window.Seconds())
+		r.FramesPerSecond = math.Round(float64(r.Frames) / window.Seconds())
+	}
+	if res.cpu.OK {
+		r.CPUSeconds = round3(res.cpu.CPU.Seconds())
+		if res.cpu.Wall > 0 {
+			r.CPUCores = round3(res.cpu.CPU.Seconds() / res.cpu.Wall.Seconds())
+		}
+		r.RSSBytes, r.RSSPeak = res.cpu.RSS, res.cpu.RSSPeak
+	} else {
+		r.CPUScope = "not measured"
+	}
+	return r
+}
+
+// Ratios are tokencast's figures divided by the floor's.
+type Ratios struct {
+	AddedTTFTP50  float64 `json:"added_ttft_p50"`
+	AddedTTFTP99  float64 `json:"added_ttft_p99"`
+	InterTokenP50 float64 `json:"inter_token_p50"`
+	InterTokenP99 float64 `json:"inter_token_p99"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	FramesPerS    float64 `json:"frames_per_s"`
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return math.Round(a/b*100) / 100
+}
+
+func ratios(t, f *LoadReport) *Ratios {
+	return &Ratios{
+		AddedTTFTP50: ratio(t.AddedTTFT.P50, f.AddedTTFT.P50), AddedTTFTP99: ratio(t.AddedTTFT.P99, f.AddedTTFT.P99),
+		InterTokenP50: ratio(t.InterToken.P50, f.InterToken.P50), InterTokenP99: ratio(t.InterToken.P99, f.InterToken.P99),
+		CPUSeconds: ratio(t.CPUSeconds, f.CPUSeconds), FramesPerS: ratio(t.FramesPerSecond, f.FramesPerSecond),
+	}
+}
+
+// Report is what `tokencast bench --json` prints: the tokencast run's figures
+// at the top level, the floor's beside them when it ran.
+type Report struct {
+	Mode string `json:"mode"`
+	*LoadReport
+	Floor        *LoadReport `json:"floor,omitempty"`
+	RatioToFloor *Ratios     `json:"ratio_to_floor,omitempty"`
+	*IdleReport
+}
+
+func printLoad(w io.Writer, rep *Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	t, f := rep.LoadReport, rep.Floor
+	fmt.Fprintf(w, "tokencast bench: %d sessions × %d subscribers over %s, %.4g arrivals/s; answers of %d tokens × %d B at %.4g tokens/s after %.4g ms\n",
+		t.Sessions, t.Subscribers, t.Dialect, t.ArrivalsPerSecond, t.Tokens, t.TokenBytes, t.TokenRate, t.FirstTokenDelayMS)
+	head := "\ttokencast"
+	if f != nil {
+		head += "\tfloor\tratio"
+	}
+	fmt.Fprintln(tw, "latency (ms)\tp50\tp90\tp99\tp99.9\tmax\t")
+	row := func(name string, l Latency) {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", name, l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	row("added TTFT", t.AddedTTFT)
+	row("inter-token", t.InterToken)
+	row("ask → first DELTA", t.AskToFirstDelta)
+	if f != nil {
+		row("floor added TTFT", f.AddedTTFT)
+		row("floor inter-token", f.InterToken)
+	}
+	fmt.Fprintln(tw, "\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "totals"+head+"\t")
+	num := func(name string, tv, fv float64, format string) {
+		fmt.Fprintf(tw, "%s\t"+format+"\t", name, tv)
+		if f != nil {
+			fmt.Fprintf(tw, format+"\t%.2f\t", fv, ratio(tv, fv))
+		}
+		fmt.Fprintln(tw)
+	}
+	var fl LoadReport
+	if f != nil {
+		fl = *f
+	}
+	num("added TTFT p50 (ms)", t.AddedTTFT.P50, fl.AddedTTFT.P50, "%.3f")
+	num("added TTFT p99 (ms)", t.AddedTTFT.P99, fl.AddedTTFT.P99, "%.3f")
+	num("inter-token p50 (ms)", t.InterToken.P50, fl.InterToken.P50, "%.3f")
+	num("inter-token p99 (ms)", t.InterToken.P99, fl.InterToken.P99, "%.3f")
+	num("tokens/s delivered", t.TokensPerSecond, fl.TokensPerSecond, "%.0f")
+	num("frames/s delivered", t.FramesPerSecond, fl.FramesPerSecond, "%.0f")
+	num("tokens delivered", float64(t.TokensDelivered), float64(fl.TokensDelivered), "%.0f")
+	num("lost", float64(t.Lost), float64(fl.Lost), "%.0f")
+	num("duplicated", float64(t.Duplicated), float64(fl.Duplicated), "%.0f")
+	num("CPU seconds", t.CPUSeconds, fl.CPUSeconds, "%.2f")
+	num("CPU cores busy", t.CPUCores, fl.CPUCores, "%.2f")
+	num("RSS (MiB)", float64(t.RSSBytes)/(1<<20), float64(fl.RSSBytes)/(1<<20), "%.1f")
+	tw.Flush()
+	fmt.Fprintf(w, "CPU and RSS: %s.\n", t.CPUScope)
+	problems := t.Reordered + t.IndexErrors + t.Unended + t.StreamErrors + t.AskErrors
+	if problems > 0 {
+		fmt.Fprintf(w, "PROBLEMS: reordered %d, index errors %d, subscribers without END %d, stream errors %d, ask errors %d\n",
+			t.Reordered, t.IndexErrors, t.Unended, t.StreamErrors, t.AskErrors)
+	}
+	for _, e := range t.Errors {
+		fmt.Fprintf(w, "error: %s\n", e)
+	}
+}
