@@ -133,8 +133,8 @@ func TestConversationShowsEveryTurnWithItsStatus(t *testing.T) {
 			t.Fatalf("turn %d: %+v, want %+v", i, turns[i], w)
 		}
 	}
-	if turns[3].Status != "ERROR" || turns[3].Role != "ASSISTANT" {
-		t.Fatalf("failed answer stored as %+v", turns[3])
+	if turns[3].Status != "INCOMPLETE" || turns[3].Role != "ASSISTANT" || turns[3].Text == "" {
+		t.Fatalf("failed answer stored as %+v, want its partial text marked INCOMPLETE", turns[3])
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +25,6 @@ import (
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/orchestrator"
-	"github.com/tokencast/tokencast/internal/provider/demo"
 	"github.com/tokencast/tokencast/internal/ratelimit"
 	"github.com/tokencast/tokencast/internal/wsproto"
 	"github.com/tokencast/tokencast/web"
@@ -83,16 +81,10 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 	defer b.Close()
 
-	models := map[string]orchestrator.Model{
-		DefaultModel: {Ref: DefaultModel, ID: "default", Provider: &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}},
+	models, modelNames, defaultModel, err := models(ctx, cfg, opts.Models, log)
+	if err != nil {
+		return err
 	}
-	modelNames := []string{DefaultModel}
-	for name, p := range opts.Models {
-		_, id, _ := strings.Cut(name, ":")
-		models[name] = orchestrator.Model{Ref: name, ID: id, Provider: p}
-		modelNames = append(modelNames, name)
-	}
-	slices.Sort(modelNames[1:])
 
 	var stopping atomic.Bool
 	ready := map[string]gateway.Readiness{
@@ -110,8 +102,11 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		orch = orchestrator.New(orchestrator.Config{
 			Workers:      cfg.Workers,
 			Coalescing:   orchestrator.Coalescing{Window: cfg.CoalesceWindow, Bytes: cfg.CoalesceBytes, Chunks: cfg.CoalesceChunks},
-			DefaultModel: DefaultModel,
+			DefaultModel: defaultModel,
 			Heartbeat:    cfg.AckWait / 3,
+			Policy: orchestrator.Policy{
+				FirstToken: cfg.FirstTokenTimeout, Idle: cfg.IdleTimeout, Retries: cfg.ProviderRetries,
+			},
 		}, b, models, log)
 		ready["workers"] = func(context.Context) error {
 			if n := orch.Running(); n < cfg.Workers {
@@ -133,7 +128,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		guard := auth.NewGuard(b)
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
-			ModelNames: modelNames, DefaultModel: DefaultModel,
+			ModelNames: modelNames, DefaultModel: defaultModel,
 			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
 			Accepting: func() bool { return !stopping.Load() },
 		}})

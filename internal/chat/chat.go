@@ -68,6 +68,9 @@ type Event struct {
 	StopReason string       `json:"stopReason,omitempty"`
 	Model      string       `json:"model,omitempty"`
 	Error      *StreamError `json:"error,omitempty"`
+	// TTFTMillis, on END, is how long the model took to its first token,
+	// as the server measured it (from the worker taking the request).
+	TTFTMillis int64 `json:"ttftMs,omitempty"`
 	// StartSeq is the history position of this answer's START event, so a
 	// subscriber that joins mid-answer can replay it from the beginning.
 	StartSeq uint64 `json:"startSeq,omitempty"`
@@ -135,10 +138,17 @@ const (
 	CodeInternal        = "INTERNAL"
 	CodeProvider        = "PROVIDER_ERROR"
 	CodeTimeout         = "PROVIDER_TIMEOUT"
-	CodeIncomplete      = "INCOMPLETE"
-	CodeUnknownModel    = "UNKNOWN_MODEL"
-	CodeNotFound        = "NOT_FOUND"
-	CodeRateLimited     = "RATE_LIMITED"
+	// CodeThrottled: the provider asked us to slow down (its HTTP 429).
+	CodeThrottled = "PROVIDER_THROTTLED"
+	// CodeProviderUnavailable: the provider failed on its side or could not
+	// be reached.
+	CodeProviderUnavailable = "PROVIDER_UNAVAILABLE"
+	// CodeProviderAuth: the provider refused the server's credentials.
+	CodeProviderAuth = "PROVIDER_AUTH"
+	CodeIncomplete   = "INCOMPLETE"
+	CodeUnknownModel = "UNKNOWN_MODEL"
+	CodeNotFound     = "NOT_FOUND"
+	CodeRateLimited  = "RATE_LIMITED"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

@@ -67,6 +67,17 @@ type Config struct {
 	Replicas   int
 	AckWait    time.Duration
 
+	Model             string
+	ConfigFile        string
+	SystemPrompt      string
+	FirstTokenTimeout time.Duration
+	IdleTimeout       time.Duration
+	ProviderRetries   int
+
+	// Getenv reads the environment the server was started with: providers
+	// take their settings from the variables their users already set.
+	Getenv func(string) string
+
 	// Secrets come from the environment only, so they never show in ps.
 	APIKeys     string
 	ServiceKeys string
@@ -125,6 +136,12 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
+	fs.StringVar(&c.Model, "model", "", `default model, a name from --config or a reference "provider:model-id" (bedrock:…, openai:…, azure:…, anthropic:…, demo:default); default: the config file's default_model, else demo:default`)
+	fs.StringVar(&c.ConfigFile, "config", "", "YAML file declaring named models (ref, max_tokens, temperature, system_prompt, fallbacks); see docs/providers.md")
+	fs.StringVar(&c.SystemPrompt, "system-prompt", "Answer in {{.Language}} (the user's locale is {{.Locale}}).", "system prompt template for models without their own; {{.Locale}} and {{.Language}} name the user's locale")
+	fs.DurationVar(&c.FirstTokenTimeout, "first-token-timeout", time.Minute, "a model that has not produced its first token after this long is given up (then retried or its fallback tried)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "a model silent for this long mid-answer ends the answer with PROVIDER_TIMEOUT")
+	fs.IntVar(&c.ProviderRetries, "provider-retries", 2, "extra attempts per model when it is throttled or unavailable before its first token")
 	fs.StringVar(&c.Role, "role", "all", "all (API and workers), api (GraphQL only), or worker (answers only; serves just /healthz and /readyz)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated URLs of an external NATS cluster; empty embeds NATS in this process")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for the external NATS")
@@ -172,6 +189,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
 		}
 	}
+	c.Getenv = getenv
 	c.APIKeys = getenv("TOKENCAST_API_KEYS")
 	c.ServiceKeys = getenv("TOKENCAST_SERVICE_KEYS")
 	c.SigV4Keys = getenv("TOKENCAST_SIGV4_KEYS")
@@ -226,6 +244,9 @@ func (c *Config) validate() error {
 	}
 	if (c.OIDCIssuer == "") != (c.OIDCAudience == "") {
 		errs = append(errs, errors.New("--oidc-issuer and --oidc-audience go together"))
+	}
+	if c.FirstTokenTimeout <= 0 || c.IdleTimeout <= 0 || c.ProviderRetries < 0 {
+		errs = append(errs, errors.New("--first-token-timeout and --idle-timeout must be positive, --provider-retries not negative"))
 	}
 	if c.AskRate < 0 || c.AskBurst < 1 || c.OIDCSkew < 0 || c.TokenGrace < 0 {
 		errs = append(errs, errors.New("--ask-rate, --oidc-skew and --token-grace must not be negative, --ask-burst at least 1"))

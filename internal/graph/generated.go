@@ -86,6 +86,7 @@ type ComplexityRoot struct {
 		SessionID  func(childComplexity int) int
 		StopReason func(childComplexity int) int
 		TimeStamp  func(childComplexity int) int
+		TtftMs     func(childComplexity int) int
 		Type       func(childComplexity int) int
 		Usage      func(childComplexity int) int
 	}
@@ -342,6 +343,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SendMessageResponse.TimeStamp(childComplexity), true
+	case "SendMessageResponse.ttftMs":
+		if e.ComplexityRoot.SendMessageResponse.TtftMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SendMessageResponse.TtftMs(childComplexity), true
 	case "SendMessageResponse.type":
 		if e.ComplexityRoot.SendMessageResponse.Type == nil {
 			break
@@ -649,6 +656,8 @@ func (ec *executionContext) childFields_SendMessageResponse(ctx context.Context,
 		return ec.fieldContext_SendMessageResponse_stopReason(ctx, field)
 	case "model":
 		return ec.fieldContext_SendMessageResponse_model(ctx, field)
+	case "ttftMs":
+		return ec.fieldContext_SendMessageResponse_ttftMs(ctx, field)
 	case "error":
 		return ec.fieldContext_SendMessageResponse_error(ctx, field)
 	}
@@ -1827,6 +1836,29 @@ func (ec *executionContext) _SendMessageResponse_model(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_SendMessageResponse_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SendMessageResponse", field, false, false, "String")
+}
+
+func (ec *executionContext) _SendMessageResponse_ttftMs(ctx context.Context, field graphql.CollectedField, obj *model.SendMessageResponse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SendMessageResponse_ttftMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TtftMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SendMessageResponse_ttftMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SendMessageResponse", field, false, false, "Int")
 }
 
 func (ec *executionContext) _SendMessageResponse_error(ctx context.Context, field graphql.CollectedField, obj *model.SendMessageResponse) (ret graphql.Marshaler) {
@@ -3801,6 +3833,11 @@ func (ec *executionContext) _SendMessageResponse(ctx context.Context, sel ast.Se
 			}
 		case "model":
 			out.Values[i] = ec._SendMessageResponse_model(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "ttftMs":
+			out.Values[i] = ec._SendMessageResponse_ttftMs(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

@@ -226,6 +226,12 @@ func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
 			b = appendOptString(b, ev.StopReason)
 		case "model":
 			b = appendOptString(b, ev.Model)
+		case "ttftMs":
+			if ev.Type != chat.EventEnd {
+				b = append(b, "null"...)
+			} else {
+				b = strconv.AppendInt(b, ev.TTFTMillis, 10)
+			}
 		case "usage":
 			b = encodeUsage(b, f.sub, ev.Usage)
 		case "error":
@@ -354,6 +360,10 @@ func EventModel(ev *chat.Event) *model.SendMessageResponse {
 	if ev.Seq != 0 {
 		c := Cursor(ev.Seq)
 		m.Cursor = &c
+	}
+	if ev.Type == chat.EventEnd {
+		ms := int(ev.TTFTMillis)
+		m.TtftMs = &ms
 	}
 	if ev.Usage != nil {
 		m.Usage = &model.Usage{InputTokens: ev.Usage.InputTokens, OutputTokens: ev.Usage.OutputTokens, TotalTokens: ev.Usage.TotalTokens}

@@ -42,8 +42,30 @@ type Model struct {
 	Ref      string
 	Provider Provider
 	// ID is the provider's own model id.
-	ID     string
-	System string
+	ID string
+	// System returns the system prompt for a locale; nil for none.
+	System func(locale string) string
+	// Fallbacks name the models tried, in order, when this one fails
+	// before its first token.
+	Fallbacks []string
+}
+
+func (m Model) system(locale string) string {
+	if m.System == nil {
+		return ""
+	}
+	return m.System(locale)
+}
+
+// fallbacks returns m's fallback models that exist.
+func (o *Orchestrator) fallbacks(m Model) []Model {
+	var out []Model
+	for _, name := range m.Fallbacks {
+		if f, ok := o.models[name]; ok {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Config tunes the workers.
@@ -54,6 +76,8 @@ type Config struct {
 	Heartbeat time.Duration
 	// DefaultModel is used when a request names none.
 	DefaultModel string
+	// Policy bounds provider calls.
+	Policy Policy
 }
 
 // Orchestrator runs the worker pool.
@@ -79,6 +103,18 @@ func New(cfg Config, queue Queue, models map[string]Model, log *slog.Logger) *Or
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
+	}
+	if cfg.Policy.FirstToken <= 0 {
+		cfg.Policy.FirstToken = time.Minute
+	}
+	if cfg.Policy.Idle <= 0 {
+		cfg.Policy.Idle = 30 * time.Second
+	}
+	if cfg.Policy.Backoff <= 0 {
+		cfg.Policy.Backoff = 250 * time.Millisecond
+	}
+	if cfg.Policy.Budget <= 0 {
+		cfg.Policy.Budget = cfg.Policy.FirstToken
 	}
 	return &Orchestrator{cfg: cfg, queue: queue, models: models, log: log, inFlight: make(map[string]context.CancelCauseFunc)}
 }
@@ -154,7 +190,7 @@ func (o *Orchestrator) work(pull, work context.Context) {
 func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveries uint64) {
 	log := o.log.With("session", req.SessionID, "request", req.ID)
 	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
-	a := &answer{o: o, req: req, attempt: deliveries + 1}
+	a := &answer{o: o, req: req, attempt: deliveries + 1, log: log, began: time.Now()}
 	if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
 		log.Error("publish restart of an exhausted request", "err", err)
 	}
@@ -171,7 +207,7 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 	req := d.Request
 	log := o.log.With("session", req.SessionID, "request", req.ID, "attempt", d.Attempt)
-	a := &answer{o: o, req: req, attempt: d.Attempt}
+	a := &answer{o: o, req: req, attempt: d.Attempt, log: log, began: time.Now()}
 	err := o.answer(ctx, d, a, log)
 	if err == nil {
 		if err := d.Ack(ctx); err != nil {
@@ -213,7 +249,7 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 	if err != nil {
 		return err
 	}
-	prompt := chat.Prompt{Model: model.ID, System: model.System, Locale: req.Locale}
+	prompt := chat.Prompt{Locale: req.Locale}
 	for _, t := range conv.Before(req.ID) {
 		if t.Role == chat.RoleAssistant && t.Status != chat.StatusComplete && t.Text == "" {
 			continue
@@ -268,7 +304,7 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 	var final chat.Final
 	perr := context.Cause(streamCtx)
 	if perr == nil {
-		final, perr = model.Provider.Stream(streamCtx, prompt, func(text string) error {
+		final, perr = o.stream(streamCtx, a, model, prompt, func(text string) error {
 			a.text.WriteString(text)
 			return co.Add(text)
 		})
@@ -296,6 +332,10 @@ type answer struct {
 	index    int
 	startSeq uint64
 	text     strings.Builder
+	log      *slog.Logger
+	began    time.Time     // when this worker took the request
+	emitted  bool          // the provider has produced text
+	ttft     time.Duration // from began to the first token
 }
 
 func (a *answer) event(t chat.EventType, message string) chat.Event {
@@ -344,6 +384,7 @@ func (a *answer) end(ctx context.Context, final chat.Final) error {
 	ev := a.event(chat.EventEnd, chat.MarkerEnd)
 	ev.Usage = &usage
 	ev.StopReason = final.StopReason
+	ev.TTFTMillis = a.ttft.Milliseconds()
 	_, err := a.publish(ctx, ev)
 	return err
 }
@@ -364,8 +405,10 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 			return err
 		}
 	}
+	// A truncated answer is kept, marked incomplete: never passed off as
+	// whole.
 	status := chat.StatusError
-	if se.Code == chat.CodeIncomplete {
+	if se.Code == chat.CodeIncomplete || a.emitted {
 		status = chat.StatusIncomplete
 	}
 	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{

@@ -72,11 +72,13 @@ type SendMessageResponse struct {
 	// The event's position in its answer: 0 is START, no gaps.
 	Index *int `json:"index,omitempty"`
 	// Opaque resume position in the session's history.
-	Cursor     *string      `json:"cursor,omitempty"`
-	Usage      *Usage       `json:"usage,omitempty"`
-	StopReason *string      `json:"stopReason,omitempty"`
-	Model      *string      `json:"model,omitempty"`
-	Error      *StreamError `json:"error,omitempty"`
+	Cursor     *string `json:"cursor,omitempty"`
+	Usage      *Usage  `json:"usage,omitempty"`
+	StopReason *string `json:"stopReason,omitempty"`
+	Model      *string `json:"model,omitempty"`
+	// On END: milliseconds from the worker taking the request to the model's first token.
+	TtftMs *int         `json:"ttftMs,omitempty"`
+	Error  *StreamError `json:"error,omitempty"`
 }
 
 // A failure: a stable code and a message that is safe to show.

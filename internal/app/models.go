@@ -1,0 +1,220 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/tokencast/tokencast/internal/config"
+	"github.com/tokencast/tokencast/internal/orchestrator"
+	"github.com/tokencast/tokencast/internal/provider/anthropic"
+	"github.com/tokencast/tokencast/internal/provider/bedrock"
+	"github.com/tokencast/tokencast/internal/provider/demo"
+	"github.com/tokencast/tokencast/internal/provider/openai"
+)
+
+// modelFile is the --config file: named models and their parameters.
+type modelFile struct {
+	// DefaultModel names the model used when a request names none
+	// (--model wins over it).
+	DefaultModel string `yaml:"default_model"`
+	// SystemPrompt is the default system prompt template.
+	SystemPrompt *string `yaml:"system_prompt"`
+	// Models by the name clients use.
+	Models map[string]modelEntry `yaml:"models"`
+}
+
+type modelEntry struct {
+	// Ref is "provider:model-id".
+	Ref          string   `yaml:"ref"`
+	MaxTokens    int      `yaml:"max_tokens"`
+	Temperature  *float64 `yaml:"temperature"`
+	SystemPrompt *string  `yaml:"system_prompt"`
+	Fallbacks    []string `yaml:"fallbacks"`
+}
+
+// languages names the language of a locale in the system prompt.
+var languages = map[string]string{
+	"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+	"pt": "Portuguese", "nl": "Dutch", "ja": "Japanese", "zh": "Chinese", "ko": "Korean",
+	"ru": "Russian", "ar": "Arabic", "hi": "Hindi", "pl": "Polish", "sv": "Swedish", "tr": "Turkish",
+}
+
+// models builds the configured models: those of the --config file, the
+// --model default (a bare "provider:model-id" needs no file), the demo model,
+// and extra ones from opts. It returns them by name, the names clients may
+// ask for, and the default's name.
+func models(ctx context.Context, cfg *config.Config, extra map[string]orchestrator.Provider, log *slog.Logger) (map[string]orchestrator.Model, []string, string, error) {
+	file := modelFile{}
+	if cfg.ConfigFile != "" {
+		data, err := os.ReadFile(cfg.ConfigFile)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("--config: %w", err)
+		}
+		if err := yaml.UnmarshalWithOptions(data, &file, yaml.Strict()); err != nil {
+			// Unknown keys are worth a warning, not a refusal to start.
+			log.Warn("config file has keys tokencast does not know; they are ignored", "file", cfg.ConfigFile, "err", yaml.FormatError(err, false, false))
+			file = modelFile{}
+			if err := yaml.Unmarshal(data, &file); err != nil {
+				return nil, nil, "", fmt.Errorf("--config %s: %w", cfg.ConfigFile, err)
+			}
+		}
+	}
+	defaultName := cmp(cfg.Model, file.DefaultModel, DefaultModel)
+	entries := file.Models
+	if entries == nil {
+		entries = map[string]modelEntry{}
+	}
+	if _, ok := entries[DefaultModel]; !ok {
+		entries[DefaultModel] = modelEntry{Ref: DefaultModel}
+	}
+	if _, ok := entries[defaultName]; !ok {
+		// --model openai:gpt-4o-mini names a model by its reference.
+		entries[defaultName] = modelEntry{Ref: defaultName}
+	}
+	prompt := cfg.SystemPrompt
+	if file.SystemPrompt != nil {
+		prompt = *file.SystemPrompt
+	}
+
+	out := make(map[string]orchestrator.Model, len(entries)+len(extra))
+	var errs []error
+	for name, e := range entries {
+		m, err := buildModel(ctx, cfg, e, cmpPtr(e.SystemPrompt, prompt))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("model %q (%s): %w", name, e.Ref, err))
+			continue
+		}
+		for _, f := range e.Fallbacks {
+			if _, ok := entries[f]; !ok {
+				errs = append(errs, fmt.Errorf("model %q: fallback %q is not a configured model", name, f))
+			}
+		}
+		out[name] = m
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, "", err
+	}
+	for name, p := range extra {
+		_, id, _ := strings.Cut(name, ":")
+		out[name] = orchestrator.Model{Ref: name, ID: id, Provider: p}
+	}
+	names := make([]string, 0, len(out))
+	for name := range out {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return out, names, defaultName, nil
+}
+
+// buildModel makes the provider a model reference names.
+func buildModel(ctx context.Context, cfg *config.Config, e modelEntry, systemPrompt string) (orchestrator.Model, error) {
+	provider, id, ok := strings.Cut(e.Ref, ":")
+	if !ok || id == "" {
+		return orchestrator.Model{}, errors.New(`a model reference is "provider:model-id", e.g. openai:gpt-4o-mini`)
+	}
+	system, err := systemTemplate(systemPrompt)
+	if err != nil {
+		return orchestrator.Model{}, err
+	}
+	m := orchestrator.Model{Ref: e.Ref, ID: id, System: system, Fallbacks: e.Fallbacks}
+	getenv := cfg.Getenv
+	switch provider {
+	case "demo":
+		m.Provider = &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}
+	case "openai", "azure":
+		read := openai.FromEnv
+		if provider == "azure" {
+			read = openai.AzureFromEnv
+		}
+		opts, err := read(getenv)
+		if err != nil {
+			return m, err
+		}
+		opts.MaxTokens, opts.Temperature = e.MaxTokens, e.Temperature
+		m.Provider, err = openai.New(opts)
+		if err != nil {
+			return m, err
+		}
+	case "anthropic":
+		opts, err := anthropic.FromEnv(getenv)
+		if err != nil {
+			return m, err
+		}
+		opts.MaxTokens, opts.Temperature = e.MaxTokens, e.Temperature
+		m.Provider, err = anthropic.New(opts)
+		if err != nil {
+			return m, err
+		}
+	case "bedrock":
+		opts, err := bedrock.FromEnv(getenv)
+		if err != nil {
+			return m, err
+		}
+		// The orchestrator retries before the first token itself.
+		opts.MaxTokens, opts.Temperature, opts.RetryMaxAttempts = e.MaxTokens, e.Temperature, 1
+		m.Provider, err = bedrock.New(ctx, opts)
+		if err != nil {
+			return m, err
+		}
+	default:
+		return m, fmt.Errorf("unknown provider %q: want bedrock, openai, azure, anthropic or demo", provider)
+	}
+	return m, nil
+}
+
+// systemTemplate compiles a system prompt template; {{.Locale}} and
+// {{.Language}} name the user's locale and its language.
+func systemTemplate(text string) (func(locale string) string, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, nil
+	}
+	t, err := template.New("system").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("system prompt template: %w", err)
+	}
+	render := func(locale string) (string, error) {
+		lang := strings.ToLower(locale)
+		if i := strings.IndexAny(lang, "-_"); i >= 0 {
+			lang = lang[:i]
+		}
+		name, ok := languages[lang]
+		if !ok {
+			name = locale
+		}
+		var b bytes.Buffer
+		err := t.Execute(&b, struct{ Locale, Language string }{locale, name})
+		return b.String(), err
+	}
+	if _, err := render("en"); err != nil {
+		return nil, fmt.Errorf("system prompt template: %w", err)
+	}
+	return func(locale string) string {
+		s, _ := render(locale)
+		return s
+	}, nil
+}
+
+func cmp(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func cmpPtr(p *string, fallback string) string {
+	if p != nil {
+		return *p
+	}
+	return fallback
+}
