@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -452,6 +454,32 @@ func TestReadmeStartsWithTheTwoCommandsAndListsEveryFlag(t *testing.T) {
 		name, _, _ = strings.Cut(name, " ")
 		if !strings.Contains(string(readme), "| `--"+name+"` | `"+config.EnvName(name)+"` |") {
 			t.Errorf("README's configuration table lacks --%s", name)
+		}
+	}
+}
+
+func TestMetricsCountTheAnswer(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	c := subscribed(t, s, "s-metrics", nil)
+	req := s.ask(t, "", "s-metrics", "count me", "en")
+	evs := c.answer("1", req)
+	output := evs[len(evs)-1].Usage.OutputTokens
+	resp, err := http.Get("http://" + s.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`tokencast_ttft_seconds_count{model="demo:default"} 1`,
+		`tokencast_answers_total{code="",model="demo:default",outcome="END"} 1`,
+		fmt.Sprintf(`tokencast_tokens_total{direction="output",model="demo:default"} %d`, output),
+		`tokencast_asks_total{code="OK"} 1`,
+		`tokencast_websocket_connections 1`,
+		`tokencast_watched_sessions 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tokencast/tokencast/internal/gateway"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
+	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/ratelimit"
 	"github.com/tokencast/tokencast/internal/wsproto"
@@ -86,6 +87,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		return err
 	}
 
+	met := metrics.New()
 	var stopping atomic.Bool
 	ready := map[string]gateway.Readiness{
 		"nats": b.Ready,
@@ -107,6 +109,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			Policy: orchestrator.Policy{
 				FirstToken: cfg.FirstTokenTimeout, Idle: cfg.IdleTimeout, Retries: cfg.ProviderRetries,
 			},
+			Recorder: met,
 		}, b, models, log)
 		ready["workers"] = func(context.Context) error {
 			if n := orch.Running(); n < cfg.Workers {
@@ -131,6 +134,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			ModelNames: modelNames, DefaultModel: defaultModel,
 			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
 			Accepting: func() bool { return !stopping.Load() },
+			Asked:     met.Asked,
 		}})
 		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, Introspection: dev}
 		ops := graph.NewOperations(es, limits, guard)
@@ -139,7 +143,11 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
 			MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
 			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
+			OnSlow: met.SlowConsumer,
 		}, ops, h, authn, log)
+		met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
+		met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
+		met.Gauge("tokencast_watched_sessions", "Sessions this node watches: one NATS interest each.", func() float64 { return float64(h.Sessions()) })
 		sigv4, err := auth.ParseSigV4Keys(cfg.SigV4Keys, cfg.SigV4MaxSkew)
 		if err != nil {
 			return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
@@ -150,11 +158,11 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		}
 		gw = gateway.New(gateway.Config{
 			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
-			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(),
+			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: met.Handler(),
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {
-		mux = gateway.HealthHandler(ready)
+		mux = gateway.HealthHandler(ready, met.Handler())
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)

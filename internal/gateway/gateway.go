@@ -61,6 +61,8 @@ type Config struct {
 	SigV4 SignatureVerifier
 	// UI is the built chat page served at /; nil serves none.
 	UI fs.FS
+	// Metrics serves /metrics; nil serves none.
+	Metrics http.Handler
 }
 
 // Gateway serves HTTP.

@@ -12,12 +12,16 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", g.chatUI)
 	mux.HandleFunc("GET /assets/", g.uiAsset)
 	mux.HandleFunc("GET /about", g.about)
+	if g.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", g.cfg.Metrics)
+	}
 	return g.cors(mux)
 }
 
-// HealthHandler is all a worker-only process serves.
-func HealthHandler(ready map[string]Readiness) http.Handler {
+// HealthHandler is all a worker-only process serves: health and metrics.
+func HealthHandler(ready map[string]Readiness, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(ready))
 	return mux

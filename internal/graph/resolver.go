@@ -49,7 +49,9 @@ type Resolver struct {
 	Asks         RateLimiter
 	// Accepting reports whether new asks are taken (false while shutting down).
 	Accepting func() bool
-	Log       *slog.Logger
+	// Asked counts questions accepted ("OK") or refused (the code); may be nil.
+	Asked func(code string)
+	Log   *slog.Logger
 }
 
 // session authenticates the caller and authorizes it on the session.
@@ -170,4 +172,19 @@ func TurnModel(t chat.Turn) *model.Turn {
 		m.Usage = &model.Usage{InputTokens: t.Usage.InputTokens, OutputTokens: t.Usage.OutputTokens, TotalTokens: t.Usage.TotalTokens}
 	}
 	return m
+}
+
+// countAsk tells the metrics whether a question was accepted, or its code.
+func (r *Resolver) countAsk(err error) {
+	if r.Asked == nil {
+		return
+	}
+	code := "OK"
+	var gerr *gqlerror.Error
+	if errors.As(err, &gerr) {
+		code, _ = gerr.Extensions["code"].(string)
+	} else if err != nil {
+		code = chat.CodeInternal
+	}
+	r.Asked(code)
 }

@@ -89,7 +89,8 @@ func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string,
 
 // GetLlmResponse is the resolver for the getLlmResponse field: it accepts the
 // question and returns at once; the answer streams on onSendMessage.
-func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (*model.GetLlmResponse, error) {
+func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (resp *model.GetLlmResponse, err error) {
+	defer func() { r.countAsk(err) }()
 	if err := chat.ValidateAsk(input.SessionID, input.Message, input.Locale, r.MaxMessageBytes); err != nil {
 		return nil, r.fromDomain(ctx, err)
 	}

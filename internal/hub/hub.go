@@ -106,6 +106,19 @@ type Subscriber struct {
 	closed    bool
 }
 
+// Subscribers reports how many subscriptions are attached on this node.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, s := range h.sessions {
+		s.mu.Lock()
+		n += len(s.subs)
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // Sessions reports how many sessions have a watch on this node.
 func (h *Hub) Sessions() int {
 	h.mu.Lock()

@@ -36,6 +36,19 @@ type Queue interface {
 	RecordDeadLetter(ctx context.Context, d bus.DeadLetter) error
 }
 
+// Recorder is told what the workers do, for metrics.
+type Recorder interface {
+	FirstToken(model string, d time.Duration)
+	Answered(model string, outcome chat.EventType, code string, usage chat.Usage)
+	Published()
+}
+
+type noRecorder struct{}
+
+func (noRecorder) FirstToken(string, time.Duration)                    {}
+func (noRecorder) Answered(string, chat.EventType, string, chat.Usage) {}
+func (noRecorder) Published()                                          {}
+
 // Model is a named, configured model.
 type Model struct {
 	// Ref is "provider:model-id", shown to clients in END events.
@@ -78,6 +91,8 @@ type Config struct {
 	DefaultModel string
 	// Policy bounds provider calls.
 	Policy Policy
+	// Recorder receives metrics; nil records nothing.
+	Recorder Recorder
 }
 
 // Orchestrator runs the worker pool.
@@ -103,6 +118,9 @@ func New(cfg Config, queue Queue, models map[string]Model, log *slog.Logger) *Or
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = noRecorder{}
 	}
 	if cfg.Policy.FirstToken <= 0 {
 		cfg.Policy.FirstToken = time.Minute
@@ -358,6 +376,9 @@ func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	id := ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(a.attempt, 10) + "." + strconv.Itoa(ev.Index) + "." + string(ev.Type)
 	seq, err := a.o.queue.PublishEvent(ctx, ev, id)
 	a.index++
+	if err == nil {
+		a.o.cfg.Recorder.Published()
+	}
 	return seq, err
 }
 
@@ -385,8 +406,20 @@ func (a *answer) end(ctx context.Context, final chat.Final) error {
 	ev.Usage = &usage
 	ev.StopReason = final.StopReason
 	ev.TTFTMillis = a.ttft.Milliseconds()
-	_, err := a.publish(ctx, ev)
-	return err
+	if _, err := a.publish(ctx, ev); err != nil {
+		return err
+	}
+	a.record(chat.EventEnd, "", usage)
+	return nil
+}
+
+// record tells the metrics how the answer ended.
+func (a *answer) record(outcome chat.EventType, code string, usage chat.Usage) {
+	r := a.o.cfg.Recorder
+	if a.emitted {
+		r.FirstToken(a.model, a.ttft)
+	}
+	r.Answered(a.model, outcome, code, usage)
 }
 
 // fail publishes the localized apology, then the ERROR event with a stable
@@ -425,6 +458,7 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 	if _, err := a.publish(ctx, ev); err != nil {
 		return fmt.Errorf("publish error event: %w", err)
 	}
+	a.record(chat.EventError, se.Code, chat.Usage{})
 	return nil
 }
 
@@ -438,6 +472,9 @@ func (a *answer) cancelled(ctx context.Context, log *slog.Logger) error {
 	}); err != nil {
 		return err
 	}
-	_, err := a.publish(ctx, a.event(chat.EventCancelled, ""))
-	return err
+	if _, err := a.publish(ctx, a.event(chat.EventCancelled, "")); err != nil {
+		return err
+	}
+	a.record(chat.EventCancelled, "", chat.Usage{})
+	return nil
 }

@@ -34,14 +34,15 @@ var (
 )
 
 // retryable reports whether a failure before the first token may be retried:
-// the provider asked us to slow down, or could not serve right now.
+// the provider asked us to slow down, or could not serve right now. A model
+// that timed out is not asked again (the wait would double); its fallback is.
 func retryable(err error) bool {
 	var ce *chat.Error
 	if !errors.As(err, &ce) {
 		return false
 	}
 	switch ce.Code {
-	case chat.CodeThrottled, chat.CodeProviderUnavailable, chat.CodeTimeout:
+	case chat.CodeThrottled, chat.CodeProviderUnavailable:
 		return true
 	}
 	return false
@@ -84,7 +85,7 @@ func (o *Orchestrator) stream(ctx context.Context, a *answer, first Model, promp
 // request's: another model may well answer.
 func fallbackable(err error) bool {
 	var ce *chat.Error
-	return retryable(err) || (errors.As(err, &ce) && ce.Code == chat.CodeProviderAuth)
+	return retryable(err) || (errors.As(err, &ce) && (ce.Code == chat.CodeProviderAuth || ce.Code == chat.CodeTimeout))
 }
 
 // withRetries calls one model until it answers, fails for good, or the

@@ -227,6 +227,9 @@ func (c *conn) close(code int, reason string) {
 	c.once.Do(func() {
 		c.code, c.reason = code, reason
 		close(c.closing)
+		if code == CloseSlow && c.s.cfg.OnSlow != nil {
+			c.s.cfg.OnSlow()
+		}
 	})
 }
 

@@ -78,6 +78,8 @@ type Config struct {
 	// ConnectionTimeout is announced to AppSync clients as
 	// connectionTimeoutMs: how long they wait for a "ka" before reconnecting.
 	ConnectionTimeout time.Duration
+	// OnSlow is called when a connection is closed as a slow consumer.
+	OnSlow func()
 	// AllowedOrigins lists browser origins besides the server's own that may
 	// open a WebSocket; "*" allows any.
 	AllowedOrigins []string

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// openAIFake speaks OpenAI's chat completions stream; what it does depends
+// on the model a request names.
+type openAIFake struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	calls    map[string][]time.Time
+	systems  []string
+	canceled chan string // model ids whose request the client abandoned
+}
+
+var fakeAnswer = []string{"The ", "fake ", "model ", "answers."}
+
+func newOpenAIFake(t *testing.T) *openAIFake {
+	f := &openAIFake{calls: map[string][]time.Time{}, canceled: make(chan string, 16)}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Model    string `json:"model"`
+		Messages []struct {
+			Role    string `json:"role"`
+			Content string `json:"content"`
+		} `json:"messages"`
+	}
+	if r.URL.Path != "/v1/chat/completions" || r.Header.Get("Authorization") != "Bearer sk-test" || json.NewDecoder(r.Body).Decode(&req) != nil {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.calls[req.Model] = append(f.calls[req.Model], time.Now())
+	n := len(f.calls[req.Model])
+	if len(req.Messages) > 0 && req.Messages[0].Role == "system" {
+		f.systems = append(f.systems, req.Messages[0].Content)
+	}
+	f.mu.Unlock()
+
+	stall := func() {
+		select {
+		case <-r.Context().Done():
+			f.canceled <- req.Model
+		case <-time.After(20 * time.Second):
+		}
+	}
+	chunk := func(text string) {
+		fmt.Fprintf(w, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", text)
+		w.(http.Flusher).Flush()
+	}
+	switch {
+	case req.Model == "bad":
+		http.Error(w, `{"error":{"message":"SECRET-RAW-TEXT invalid request"}}`, http.StatusBadRequest)
+		return
+	case req.Model == "down":
+		http.Error(w, "upstream down", http.StatusServiceUnavailable)
+		return
+	case req.Model == "throttle-once" && n == 1:
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+		return
+	case req.Model == "stall-first":
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		stall()
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	for i, tok := range fakeAnswer {
+		chunk(tok)
+		if req.Model == "stall-mid" && i == 1 {
+			stall()
+			return
+		}
+		if req.Model == "slow" {
+			select {
+			case <-r.Context().Done():
+				f.canceled <- req.Model
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}
+	fmt.Fprint(w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+	fmt.Fprint(w, "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":4,\"total_tokens\":15}}\n\n")
+	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
+func (f *openAIFake) callTimes(model string) []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.calls[model]...)
+}
+
+const modelsYAML = `default_model: ok
+system_prompt: "Answer in {{.Language}} ({{.Locale}})."
+models:
+  ok: {ref: "openai:ok", max_tokens: 64, temperature: 0.2}
+  throttled: {ref: "openai:throttle-once"}
+  bad: {ref: "openai:bad", fallbacks: [ok]}
+  stall-first: {ref: "openai:stall-first"}
+  stall-mid: {ref: "openai:stall-mid"}
+  slow: {ref: "openai:slow"}
+  primary: {ref: "openai:down", fallbacks: [ok]}
+`
+
+func startWithOpenAIFake(t *testing.T, args ...string) (*server, *openAIFake) {
+	f := newOpenAIFake(t)
+	cfgPath := filepath.Join(t.TempDir(), "models.yaml")
+	if err := os.WriteFile(cfgPath, []byte(modelsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"OPENAI_BASE_URL": f.srv.URL + "/v1", "OPENAI_API_KEY": "sk-test"}
+	s := start(t, "", env, append([]string{"--config", cfgPath, "--coalesce-window", "0", "--provider-retries", "2"}, args...)...)
+	return s, f
+}
+
+// askModel asks with a model and returns the request id.
+func (s *server) askModel(t *testing.T, session, message, locale, model string) string {
+	t.Helper()
+	status, resp := s.post(t, "", askQuery, map[string]any{"input": map[string]any{"sessionId": session, "message": message, "locale": locale, "model": model}})
+	if status != http.StatusOK || len(resp.Errors) > 0 {
+		t.Fatalf("ask %s: %d %+v", model, status, resp.Errors)
+	}
+	var data struct {
+		GetLlmResponse struct {
+			RequestID string `json:"requestId"`
+		} `json:"getLlmResponse"`
+	}
+	_ = json.Unmarshal(resp.Data, &data)
+	return data.GetLlmResponse.RequestID
+}
+
+const endQuery = `subscription($s: String!) { onSendMessage(sessionId: $s) {
+	sessionId message locale timeStamp type requestId index cursor stopReason model ttftMs
+	usage { inputTokens outputTokens totalTokens } error { code message } } }`
+
+func TestOpenAIProviderEndToEnd(t *testing.T) {
+	s, f := startWithOpenAIFake(t)
+	c := subscribed(t, s, "s-openai", nil)
+	req := s.ask(t, "", "s-openai", "bonjour", "fr-FR") // the config's default model
+	evs := c.answer("1", req)
+	if got := text(evs); got != strings.Join(fakeAnswer, "") {
+		t.Fatalf("answer %q", got)
+	}
+	end := evs[len(evs)-1]
+	if end.Type != "END" || end.Model != "openai:ok" || end.StopReason != "stop" || end.Usage == nil ||
+		end.Usage.InputTokens != 11 || end.Usage.OutputTokens != 4 || end.Usage.TotalTokens != 15 {
+		t.Fatalf("END %+v usage %+v, want the fake's usage and stop reason", end, end.Usage)
+	}
+	f.mu.Lock()
+	systems := f.systems
+	f.mu.Unlock()
+	if len(systems) != 1 || systems[0] != "Answer in French (fr-FR)." {
+		t.Fatalf("system prompts sent: %q, want the locale rendered into the template", systems)
+	}
+	// END's ttftMs is set (the subscription above does not select it; ask
+	// for it on a second answer).
+	c2 := dialWS(t, s)
+	c2.init(nil)
+	c2.send(map[string]any{"id": "e", "type": "subscribe", "payload": map[string]any{"query": endQuery, "variables": map[string]any{"s": "s-openai"}}})
+	c2.send(map[string]any{"type": "ping"})
+	c2.must(5 * time.Second)
+	req2 := s.ask(t, "", "s-openai", "encore", "fr-FR")
+	for {
+		m := c2.must(5 * time.Second)
+		if strings.Contains(string(m.Payload), `"type":"END"`) {
+			if !strings.Contains(string(m.Payload), `"ttftMs":`) || strings.Contains(string(m.Payload), `"ttftMs":null`) || !strings.Contains(string(m.Payload), req2) {
+				t.Fatalf("END without ttftMs: %s", m.Payload)
+			}
+			break
+		}
+	}
+}
+
+func TestProviderFailureSemantics(t *testing.T) {
+	s, f := startWithOpenAIFake(t, "--first-token-timeout", "400ms", "--idle-timeout", "400ms")
+	cases := []struct {
+		name, model  string
+		wantType     string
+		wantCode     string
+		wantText     string
+		wantStatus   string
+		wantModel    string
+		wantCanceled bool
+	}{
+		{"429 with Retry-After, then success", "throttled", "END", "", strings.Join(fakeAnswer, ""), "COMPLETE", "openai:throttle-once", false},
+		{"a 400 is not retried nor passed to a fallback", "bad", "ERROR", "PROVIDER_ERROR", "", "ERROR", "", false},
+		{"stall before the first token", "stall-first", "ERROR", "PROVIDER_TIMEOUT", "", "ERROR", "", true},
+		{"stall mid-answer", "stall-mid", "ERROR", "PROVIDER_TIMEOUT", "The fake ", "INCOMPLETE", "", true},
+		{"fallback before the first token", "primary", "END", "", strings.Join(fakeAnswer, ""), "COMPLETE", "openai:ok", false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			session := fmt.Sprintf("s-fail-%d", i)
+			c := subscribed(t, s, session, nil)
+			req := s.askModel(t, session, "hi", "en", tc.model)
+			c2 := dialWS(t, s)
+			c2.init(nil)
+			c2.send(map[string]any{"id": "e", "type": "subscribe", "payload": map[string]any{"query": endQuery, "variables": map[string]any{"s": session}}})
+			evs := c.answer("1", req)
+			last := evs[len(evs)-1]
+			if last.Type != tc.wantType {
+				t.Fatalf("ended with %s (%+v), want %s", types(evs), last.Error, tc.wantType)
+			}
+			if tc.wantCode != "" && (last.Error == nil || last.Error.Code != tc.wantCode || strings.Contains(last.Error.Message, "SECRET-RAW-TEXT")) {
+				t.Fatalf("error %+v, want code %s and a safe message", last.Error, tc.wantCode)
+			}
+			if tc.wantType == "END" && (text(evs) != tc.wantText || last.Model != tc.wantModel) {
+				t.Fatalf("text %q model %q, want %q from %s", text(evs), last.Model, tc.wantText, tc.wantModel)
+			}
+			turns := s.conversation(t, "", session)
+			if len(turns) != 2 || turns[1].Status != tc.wantStatus || (tc.wantType == "ERROR" && turns[1].Text != tc.wantText) {
+				t.Fatalf("stored %+v, want %s with %q", turns, tc.wantStatus, tc.wantText)
+			}
+			if tc.wantCanceled {
+				select {
+				case m := <-f.canceled:
+					if m != strings.TrimPrefix(tc.model, "") && m != tc.model {
+						t.Fatalf("fake saw %s abandoned", m)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("the upstream request was never closed")
+				}
+			}
+		})
+	}
+	if calls := f.callTimes("throttle-once"); len(calls) != 2 || calls[1].Sub(calls[0]) < 900*time.Millisecond {
+		t.Fatalf("throttled model called at %v, want a retry after the 1 s Retry-After", calls)
+	}
+	if calls := f.callTimes("bad"); len(calls) != 1 {
+		t.Fatalf("the 400 was tried %d times, want once", len(calls))
+	}
+	if calls := f.callTimes("down"); len(calls) != 3 {
+		t.Fatalf("the failing primary was tried %d times, want 1 + 2 retries", len(calls))
+	}
+}
+
+func TestCancelReachesTheProvider(t *testing.T) {
+	s, f := startWithOpenAIFake(t, "--first-token-timeout", "20s")
+	for i, tc := range []struct{ name, model string }{{"before the first token", "stall-first"}, {"after the first token", "slow"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			session := fmt.Sprintf("s-cancel-%d", i)
+			c := subscribed(t, s, session, nil)
+			req := s.askModel(t, session, "hi", "en", tc.model)
+			c.next("1") // START
+			if tc.model == "slow" {
+				c.next("1") // the first DELTA
+			} else {
+				time.Sleep(200 * time.Millisecond) // the request is upstream
+			}
+			if !s.cancelAnswer(t, session, req) {
+				t.Fatal("cancel said the answer had ended")
+			}
+			select {
+			case m := <-f.canceled:
+				if m != tc.model {
+					t.Fatalf("fake saw %s abandoned, want %s", m, tc.model)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream request was not cancelled")
+			}
+			evs := c.answer("1", req)
+			if evs[len(evs)-1].Type != "CANCELLED" {
+				t.Fatalf("events %s", types(evs))
+			}
+			if turns := s.conversation(t, "", session); len(turns) != 2 || turns[1].Status != "CANCELLED" {
+				t.Fatalf("stored %+v", turns)
+			}
+		})
+	}
+}
