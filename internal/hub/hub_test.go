@@ -1,0 +1,189 @@
+package hub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// memory is an in-memory event history with the bus's contract.
+type memory struct {
+	mu       sync.Mutex
+	events   []chat.Event // events[i].Seq == i+1
+	watchers map[string]func(chat.Event)
+}
+
+func newMemory() *memory { return &memory{watchers: map[string]func(chat.Event){}} }
+
+func (m *memory) publish(ev chat.Event) {
+	m.mu.Lock()
+	ev.Seq = uint64(len(m.events) + 1)
+	m.events = append(m.events, ev)
+	w := m.watchers[ev.SessionID]
+	m.mu.Unlock()
+	if w != nil {
+		w(ev)
+	}
+}
+
+func (m *memory) Watch(ctx context.Context, session string, fn func(chat.Event)) (func(), uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.watchers[session] = fn
+	return func() {
+		m.mu.Lock()
+		delete(m.watchers, session)
+		m.mu.Unlock()
+	}, uint64(len(m.events)), nil
+}
+
+func (m *memory) LastEvent(ctx context.Context, session string) (*chat.Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.events) - 1; i >= 0; i-- {
+		if m.events[i].SessionID == session {
+			ev := m.events[i]
+			return &ev, nil
+		}
+	}
+	return nil, nil
+}
+
+func (m *memory) ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error {
+	m.mu.Lock()
+	evs := append([]chat.Event(nil), m.events...)
+	m.mu.Unlock()
+	for _, ev := range evs {
+		if ev.Seq >= from && ev.Seq <= to && ev.SessionID == session {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *memory) History(ctx context.Context) (uint64, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return 1, uint64(len(m.events)), nil
+}
+
+// sink collects what a subscriber receives.
+type sink struct {
+	ch chan *Shared
+}
+
+func (s *sink) Deliver(sh *Shared) bool {
+	select {
+	case s.ch <- sh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *sink) Replay(ctx context.Context, sh *Shared) error {
+	s.ch <- sh
+	return nil
+}
+
+func quietHub(src Source) *Hub {
+	return New(src, slog.New(slog.NewTextHandler(io.Discard, nil)), 64)
+}
+
+func TestLateSubscriberGetsTheAnswerInFlightFromStart(t *testing.T) {
+	m := newMemory()
+	h := quietHub(m)
+	defer h.Close()
+	early := &sink{ch: make(chan *Shared, 100)}
+	if _, err := h.Subscribe(context.Background(), "s", nil, early); err != nil {
+		t.Fatal(err)
+	}
+	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r"})
+	m.publish(chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 1, Message: "a", StartSeq: 1})
+	m.publish(chat.Event{Type: chat.EventDelta, SessionID: "other", RequestID: "x"})
+	late := &sink{ch: make(chan *Shared, 100)}
+	if _, err := h.Subscribe(context.Background(), "s", nil, late); err != nil {
+		t.Fatal(err)
+	}
+	m.publish(chat.Event{Type: chat.EventEnd, SessionID: "s", RequestID: "r", Index: 2, StartSeq: 1})
+	for name, s := range map[string]*sink{"early": early, "late": late} {
+		var got []chat.EventType
+		for len(got) < 3 {
+			select {
+			case sh := <-s.ch:
+				got = append(got, sh.Event.Type)
+			case <-time.After(time.Second):
+				t.Fatalf("%s subscriber got %v", name, got)
+			}
+		}
+		if got[0] != chat.EventStart || got[1] != chat.EventDelta || got[2] != chat.EventEnd || len(s.ch) != 0 {
+			t.Fatalf("%s subscriber got %v", name, got)
+		}
+	}
+	if h.Sessions() != 1 || h.Subscribers() != 2 {
+		t.Fatalf("%d sessions, %d subscribers", h.Sessions(), h.Subscribers())
+	}
+}
+
+func TestEncodedOncePerShape(t *testing.T) {
+	sh := &Shared{Event: chat.Event{Message: "x"}}
+	calls := 0
+	enc := func(ev *chat.Event) []byte { calls++; return []byte(ev.Message) }
+	a, b := new(int), new(int)
+	for range 3 {
+		sh.Encoded(a, enc)
+		sh.Encoded(b, enc)
+	}
+	if calls != 2 {
+		t.Fatalf("encoded %d times for 2 shapes", calls)
+	}
+}
+
+// BenchmarkFanOut measures delivering one event to 100 subscribers of a
+// session, encoded once for their shared shape.
+func BenchmarkFanOut(b *testing.B) {
+	m := newMemory()
+	h := quietHub(m)
+	defer h.Close()
+	const subscribers = 100
+	shape := new(int)
+	enc := func(ev *chat.Event) []byte { return []byte(`{"onSendMessage":{"message":"` + ev.Message + `"}}`) }
+	var sinks []*encodingSink
+	for range subscribers {
+		s := &encodingSink{shape: shape, enc: enc}
+		sinks = append(sinks, s)
+		if _, err := h.Subscribe(context.Background(), "s", nil, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ev := chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Message: "token "}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.publish(ev)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subscribers), "ns/delivery")
+	if sinks[0].n != sinks[subscribers-1].n || sinks[0].n == 0 {
+		b.Fatalf("deliveries %d and %d", sinks[0].n, sinks[subscribers-1].n)
+	}
+}
+
+type encodingSink struct {
+	shape *int
+	enc   func(*chat.Event) []byte
+	n     int
+}
+
+func (s *encodingSink) Deliver(sh *Shared) bool {
+	_ = sh.Encoded(s.shape, s.enc)
+	s.n++
+	return true
+}
+
+func (s *encodingSink) Replay(ctx context.Context, sh *Shared) error { return nil }
