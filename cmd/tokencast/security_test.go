@@ -59,6 +59,42 @@ func TestAnotherUsersSessionIsRefusedAndLeaksNothing(t *testing.T) {
 		t.Fatalf("bob's SSE subscription: %d %+v, want a FORBIDDEN refusal", resp.StatusCode, sse.Errors)
 	}
 
+	// Bob over the AppSync real-time dialect: an Unauthorized error for that
+	// subscription, and nothing else.
+	app := dialAppSync(t, s, "/graphql/realtime", keyB)
+	app.send(map[string]any{"type": "connection_init"})
+	if m := app.must(5 * time.Second); m.Type != "connection_ack" {
+		t.Fatalf("appsync init: %s %s", m.Type, m.Payload)
+	}
+	app.send(appSyncStart("steal", "s-alice", keyB))
+	for {
+		m := app.must(5 * time.Second)
+		if m.Type == "ka" {
+			continue
+		}
+		if m.Type != "error" || m.ID != "steal" || !strings.Contains(string(m.Payload), "Unauthorized") {
+			t.Fatalf("bob's AppSync subscription got %s %s, want an Unauthorized error", m.Type, m.Payload)
+		}
+		break
+	}
+	// Bob over the legacy Apollo dialect (payload.query): the same refusal.
+	legacy := dialAppSync(t, s, "/graphql", keyB)
+	legacy.send(map[string]any{"type": "connection_init", "payload": map[string]any{"x-api-key": keyB}})
+	if m := legacy.must(5 * time.Second); m.Type != "connection_ack" {
+		t.Fatalf("legacy init: %s %s", m.Type, m.Payload)
+	}
+	legacy.send(map[string]any{"id": "steal", "type": "start", "payload": map[string]any{"query": subscription, "variables": map[string]any{"sessionId": "s-alice"}}})
+	for {
+		m := legacy.must(5 * time.Second)
+		if m.Type == "ka" {
+			continue
+		}
+		if m.Type != "error" || m.ID != "steal" {
+			t.Fatalf("bob's legacy subscription got %s %s, want an error", m.Type, m.Payload)
+		}
+		break
+	}
+
 	// Alice asks and gets her whole answer, undisturbed.
 	r := s.ask(t, keyA, "s-alice", "mine", "en")
 	checkAnswer(t, alice.answer("1", r), r, demoAnswer("en", "mine"))
@@ -79,6 +115,40 @@ func TestAnotherUsersSessionIsRefusedAndLeaksNothing(t *testing.T) {
 	}
 	if turns := s.conversation(t, keyA, "s-alice"); len(turns) != 2 {
 		t.Fatalf("alice's conversation has %d turns after bob's attempts, want 2", len(turns))
+	}
+	// Bob's refused subscriptions received nothing of alice's answer.
+	for name, c := range map[string]*wsClient{"appsync": app, "legacy": legacy} {
+		for {
+			m, err := c.read(300 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if m.Type != "ka" {
+				t.Fatalf("bob's %s connection received %s %s", name, m.Type, m.Payload)
+			}
+		}
+	}
+}
+
+func TestSecretsAndMessagesStayOutOfTheLogs(t *testing.T) {
+	const question = "my-private-question-text"
+	s := twoUsers(t, "--log-level", "info")
+	c := subscribed(t, s, "s-logs", map[string]any{"x-api-key": keyA})
+	req := s.ask(t, keyA, "s-logs", question, "en")
+	c.answer("1", req)
+	// Wrong keys and tokens, over HTTP and WebSocket.
+	s.post(t, "wrong-secret-key-0123456789", askQuery, map[string]any{"input": map[string]any{"sessionId": "s-logs", "message": "x", "locale": "en"}})
+	bad := dialWS(t, s)
+	bad.send(map[string]any{"type": "connection_init", "payload": map[string]any{"x-api-key": "wrong-secret-key-0123456789", "Authorization": "Bearer secret.token.value"}})
+	bad.closeCode()
+	logs := s.stderr.String()
+	for _, secret := range []string{keyA, keyB, "wrong-secret-key-0123456789", "secret.token.value", question} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log contains %q", secret)
+		}
+	}
+	if !strings.Contains(logs, "question accepted") {
+		t.Fatalf("the log does not record the ask at all:\n%s", logs)
 	}
 }
 
