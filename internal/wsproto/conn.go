@@ -40,7 +40,10 @@ type dialect interface {
 type conn struct {
 	s       *Server
 	ws      *websocket.Conn
-	req     *http.Request
+	// reqAuth is the upgrade request's auth object (AppSync's ?header= or
+	// header-… subprotocol, else its x-api-key and Authorization headers).
+	reqAuth    authObject
+	reqAuthErr error
 	dialect dialect
 	// flavourKnown is set once a graphql-ws connection's first start told
 	// AppSync from legacy Apollo; the reader goroutine alone uses it.
@@ -49,7 +52,7 @@ type conn struct {
 	ctx          context.Context
 	cancel       context.CancelFunc
 
-	out     chan []byte
+	out     *outbox
 	closing chan struct{}
 	readEnd chan struct{}
 	once    sync.Once
@@ -73,10 +76,12 @@ type subscription struct {
 }
 
 func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// The connection outlives the request: keep only its credentials.
+	ctx, cancel := context.WithCancel(context.Background())
+	obj, _, err := requestAuthObject(r)
 	return &conn{
-		s: s, ws: ws, req: r, ctx: ctx, cancel: cancel,
-		out:     make(chan []byte, s.cfg.QueueSize),
+		s: s, ws: ws, reqAuth: obj, reqAuthErr: err, ctx: ctx, cancel: cancel,
+		out:     newOutbox(s.cfg.QueueSize),
 		closing: make(chan struct{}),
 		readEnd: make(chan struct{}),
 		subs:    make(map[string]*subscription),
@@ -160,9 +165,11 @@ func (c *conn) writeLoop() {
 	}
 	for {
 		select {
-		case frame := <-c.out:
-			if !c.write(frame) {
-				return
+		case <-c.out.ready:
+			for _, frame := range c.out.take() {
+				if !c.write(frame) {
+					return
+				}
 			}
 		case <-keepAlive:
 			c.mu.Lock()
@@ -209,13 +216,8 @@ func (c *conn) flush() {
 		return
 	}
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	for {
-		select {
-		case frame := <-c.out:
-			if c.ws.WriteMessage(websocket.TextMessage, frame) != nil {
-				return
-			}
-		default:
+	for _, frame := range c.out.take() {
+		if c.ws.WriteMessage(websocket.TextMessage, frame) != nil {
 			return
 		}
 	}
@@ -241,13 +243,11 @@ func (c *conn) send(frame []byte) bool {
 		return false
 	default:
 	}
-	select {
-	case c.out <- frame:
+	if c.out.push(frame) {
 		return true
-	default:
-		c.close(CloseSlow, "slow consumer: resume from your last cursor")
-		return false
 	}
+	c.close(CloseSlow, "slow consumer: resume from your last cursor")
+	return false
 }
 
 // Deliver implements hub.Sink: the event is encoded once per shape and
@@ -263,19 +263,22 @@ func (s *subscription) encode(sh *hub.Shared) []byte {
 // Replay implements hub.Sink: history may be longer than the queue, so it
 // waits for room, up to the write timeout.
 func (s *subscription) Replay(ctx context.Context, sh *hub.Shared) error {
+	frame := s.encode(sh)
 	t := time.NewTimer(s.c.s.cfg.WriteTimeout)
 	defer t.Stop()
-	select {
-	case s.c.out <- s.encode(sh):
-		return nil
-	case <-s.c.closing:
-		return errConnClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		s.c.close(CloseSlow, "slow consumer: resume from your last cursor")
-		return errConnClosed
+	for !s.c.out.push(frame) {
+		select {
+		case <-s.c.out.room:
+		case <-s.c.closing:
+			return errConnClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			s.c.close(CloseSlow, "slow consumer: resume from your last cursor")
+			return errConnClosed
+		}
 	}
+	return nil
 }
 
 var errConnClosed = errors.New("connection closed")
@@ -292,11 +295,10 @@ var errTooManyConns = errors.New("too many connections for this principal")
 func (c *conn) authenticate(payload map[string]any) error {
 	creds := payloadCredentials(payload)
 	if creds == (auth.Credentials{}) {
-		obj, _, err := requestAuthObject(c.req)
-		if err != nil {
-			return err
+		if c.reqAuthErr != nil {
+			return c.reqAuthErr
 		}
-		creds = obj.credentials()
+		creds = c.reqAuth.credentials()
 	}
 	p, err := c.s.auth.Authenticate(c.ctx, creds)
 	if err != nil {

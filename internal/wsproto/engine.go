@@ -185,22 +185,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.wg.Done()
 		return // the upgrader has answered
 	}
 	c := newConn(s, ws, r)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
+	// The connection runs on its own goroutine and the handler returns:
+	// net/http's goroutine, its deep stack and its buffers are freed, so an
+	// idle connection costs only what it needs.
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+		c.run()
 	}()
-	c.run()
 }
 
 // Shutdown closes every connection with the restart code and waits for them.
