@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -92,6 +93,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		if opts.HTTPClient != nil {
 			o.HTTPClient = opts.HTTPClient
 		}
+		o.HTTPClient = plainBodies{o.HTTPClient}
 		if opts.BaseEndpoint != "" {
 			o.BaseEndpoint = aws.String(opts.BaseEndpoint)
 		}
@@ -154,6 +156,28 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 			Cause: errors.New("stream ended without messageStop")}
 	}
 	return final, nil
+}
+
+// plainBodies sends requests whose bodies offer only Read and Close.
+//
+// The SDK closes a request's body as soon as the response headers arrive,
+// and its body wrapper then answers WriteTo with io.EOF. net/http may still
+// be checking that body for bytes beyond its Content-Length at that moment
+// (a server that answers as soon as it has read the request makes that
+// likely under load); it takes the io.EOF for a failed write and closes the
+// connection under the response, so the stream dies with "use of closed
+// network connection" before its first event. Through Read alone, a closed
+// body is a plain end of body.
+type plainBodies struct {
+	next bedrockruntime.HTTPClient
+}
+
+// Do sends req through the wrapped client.
+func (c plainBodies) Do(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = struct{ io.ReadCloser }{req.Body}
+	}
+	return c.next.Do(req)
 }
 
 func (p *Provider) input(prompt chat.Prompt) *bedrockruntime.ConverseStreamInput {

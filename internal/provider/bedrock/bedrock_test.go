@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -505,6 +506,53 @@ func TestStreamStopsWhenEmitFails(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("err = %v after %d calls, want the emit error after 1", err, calls)
+	}
+}
+
+// lateProbe is a transport that, like net/http's, checks a request body for
+// bytes beyond its Content-Length, but only once the response is being
+// read: by then the SDK has closed the body. net/http tears the connection
+// down when that check fails, so does this.
+type lateProbe struct {
+	next http.RoundTripper
+}
+
+func (t lateProbe) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &probingBody{ReadCloser: resp.Body, request: req.Body}
+	return resp, nil
+}
+
+type probingBody struct {
+	io.ReadCloser
+	request io.Reader
+	probed  bool
+}
+
+func (b *probingBody) Read(p []byte) (int, error) {
+	if !b.probed {
+		b.probed = true
+		if _, err := io.Copy(io.Discard, b.request); err != nil {
+			_ = b.ReadCloser.Close()
+			return 0, fmt.Errorf("request body after its end: %w", err)
+		}
+	}
+	return b.ReadCloser.Read(p)
+}
+
+// The flake "use of closed network connection after 0 calls" of
+// TestStreamStopsWhenEmitFails, made deterministic.
+func TestStreamSurvivesALateRequestBodyCheck(t *testing.T) {
+	isolate(t)
+	srv, _ := fakeService(t, false, stream(t, []frame{messageStart, textDelta("ok"), messageStop("end_turn")}, nil))
+	client := srv.Client()
+	client.Transport = lateProbe{client.Transport}
+	got, _, err := collect(t.Context(), newProvider(t, srv, func(o *Options) { o.HTTPClient = client }), conversation)
+	if err != nil || !reflect.DeepEqual(got, []string{"ok"}) {
+		t.Fatalf("deltas %q, err %v; want the answer", got, err)
 	}
 }
 
