@@ -16,7 +16,11 @@ import (
 	"github.com/aws/smithy-go/auth/bearer"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
+
+// name prefixes the log-side text of this provider's errors.
+const name = "bedrock"
 
 // Options configure a Provider. Anything left empty comes from the SDK's
 // default chain: environment, shared config and credentials files, SSO, web
@@ -152,7 +156,7 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 		return chat.Final{}, mapError(err)
 	}
 	if !stopped {
-		return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+		return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
 			Cause: errors.New("stream ended without messageStop")}
 	}
 	return final, nil
