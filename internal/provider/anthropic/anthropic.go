@@ -249,13 +249,20 @@ func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
 	}
 }
 
-// streamError maps an error event: overloaded means try again later,
-// anything else is a provider failure.
+// streamError maps an error event: a rate limit is throttling, an overload
+// or an internal error of the API means try again later, anything else is
+// a provider failure.
 func streamError(errType string, raw []byte) *upstream.Error {
-	e := &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
-		Cause: fmt.Errorf("error event: %s", raw)}
-	if errType == "overloaded_error" {
+	e := &upstream.Error{Provider: name, Cause: fmt.Errorf("error event: %s", raw)}
+	switch errType {
+	case "rate_limit_error":
+		e.Code, e.Message = upstream.CodeThrottled, upstream.MsgThrottled
+	case "overloaded_error":
 		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgOverloaded
+	case "api_error":
+		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgUnavailable
+	default:
+		e.Code, e.Message = chat.CodeProvider, upstream.MsgFailed
 	}
 	return e
 }

@@ -24,6 +24,7 @@ func TestDecodeRefusesOversizedEvents(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(start(`{"input_tokens":1}`) + text("Hel") + text("lo") + messageDelta("end_turn", "2") + messageStop))
 	f.Add([]byte(start(`{}`) + text("x") + ev("error", `{"type":"error","error":{"type":"overloaded_error"}}`)))
+	f.Add([]byte(start(`{}`) + ev("error", `{"type":"error","error":{"type":"rate_limit_error"}}`)))
 	f.Add([]byte(text("cut")))
 	f.Add([]byte("data: {\"type\":\"message_stop\"}\n\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -49,7 +50,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("error %v carries no *chat.Error", err)
 		}
 		switch public.Code {
-		case chat.CodeProvider, upstream.CodeIncomplete, upstream.CodeUnavailable:
+		case chat.CodeProvider, upstream.CodeIncomplete, upstream.CodeUnavailable, upstream.CodeThrottled:
 		default:
 			t.Fatalf("unexpected code %q from a stream body", public.Code)
 		}
