@@ -14,7 +14,11 @@ import (
 	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
+
+// name prefixes the log-side text of this provider's errors.
+const name = "anthropic"
 
 // DefaultBaseURL is Anthropic's own API.
 const DefaultBaseURL = "https://api.anthropic.com"
@@ -115,11 +119,13 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 		if ctx.Err() != nil {
 			return chat.Final{}, fmt.Errorf("anthropic: %w", ctx.Err())
 		}
-		return chat.Final{}, &Error{Code: CodeUnavailable, Message: msgUnavailable, Cause: err}
+		return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeUnavailable, Message: upstream.MsgUnavailable, Cause: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return chat.Final{}, statusError(resp, time.Now())
+		e := upstream.StatusError(resp, time.Now())
+		e.Provider = name
+		return chat.Final{}, e
 	}
 	final, err := decode(resp.Body, emit)
 	if err != nil && ctx.Err() != nil {
@@ -189,31 +195,27 @@ type event struct {
 // decode reads a Messages event stream, emitting text deltas. The answer is
 // complete only once message_stop arrived.
 func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
-	events := newSSEReader(body, maxEventBytes)
+	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
 	var final chat.Final
 	for {
-		sse, err := events.next()
+		sse, err := events.Next()
 		if errors.Is(err, io.EOF) {
-			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+			return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
 				Cause: errors.New("stream ended without message_stop")}
 		}
-		if errors.Is(err, errEventTooLarge) {
-			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed, Cause: err}
-		}
 		if err != nil {
-			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
-				Cause: fmt.Errorf("read stream: %w", err)}
+			return chat.Final{}, upstream.ReadError(name, err)
 		}
 		var ev event
-		if err := json.Unmarshal(sse.data, &ev); err != nil {
-			if sse.name == "error" {
-				return chat.Final{}, streamError("", sse.data)
+		if err := json.Unmarshal(sse.Data, &ev); err != nil {
+			if sse.Name == "error" {
+				return chat.Final{}, streamError("", sse.Data)
 			}
-			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed,
-				Cause: fmt.Errorf("decode %s event: %w", sse.name, err)}
+			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
+				Cause: fmt.Errorf("decode %s event: %w", sse.Name, err)}
 		}
 		if ev.Type == "" {
-			ev.Type = sse.name
+			ev.Type = sse.Name
 		}
 		switch ev.Type {
 		case "message_start":
@@ -240,19 +242,27 @@ func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
 			final.Usage.TotalTokens = final.Usage.InputTokens + final.Usage.OutputTokens
 			return final, nil
 		case "error":
-			return chat.Final{}, streamError(ev.Error.Type, sse.data)
+			return chat.Final{}, streamError(ev.Error.Type, sse.Data)
 		}
 		// ping, content_block_start/stop and event types added later carry
 		// nothing the answer needs.
 	}
 }
 
-// streamError maps an error event: overloaded means try again later,
-// anything else is a provider failure.
-func streamError(errType string, raw []byte) *Error {
-	cause := fmt.Errorf("error event: %s", raw)
-	if errType == "overloaded_error" {
-		return &Error{Code: CodeUnavailable, Message: msgOverloaded, Cause: cause}
+// streamError maps an error event: a rate limit is throttling, an overload
+// or an internal error of the API means try again later, anything else is
+// a provider failure.
+func streamError(errType string, raw []byte) *upstream.Error {
+	e := &upstream.Error{Provider: name, Cause: fmt.Errorf("error event: %s", raw)}
+	switch errType {
+	case "rate_limit_error":
+		e.Code, e.Message = upstream.CodeThrottled, upstream.MsgThrottled
+	case "overloaded_error":
+		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgOverloaded
+	case "api_error":
+		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgUnavailable
+	default:
+		e.Code, e.Message = chat.CodeProvider, upstream.MsgFailed
 	}
-	return &Error{Code: chat.CodeProvider, Message: msgFailed, Cause: cause}
+	return e
 }

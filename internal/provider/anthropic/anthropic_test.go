@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
 
 const (
@@ -271,17 +272,21 @@ func TestStreamFailures(t *testing.T) {
 		wantDeltas     []string
 		causeHasMarker bool
 	}{
-		{name: "401", respond: httpError(401, nil), code: CodeAuth, status: 401, causeHasMarker: true},
-		{name: "403", respond: httpError(403, nil), code: CodeAuth, status: 403, causeHasMarker: true},
+		{name: "401", respond: httpError(401, nil), code: upstream.CodeAuth, status: 401, causeHasMarker: true},
+		{name: "403", respond: httpError(403, nil), code: upstream.CodeAuth, status: 403, causeHasMarker: true},
 		{name: "429 with Retry-After", respond: httpError(429, http.Header{"Retry-After": {"12"}}),
-			code: CodeRateLimited, status: 429, retryAfter: 12 * time.Second, causeHasMarker: true},
-		{name: "500", respond: httpError(500, nil), code: CodeUnavailable, status: 500, causeHasMarker: true},
-		{name: "529 overloaded", respond: httpError(529, nil), code: CodeUnavailable, status: 529, causeHasMarker: true},
+			code: upstream.CodeThrottled, status: 429, retryAfter: 12 * time.Second, causeHasMarker: true},
+		{name: "500", respond: httpError(500, nil), code: upstream.CodeUnavailable, status: 500, causeHasMarker: true},
+		{name: "529 overloaded", respond: httpError(529, nil), code: upstream.CodeUnavailable, status: 529, causeHasMarker: true},
 		{name: "400", respond: httpError(400, nil), code: chat.CodeProvider, status: 400, causeHasMarker: true},
 		{name: "413", respond: httpError(413, nil), code: chat.CodeProvider, status: 413, causeHasMarker: true},
 		{name: "overloaded_error event", respond: sse(head + errorEvent("overloaded_error")),
-			code: CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
+			code: upstream.CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
 		{name: "api_error event", respond: sse(head + errorEvent("api_error")),
+			code: upstream.CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
+		{name: "rate_limit_error event", respond: sse(head + errorEvent("rate_limit_error")),
+			code: upstream.CodeThrottled, wantDeltas: []string{"par"}, causeHasMarker: true},
+		{name: "invalid_request_error event", respond: sse(head + errorEvent("invalid_request_error")),
 			code: chat.CodeProvider, wantDeltas: []string{"par"}, causeHasMarker: true},
 		{name: "error event that is not JSON", respond: sse(head + ev("error", rawMarker)),
 			code: chat.CodeProvider, wantDeltas: []string{"par"}, causeHasMarker: true},
@@ -290,16 +295,16 @@ func TestStreamFailures(t *testing.T) {
 		{
 			name:       "stop_reason arrives but message_stop never does",
 			respond:    sse(head + blockStop + messageDelta("end_turn", "2")),
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"par"},
 		},
 		{
 			name:       "stream cut mid-event",
 			respond:    sse(head + "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"del"),
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"par"},
 		},
-		{name: "empty 200 body", respond: sse(""), code: CodeIncomplete},
+		{name: "empty 200 body", respond: sse(""), code: upstream.CodeIncomplete},
 		{
 			name: "connection dropped mid-stream",
 			respond: func(w http.ResponseWriter, r *http.Request) {
@@ -314,7 +319,7 @@ func TestStreamFailures(t *testing.T) {
 					_ = conn.Close()
 				}
 			},
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"par"},
 		},
 	}
@@ -339,9 +344,9 @@ func TestStreamFailures(t *testing.T) {
 			if public.Message == "" || strings.Contains(public.Message, rawMarker) || strings.Contains(public.Message, testKey) {
 				t.Errorf("user-facing message %q is empty or leaks provider text or the key", public.Message)
 			}
-			var perr *Error
+			var perr *upstream.Error
 			if !errors.As(err, &perr) {
-				t.Fatalf("error %v is not an *anthropic.Error", err)
+				t.Fatalf("error %v is not an *upstream.Error", err)
 			}
 			if perr.StatusCode != tt.status || perr.RetryAfter != tt.retryAfter {
 				t.Errorf("status, retry after = %d, %v; want %d, %v", perr.StatusCode, perr.RetryAfter, tt.status, tt.retryAfter)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,7 +16,11 @@ import (
 	"github.com/aws/smithy-go/auth/bearer"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
+
+// name prefixes the log-side text of this provider's errors.
+const name = "bedrock"
 
 // Options configure a Provider. Anything left empty comes from the SDK's
 // default chain: environment, shared config and credentials files, SSO, web
@@ -92,6 +97,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		if opts.HTTPClient != nil {
 			o.HTTPClient = opts.HTTPClient
 		}
+		o.HTTPClient = plainBodies{o.HTTPClient}
 		if opts.BaseEndpoint != "" {
 			o.BaseEndpoint = aws.String(opts.BaseEndpoint)
 		}
@@ -150,10 +156,32 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 		return chat.Final{}, mapError(err)
 	}
 	if !stopped {
-		return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+		return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
 			Cause: errors.New("stream ended without messageStop")}
 	}
 	return final, nil
+}
+
+// plainBodies sends requests whose bodies offer only Read and Close.
+//
+// The SDK closes a request's body as soon as the response headers arrive,
+// and its body wrapper then answers WriteTo with io.EOF. net/http may still
+// be checking that body for bytes beyond its Content-Length at that moment
+// (a server that answers as soon as it has read the request makes that
+// likely under load); it takes the io.EOF for a failed write and closes the
+// connection under the response, so the stream dies with "use of closed
+// network connection" before its first event. Through Read alone, a closed
+// body is a plain end of body.
+type plainBodies struct {
+	next bedrockruntime.HTTPClient
+}
+
+// Do sends req through the wrapped client.
+func (c plainBodies) Do(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = struct{ io.ReadCloser }{req.Body}
+	}
+	return c.next.Do(req)
 }
 
 func (p *Provider) input(prompt chat.Prompt) *bedrockruntime.ConverseStreamInput {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
 
 const (
@@ -371,27 +373,27 @@ func TestStreamFailures(t *testing.T) {
 		wantDeltas     []string
 		causeHasMarker bool
 	}{
-		{name: "ThrottlingException", respond: fixed(httpError(429, "ThrottlingException")), code: CodeRateLimited, status: 429, causeHasMarker: true},
-		{name: "ServiceQuotaExceededException", respond: fixed(httpError(400, "ServiceQuotaExceededException")), code: CodeRateLimited, status: 400, causeHasMarker: true},
-		{name: "AccessDeniedException", respond: fixed(httpError(403, "AccessDeniedException")), code: CodeAuth, status: 403, causeHasMarker: true},
-		{name: "unmodelled UnrecognizedClientException", respond: fixed(httpError(403, "UnrecognizedClientException")), code: CodeAuth, status: 403, causeHasMarker: true},
+		{name: "ThrottlingException", respond: fixed(httpError(429, "ThrottlingException")), code: upstream.CodeThrottled, status: 429, causeHasMarker: true},
+		{name: "ServiceQuotaExceededException", respond: fixed(httpError(400, "ServiceQuotaExceededException")), code: upstream.CodeThrottled, status: 400, causeHasMarker: true},
+		{name: "AccessDeniedException", respond: fixed(httpError(403, "AccessDeniedException")), code: upstream.CodeAuth, status: 403, causeHasMarker: true},
+		{name: "unmodelled UnrecognizedClientException", respond: fixed(httpError(403, "UnrecognizedClientException")), code: upstream.CodeAuth, status: 403, causeHasMarker: true},
 		{name: "ValidationException", respond: fixed(httpError(400, "ValidationException")), code: chat.CodeProvider, status: 400, causeHasMarker: true},
 		{name: "ResourceNotFoundException", respond: fixed(httpError(404, "ResourceNotFoundException")), code: chat.CodeProvider, status: 404, causeHasMarker: true},
-		{name: "InternalServerException", respond: fixed(httpError(500, "InternalServerException")), code: CodeUnavailable, status: 500, causeHasMarker: true},
-		{name: "ServiceUnavailableException", respond: fixed(httpError(503, "ServiceUnavailableException")), code: CodeUnavailable, status: 503, causeHasMarker: true},
-		{name: "ModelNotReadyException", respond: fixed(httpError(429, "ModelNotReadyException")), code: CodeUnavailable, status: 429, causeHasMarker: true},
-		{name: "unmodelled 502", respond: fixed(httpError(502, "BadGateway")), code: CodeUnavailable, status: 502, causeHasMarker: true},
-		{name: "mid-stream throttlingException", respond: midStream("throttlingException"), code: CodeRateLimited, wantDeltas: []string{"par"}, causeHasMarker: true},
-		{name: "mid-stream modelStreamErrorException", respond: midStream("modelStreamErrorException"), code: CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
-		{name: "mid-stream internalServerException", respond: midStream("internalServerException"), code: CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
-		{name: "mid-stream serviceUnavailableException", respond: midStream("serviceUnavailableException"), code: CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
+		{name: "InternalServerException", respond: fixed(httpError(500, "InternalServerException")), code: upstream.CodeUnavailable, status: 500, causeHasMarker: true},
+		{name: "ServiceUnavailableException", respond: fixed(httpError(503, "ServiceUnavailableException")), code: upstream.CodeUnavailable, status: 503, causeHasMarker: true},
+		{name: "ModelNotReadyException", respond: fixed(httpError(429, "ModelNotReadyException")), code: upstream.CodeUnavailable, status: 429, causeHasMarker: true},
+		{name: "unmodelled 502", respond: fixed(httpError(502, "BadGateway")), code: upstream.CodeUnavailable, status: 502, causeHasMarker: true},
+		{name: "mid-stream throttlingException", respond: midStream("throttlingException"), code: upstream.CodeThrottled, wantDeltas: []string{"par"}, causeHasMarker: true},
+		{name: "mid-stream modelStreamErrorException", respond: midStream("modelStreamErrorException"), code: upstream.CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
+		{name: "mid-stream internalServerException", respond: midStream("internalServerException"), code: upstream.CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
+		{name: "mid-stream serviceUnavailableException", respond: midStream("serviceUnavailableException"), code: upstream.CodeUnavailable, wantDeltas: []string{"par"}, causeHasMarker: true},
 		{name: "mid-stream validationException", respond: midStream("validationException"), code: chat.CodeProvider, wantDeltas: []string{"par"}, causeHasMarker: true},
 		{
 			name: "stream ends without messageStop",
 			respond: func(t *testing.T) http.HandlerFunc {
 				return stream(t, []frame{messageStart, textDelta("half an "), textDelta("answer"), blockStop}, nil)
 			},
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"half an ", "answer"},
 		},
 		{
@@ -400,7 +402,7 @@ func TestStreamFailures(t *testing.T) {
 				whole := encode(t, []frame{messageStop("end_turn")})
 				return stream(t, []frame{messageStart, textDelta("half")}, whole[:len(whole)/2])
 			},
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"half"},
 		},
 	}
@@ -427,9 +429,9 @@ func TestStreamFailures(t *testing.T) {
 					t.Errorf("user-facing message %q is empty or leaks %q", public.Message, secret)
 				}
 			}
-			var perr *Error
+			var perr *upstream.Error
 			if !errors.As(err, &perr) {
-				t.Fatalf("error %v is not a *bedrock.Error", err)
+				t.Fatalf("error %v is not an *upstream.Error", err)
 			}
 			if perr.StatusCode != tt.status {
 				t.Errorf("status = %d, want %d", perr.StatusCode, tt.status)
@@ -505,6 +507,53 @@ func TestStreamStopsWhenEmitFails(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("err = %v after %d calls, want the emit error after 1", err, calls)
+	}
+}
+
+// lateProbe is a transport that, like net/http's, checks a request body for
+// bytes beyond its Content-Length, but only once the response is being
+// read: by then the SDK has closed the body. net/http tears the connection
+// down when that check fails, so does this.
+type lateProbe struct {
+	next http.RoundTripper
+}
+
+func (t lateProbe) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &probingBody{ReadCloser: resp.Body, request: req.Body}
+	return resp, nil
+}
+
+type probingBody struct {
+	io.ReadCloser
+	request io.Reader
+	probed  bool
+}
+
+func (b *probingBody) Read(p []byte) (int, error) {
+	if !b.probed {
+		b.probed = true
+		if _, err := io.Copy(io.Discard, b.request); err != nil {
+			_ = b.ReadCloser.Close()
+			return 0, fmt.Errorf("request body after its end: %w", err)
+		}
+	}
+	return b.ReadCloser.Read(p)
+}
+
+// The flake "use of closed network connection after 0 calls" of
+// TestStreamStopsWhenEmitFails, made deterministic.
+func TestStreamSurvivesALateRequestBodyCheck(t *testing.T) {
+	isolate(t)
+	srv, _ := fakeService(t, false, stream(t, []frame{messageStart, textDelta("ok"), messageStop("end_turn")}, nil))
+	client := srv.Client()
+	client.Transport = lateProbe{client.Transport}
+	got, _, err := collect(t.Context(), newProvider(t, srv, func(o *Options) { o.HTTPClient = client }), conversation)
+	if err != nil || !reflect.DeepEqual(got, []string{"ok"}) {
+		t.Fatalf("deltas %q, err %v; want the answer", got, err)
 	}
 }
 

@@ -16,7 +16,11 @@ import (
 	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
+
+// name prefixes the log-side text of this provider's errors.
+const name = "openai"
 
 // DefaultBaseURL is OpenAI's own API.
 const DefaultBaseURL = "https://api.openai.com/v1"
@@ -154,11 +158,13 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 		if ctx.Err() != nil {
 			return chat.Final{}, fmt.Errorf("openai: %w", ctx.Err())
 		}
-		return chat.Final{}, &Error{Code: CodeUnavailable, Message: msgUnavailable, Cause: err}
+		return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeUnavailable, Message: upstream.MsgUnavailable, Cause: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return chat.Final{}, statusError(resp, time.Now())
+		e := upstream.StatusError(resp, time.Now())
+		e.Provider = name
+		return chat.Final{}, e
 	}
 	final, err := decode(resp.Body, emit)
 	if err != nil && ctx.Err() != nil {
@@ -232,38 +238,34 @@ type chunk struct {
 // text. The answer is complete once a finish_reason or [DONE] arrived; usage
 // is zero when the server sent none.
 func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
-	events := newSSEReader(body, maxEventBytes)
+	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
 	var final chat.Final
 	finished := false
 	for {
-		ev, err := events.next()
+		ev, err := events.Next()
 		if errors.Is(err, io.EOF) {
 			if finished {
 				return final, nil
 			}
-			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
+			return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
 				Cause: errors.New("stream ended without finish_reason or [DONE]")}
 		}
-		if errors.Is(err, errEventTooLarge) {
-			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed, Cause: err}
-		}
 		if err != nil {
-			return chat.Final{}, &Error{Code: CodeIncomplete, Message: msgIncomplete,
-				Cause: fmt.Errorf("read stream: %w", err)}
+			return chat.Final{}, upstream.ReadError(name, err)
 		}
-		if string(ev.data) == "[DONE]" {
+		if string(ev.Data) == "[DONE]" {
 			return final, nil
 		}
 		var c chunk
-		if ev.name != "error" {
-			if err := json.Unmarshal(ev.data, &c); err != nil {
-				return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed,
+		if ev.Name != "error" {
+			if err := json.Unmarshal(ev.Data, &c); err != nil {
+				return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
 					Cause: fmt.Errorf("decode chunk: %w", err)}
 			}
 		}
-		if ev.name == "error" || c.Error != nil {
-			return chat.Final{}, &Error{Code: chat.CodeProvider, Message: msgFailed,
-				Cause: fmt.Errorf("error in stream: %s", ev.data)}
+		if ev.Name == "error" || c.Error != nil {
+			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
+				Cause: fmt.Errorf("error in stream: %s", ev.Data)}
 		}
 		if c.Usage != nil {
 			final.Usage = chat.Usage{

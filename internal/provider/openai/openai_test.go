@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
 
 const (
@@ -294,15 +295,15 @@ func TestStreamFailures(t *testing.T) {
 		// causeHasMarker: the log-side error keeps the provider's words.
 		causeHasMarker bool
 	}{
-		{name: "401", respond: httpError(401, nil), code: CodeAuth, status: 401, causeHasMarker: true},
-		{name: "403", respond: httpError(403, nil), code: CodeAuth, status: 403, causeHasMarker: true},
+		{name: "401", respond: httpError(401, nil), code: upstream.CodeAuth, status: 401, causeHasMarker: true},
+		{name: "403", respond: httpError(403, nil), code: upstream.CodeAuth, status: 403, causeHasMarker: true},
 		{name: "429 Retry-After seconds", respond: httpError(429, http.Header{"Retry-After": {"7"}}),
-			code: CodeRateLimited, status: 429, retryAfter: 7 * time.Second, causeHasMarker: true},
+			code: upstream.CodeThrottled, status: 429, retryAfter: 7 * time.Second, causeHasMarker: true},
 		{name: "429 retry-after-ms", respond: httpError(429, http.Header{"Retry-After-Ms": {"1500"}, "Retry-After": {"2"}}),
-			code: CodeRateLimited, status: 429, retryAfter: 1500 * time.Millisecond, causeHasMarker: true},
-		{name: "429 without Retry-After", respond: httpError(429, nil), code: CodeRateLimited, status: 429, causeHasMarker: true},
-		{name: "500", respond: httpError(500, nil), code: CodeUnavailable, status: 500, causeHasMarker: true},
-		{name: "503", respond: httpError(503, nil), code: CodeUnavailable, status: 503, causeHasMarker: true},
+			code: upstream.CodeThrottled, status: 429, retryAfter: 1500 * time.Millisecond, causeHasMarker: true},
+		{name: "429 without Retry-After", respond: httpError(429, nil), code: upstream.CodeThrottled, status: 429, causeHasMarker: true},
+		{name: "500", respond: httpError(500, nil), code: upstream.CodeUnavailable, status: 500, causeHasMarker: true},
+		{name: "503", respond: httpError(503, nil), code: upstream.CodeUnavailable, status: 503, causeHasMarker: true},
 		{name: "400", respond: httpError(400, nil), code: chat.CodeProvider, status: 400, causeHasMarker: true},
 		{name: "404", respond: httpError(404, nil), code: chat.CodeProvider, status: 404, causeHasMarker: true},
 		{
@@ -328,19 +329,19 @@ func TestStreamFailures(t *testing.T) {
 		{
 			name:       "stream ends without finish_reason or [DONE]",
 			respond:    sse(delta("half an ") + delta("answer")),
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"half an ", "answer"},
 		},
 		{
 			name:       "stream cut mid-event",
 			respond:    sse(delta("half") + `data: {"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"st`),
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"half"},
 		},
 		{
 			name:    "empty 200 body",
 			respond: sse(""),
-			code:    CodeIncomplete,
+			code:    upstream.CodeIncomplete,
 		},
 		{
 			name: "connection dropped mid-stream",
@@ -356,7 +357,7 @@ func TestStreamFailures(t *testing.T) {
 					_ = conn.Close()
 				}
 			},
-			code:       CodeIncomplete,
+			code:       upstream.CodeIncomplete,
 			wantDeltas: []string{"half"},
 		},
 	}
@@ -381,9 +382,9 @@ func TestStreamFailures(t *testing.T) {
 			if public.Message == "" || strings.Contains(public.Message, rawMarker) || strings.Contains(public.Message, testKey) {
 				t.Errorf("user-facing message %q is empty or leaks provider text or the key", public.Message)
 			}
-			var perr *Error
+			var perr *upstream.Error
 			if !errors.As(err, &perr) {
-				t.Fatalf("error %v is not an *openai.Error", err)
+				t.Fatalf("error %v is not an *upstream.Error", err)
 			}
 			if perr.StatusCode != tt.status || perr.RetryAfter != tt.retryAfter {
 				t.Errorf("status, retry after = %d, %v; want %d, %v", perr.StatusCode, perr.RetryAfter, tt.status, tt.retryAfter)
@@ -517,30 +518,6 @@ func TestNewRejects(t *testing.T) {
 	} {
 		if _, err := New(opts); err == nil {
 			t.Errorf("%s: New accepted %+v", name, opts)
-		}
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		header http.Header
-		want   time.Duration
-	}{
-		{http.Header{"Retry-After": {"3"}}, 3 * time.Second},
-		{http.Header{"Retry-After": {now.Add(90 * time.Second).Format(http.TimeFormat)}}, 90 * time.Second},
-		{http.Header{"Retry-After": {now.Add(-time.Minute).Format(http.TimeFormat)}}, 0},
-		{http.Header{"Retry-After": {"soon"}}, 0},
-		{http.Header{"Retry-After": {"99999999999"}}, 0},
-		{http.Header{"Retry-After": {"4000000"}}, maxRetryAfter},
-		{http.Header{"Retry-After-Ms": {"250.5"}}, 250500 * time.Microsecond},
-		{http.Header{"Retry-After-Ms": {"Inf"}}, maxRetryAfter},
-		{http.Header{"Retry-After-Ms": {"NaN"}, "Retry-After": {"1"}}, time.Second},
-		{http.Header{}, 0},
-	}
-	for _, tt := range tests {
-		if got := retryAfter(tt.header, now); got != tt.want {
-			t.Errorf("retryAfter(%v) = %v, want %v", tt.header, got, tt.want)
 		}
 	}
 }

@@ -1,4 +1,8 @@
-package openai
+// Package upstream holds what the HTTP model providers share in talking to
+// their upstream service: a bounded reader of server-sent events, and the
+// Error a failed answer carries, with its stable codes, user-safe messages,
+// HTTP status mapping and Retry-After reading.
+package upstream
 
 import (
 	"bufio"
@@ -8,22 +12,24 @@ import (
 	"io"
 )
 
-// maxEventBytes bounds one line and one event's data, so a misbehaving server
+// MaxEventBytes bounds one line and one event's data, so a misbehaving server
 // cannot make us buffer without limit.
-const maxEventBytes = 1 << 20
+const MaxEventBytes = 1 << 20
 
-// errEventTooLarge reports a line or event larger than the reader's bound.
-var errEventTooLarge = errors.New("server-sent event too large")
+// ErrEventTooLarge reports a line or event larger than the reader's bound.
+var ErrEventTooLarge = errors.New("server-sent event too large")
 
-// sseEvent is one dispatched server-sent event.
-type sseEvent struct {
-	name string
-	data []byte
+// SSEEvent is one dispatched server-sent event.
+type SSEEvent struct {
+	// Name is the event field, "" when the event had none.
+	Name string
+	// Data is the event's data lines joined with LF.
+	Data []byte
 }
 
-// sseReader decodes a text/event-stream body line by line, holding at most
+// SSEReader decodes a text/event-stream body line by line, holding at most
 // max bytes of one line or one event's data.
-type sseReader struct {
+type SSEReader struct {
 	r    *bufio.Reader
 	max  int
 	line []byte
@@ -31,14 +37,17 @@ type sseReader struct {
 	eof  bool
 }
 
-func newSSEReader(r io.Reader, max int) *sseReader {
-	return &sseReader{r: bufio.NewReaderSize(r, 4096), max: max}
+// NewSSEReader returns a reader of the event stream r that refuses, with
+// ErrEventTooLarge, an event of more than max bytes of data or a line too
+// long to carry max bytes of value.
+func NewSSEReader(r io.Reader, max int) *SSEReader {
+	return &SSEReader{r: bufio.NewReaderSize(r, 4096), max: max}
 }
 
-// next returns the next event. Its data is valid until the following call.
+// Next returns the next event. Its data is valid until the following call.
 // It returns io.EOF once the body has ended; a line cut off by the end of the
 // body is dropped, since its content cannot be trusted.
-func (s *sseReader) next() (sseEvent, error) {
+func (s *SSEReader) Next() (SSEEvent, error) {
 	var name string
 	hasData := false
 	s.data = s.data[:0]
@@ -47,14 +56,14 @@ func (s *sseReader) next() (sseEvent, error) {
 		if err == io.EOF && hasData {
 			// A server that closes right after its last data line, without
 			// the blank line, still said that line in full.
-			return sseEvent{name: name, data: s.data}, nil
+			return SSEEvent{Name: name, Data: s.data}, nil
 		}
 		if err != nil {
-			return sseEvent{}, err
+			return SSEEvent{}, err
 		}
 		if len(line) == 0 {
 			if hasData {
-				return sseEvent{name: name, data: s.data}, nil
+				return SSEEvent{Name: name, Data: s.data}, nil
 			}
 			name = ""
 			continue
@@ -71,7 +80,7 @@ func (s *sseReader) next() (sseEvent, error) {
 				s.data = append(s.data, '\n')
 			}
 			if len(s.data)+len(value) > s.max {
-				return sseEvent{}, fmt.Errorf("%w: more than %d bytes of data", errEventTooLarge, s.max)
+				return SSEEvent{}, fmt.Errorf("%w: more than %d bytes of data", ErrEventTooLarge, s.max)
 			}
 			s.data = append(s.data, value...)
 			hasData = true
@@ -82,7 +91,7 @@ func (s *sseReader) next() (sseEvent, error) {
 }
 
 // readLine returns the next complete line without its line ending.
-func (s *sseReader) readLine() ([]byte, error) {
+func (s *SSEReader) readLine() ([]byte, error) {
 	if s.eof {
 		return nil, io.EOF
 	}
@@ -91,7 +100,7 @@ func (s *sseReader) readLine() ([]byte, error) {
 		chunk, err := s.r.ReadSlice('\n')
 		// Room for a field name and line ending beside max bytes of value.
 		if len(s.line)+len(chunk) > s.max+16 {
-			return nil, fmt.Errorf("%w: a line longer than %d bytes", errEventTooLarge, s.max)
+			return nil, fmt.Errorf("%w: a line longer than %d bytes", ErrEventTooLarge, s.max)
 		}
 		s.line = append(s.line, chunk...)
 		switch {
