@@ -107,7 +107,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			DefaultModel: defaultModel,
 			Heartbeat:    cfg.AckWait / 3,
 			Policy: orchestrator.Policy{
-				FirstToken: cfg.FirstTokenTimeout, Idle: cfg.IdleTimeout, Retries: cfg.ProviderRetries,
+				FirstToken: cfg.FirstTokenTimeout, Idle: cfg.IdleTimeout, Retries: cfg.ProviderRetries, Budget: cfg.RetryBudget,
 			},
 			Recorder: met,
 		}, b, models, log)

@@ -73,6 +73,7 @@ type Config struct {
 	FirstTokenTimeout time.Duration
 	IdleTimeout       time.Duration
 	ProviderRetries   int
+	RetryBudget       time.Duration
 
 	// Getenv reads the environment the server was started with: providers
 	// take their settings from the variables their users already set.
@@ -142,6 +143,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.FirstTokenTimeout, "first-token-timeout", time.Minute, "a model that has not produced its first token after this long is given up (then retried or its fallback tried)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "a model silent for this long mid-answer ends the answer with PROVIDER_TIMEOUT")
 	fs.IntVar(&c.ProviderRetries, "provider-retries", 2, "extra attempts per model when it is throttled or unavailable before its first token")
+	fs.DurationVar(&c.RetryBudget, "retry-budget", 30*time.Second, "most time one answer may spend waiting between provider attempts (backoff and Retry-After)")
 	fs.StringVar(&c.Role, "role", "all", "all (API and workers), api (GraphQL only), or worker (answers only; serves just /healthz and /readyz)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated URLs of an external NATS cluster; empty embeds NATS in this process")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for the external NATS")
@@ -245,7 +247,7 @@ func (c *Config) validate() error {
 	if (c.OIDCIssuer == "") != (c.OIDCAudience == "") {
 		errs = append(errs, errors.New("--oidc-issuer and --oidc-audience go together"))
 	}
-	if c.FirstTokenTimeout <= 0 || c.IdleTimeout <= 0 || c.ProviderRetries < 0 {
+	if c.FirstTokenTimeout <= 0 || c.IdleTimeout <= 0 || c.ProviderRetries < 0 || c.RetryBudget < 0 {
 		errs = append(errs, errors.New("--first-token-timeout and --idle-timeout must be positive, --provider-retries not negative"))
 	}
 	if c.AskRate < 0 || c.AskBurst < 1 || c.OIDCSkew < 0 || c.TokenGrace < 0 {

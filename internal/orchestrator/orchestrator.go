@@ -132,7 +132,7 @@ func New(cfg Config, queue Queue, models map[string]Model, log *slog.Logger) *Or
 		cfg.Policy.Backoff = 250 * time.Millisecond
 	}
 	if cfg.Policy.Budget <= 0 {
-		cfg.Policy.Budget = cfg.Policy.FirstToken
+		cfg.Policy.Budget = 30 * time.Second
 	}
 	return &Orchestrator{cfg: cfg, queue: queue, models: models, log: log, inFlight: make(map[string]context.CancelCauseFunc)}
 }

@@ -38,13 +38,13 @@ type dialect interface {
 // conn is one WebSocket connection: the reader runs in the handler goroutine,
 // the writer in its own; everything sent goes through the bounded queue out.
 type conn struct {
-	s       *Server
-	ws      *websocket.Conn
+	s  *Server
+	ws *websocket.Conn
 	// reqAuth is the upgrade request's auth object (AppSync's ?header= or
 	// header-… subprotocol, else its x-api-key and Authorization headers).
 	reqAuth    authObject
 	reqAuthErr error
-	dialect dialect
+	dialect    dialect
 	// flavourKnown is set once a graphql-ws connection's first start told
 	// AppSync from legacy Apollo; the reader goroutine alone uses it.
 	flavourKnown bool
