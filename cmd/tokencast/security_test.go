@@ -405,3 +405,53 @@ func TestBearerTokens(t *testing.T) {
 		}
 	})
 }
+
+func TestTheServerGeneratesOwnedSessionIDs(t *testing.T) {
+	s := twoUsers(t)
+	ids := map[string]bool{}
+	for range 3 {
+		status, resp := s.post(t, keyA, `mutation { createSession }`, nil)
+		var data struct {
+			CreateSession string `json:"createSession"`
+		}
+		if err := json.Unmarshal(resp.Data, &data); status != http.StatusOK || err != nil || !chat.ValidSessionID(data.CreateSession) {
+			t.Fatalf("createSession: %d %s %+v", status, resp.Data, resp.Errors)
+		}
+		ids[data.CreateSession] = true
+	}
+	if len(ids) != 3 {
+		t.Fatal("session ids repeat")
+	}
+	for id := range ids {
+		_, resp := s.post(t, keyB, askQuery, map[string]any{"input": map[string]any{"sessionId": id, "message": "mine now?", "locale": "en"}})
+		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeForbidden {
+			t.Fatalf("another user asked in a generated session: %+v", resp.Errors)
+		}
+		s.ask(t, keyA, id, "mine", "en")
+	}
+}
+
+func TestConnectionAndBodyLimits(t *testing.T) {
+	s := twoUsers(t, "--max-conns-per-principal", "2", "--max-body-bytes", "4096", "--max-complexity", "5")
+	a1 := dialWS(t, s)
+	a1.init(map[string]any{"x-api-key": keyA})
+	a2 := dialWS(t, s)
+	a2.init(map[string]any{"x-api-key": keyA})
+	a3 := dialWS(t, s)
+	a3.send(map[string]any{"type": "connection_init", "payload": map[string]any{"x-api-key": keyA}})
+	if code, _ := a3.closeCode(); code != 4429 {
+		t.Fatalf("a third connection of one principal closed with %d, want 4429", code)
+	}
+	b := dialWS(t, s) // another principal is not affected
+	b.init(map[string]any{"x-api-key": keyB})
+
+	big := strings.Repeat("x", 5000)
+	status, _ := s.post(t, keyA, askQuery, map[string]any{"input": map[string]any{"sessionId": "s-big", "message": big, "locale": "en"}})
+	if status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over --max-body-bytes answered %d", status)
+	}
+	_, resp := s.post(t, keyA, `{ models { name default } a: models { name } b: models { name } }`, nil)
+	if len(resp.Errors) == 0 || resp.Errors[0].Extensions["code"] != "COMPLEXITY_LIMIT_EXCEEDED" {
+		t.Fatalf("a query over --max-complexity: %s %+v", resp.Data, resp.Errors)
+	}
+}

@@ -149,8 +149,15 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusUnsupportedMediaType, gqlerror.List{{Message: "Content-Type must be application/json", Extensions: map[string]any{"code": chat.CodeBadInput}}})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)
-	p, ok := g.authenticate(w, r)
+	// Read the whole (bounded) body first, so an oversized one gets a clear
+	// 413 rather than a decoding error, and SigV4 can hash it.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
+	if err != nil {
+		writeErrors(w, http.StatusRequestEntityTooLarge, gqlerror.List{{Message: "the request body is larger than the server accepts", Extensions: map[string]any{"code": "BODY_TOO_LARGE"}}})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	p, ok := g.authenticate(w, r, body)
 	if !ok {
 		return
 	}
@@ -164,7 +171,7 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 
 // authenticate finds the caller of a GraphQL request: a SigV4 signature
 // (service appsync), a bearer token or an x-api-key. It has answered when ok is false.
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (p *auth.Principal, ok bool) {
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, body []byte) (p *auth.Principal, ok bool) {
 	if auth.IsSigV4(r) {
 		refuse := func(msg string) (*auth.Principal, bool) {
 			writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: msg, Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
@@ -173,12 +180,6 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (p *auth.
 		if g.cfg.SigV4 == nil {
 			return refuse("SigV4 signatures are not accepted here: no access keys are configured")
 		}
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			writeErrors(w, http.StatusRequestEntityTooLarge, gqlerror.List{{Message: "the body is too large", Extensions: map[string]any{"code": chat.CodeBadInput}}})
-			return nil, false
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
 		p, err := g.cfg.SigV4.Verify(r.Context(), r, body)
 		if err != nil {
 			g.log.Info("sigv4 refused", "err", err)

@@ -55,6 +55,19 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	return EventModel(&ev), nil
 }
 
+// CreateSession is the resolver for the createSession field.
+func (r *mutationResolver) CreateSession(ctx context.Context) (string, error) {
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return "", r.fromDomain(ctx, err)
+	}
+	// Claiming it now makes it the caller's before anyone else can guess it.
+	if _, gerr := r.session(ctx, id.String()); gerr != nil {
+		return "", gerr
+	}
+	return id.String(), nil
+}
+
 // CancelResponse is the resolver for the cancelResponse field.
 func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string, requestID string) (*model.CancelResult, error) {
 	if _, gerr := r.session(ctx, sessionID); gerr != nil {
