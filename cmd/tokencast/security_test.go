@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -454,4 +457,22 @@ func TestConnectionAndBodyLimits(t *testing.T) {
 	if len(resp.Errors) == 0 || resp.Errors[0].Extensions["code"] != "COMPLEXITY_LIMIT_EXCEEDED" {
 		t.Fatalf("a query over --max-complexity: %s %+v", resp.Data, resp.Errors)
 	}
+}
+
+func TestKeysFromTheConfigFileAreStoredHashed(t *testing.T) {
+	const key = "file-key-0123456789abcdef"
+	sum := sha256.Sum256([]byte(key))
+	path := filepath.Join(t.TempDir(), "tokencast.yaml")
+	yaml := "api_keys: [\"web:sha256:" + hex.EncodeToString(sum[:]) + "\"]\nnot_a_key: 1\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, "", nil, append(fast, "--config", path)...)
+	if !strings.Contains(s.stderr.String(), "config file has keys tokencast does not know") {
+		t.Errorf("an unknown key in the config file was not warned about:\n%s", s.stderr)
+	}
+	if status, _ := s.post(t, "", `{ models { name } }`, nil); status != http.StatusUnauthorized {
+		t.Fatalf("without the key: %d, want 401 (the file's key turns authentication on)", status)
+	}
+	s.ask(t, key, "s-file-key", "hello", "en")
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,11 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	log := newLogger(cfg, stderr)
 	api, worker := cfg.Role != "worker", cfg.Role != "api"
 
-	authn, err := authenticator(ctx, cfg)
+	file, err := readConfigFile(cfg.ConfigFile, log)
+	if err != nil {
+		return err
+	}
+	authn, err := authenticator(ctx, cfg, file)
 	if err != nil {
 		return err
 	}
@@ -82,7 +87,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 	defer b.Close()
 
-	models, modelNames, defaultModel, err := models(ctx, cfg, opts.Models, log)
+	models, modelNames, defaultModel, err := models(ctx, cfg, file, opts.Models)
 	if err != nil {
 		return err
 	}
@@ -258,14 +263,20 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	return err
 }
 
-func authenticator(ctx context.Context, cfg *config.Config) (*auth.Authenticator, error) {
+func authenticator(ctx context.Context, cfg *config.Config, file modelFile) (*auth.Authenticator, error) {
 	clients, err := auth.ParseKeys(cfg.APIKeys, auth.Client)
 	if err != nil {
 		return nil, fmt.Errorf("TOKENCAST_API_KEYS: %w", err)
 	}
+	if err := clients.Add(strings.Join(file.APIKeys, ","), auth.Client); err != nil {
+		return nil, fmt.Errorf("--config api_keys: %w", err)
+	}
 	services, err := auth.ParseKeys(cfg.ServiceKeys, auth.Service)
 	if err != nil {
 		return nil, fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
+	}
+	if err := services.Add(strings.Join(file.ServiceKeys, ","), auth.Service); err != nil {
+		return nil, fmt.Errorf("--config service_keys: %w", err)
 	}
 	var tokens auth.TokenVerifier
 	if cfg.OIDCIssuer != "" {

@@ -21,8 +21,13 @@ import (
 	"github.com/tokencast/tokencast/internal/provider/openai"
 )
 
-// modelFile is the --config file: named models and their parameters.
+// modelFile is the --config file: named models and their parameters, and
+// keys (beside those of the environment).
 type modelFile struct {
+	// APIKeys and ServiceKeys are read like TOKENCAST_API_KEYS and
+	// TOKENCAST_SERVICE_KEYS; "name:sha256:<hex>" keeps only a hash here.
+	APIKeys     []string `yaml:"api_keys"`
+	ServiceKeys []string `yaml:"service_keys"`
 	// DefaultModel names the model used when a request names none
 	// (--model wins over it).
 	DefaultModel string `yaml:"default_model"`
@@ -41,6 +46,27 @@ type modelEntry struct {
 	Fallbacks    []string `yaml:"fallbacks"`
 }
 
+// readConfigFile reads --config; no file is an empty one. Unknown keys are
+// warned about, not refused.
+func readConfigFile(path string, log *slog.Logger) (modelFile, error) {
+	file := modelFile{}
+	if path == "" {
+		return file, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return file, fmt.Errorf("--config: %w", err)
+	}
+	if err := yaml.UnmarshalWithOptions(data, &file, yaml.Strict()); err != nil {
+		log.Warn("config file has keys tokencast does not know; they are ignored", "file", path, "err", yaml.FormatError(err, false, false))
+		file = modelFile{}
+		if err := yaml.Unmarshal(data, &file); err != nil {
+			return file, fmt.Errorf("--config %s: %w", path, err)
+		}
+	}
+	return file, nil
+}
+
 // languages names the language of a locale in the system prompt.
 var languages = map[string]string{
 	"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
@@ -52,22 +78,7 @@ var languages = map[string]string{
 // --model default (a bare "provider:model-id" needs no file), the demo model,
 // and extra ones from opts. It returns them by name, the names clients may
 // ask for, and the default's name.
-func models(ctx context.Context, cfg *config.Config, extra map[string]orchestrator.Provider, log *slog.Logger) (map[string]orchestrator.Model, []string, string, error) {
-	file := modelFile{}
-	if cfg.ConfigFile != "" {
-		data, err := os.ReadFile(cfg.ConfigFile)
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("--config: %w", err)
-		}
-		if err := yaml.UnmarshalWithOptions(data, &file, yaml.Strict()); err != nil {
-			// Unknown keys are worth a warning, not a refusal to start.
-			log.Warn("config file has keys tokencast does not know; they are ignored", "file", cfg.ConfigFile, "err", yaml.FormatError(err, false, false))
-			file = modelFile{}
-			if err := yaml.Unmarshal(data, &file); err != nil {
-				return nil, nil, "", fmt.Errorf("--config %s: %w", cfg.ConfigFile, err)
-			}
-		}
-	}
+func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[string]orchestrator.Provider) (map[string]orchestrator.Model, []string, string, error) {
 	defaultName := cmp(cfg.Model, file.DefaultModel, DefaultModel)
 	entries := file.Models
 	if entries == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -67,7 +68,9 @@ type Keys struct {
 }
 
 // ParseKeys reads comma-separated keys, each "name:secret" or a bare secret
-// (named key-N), for principals of the given kind.
+// (named key-N), for principals of the given kind. A secret written
+// "sha256:<64 hex digits>" is the hash of the key, so a config file need not
+// hold the key itself (make one with: printf %s "$KEY" | sha256sum).
 func ParseKeys(list string, kind Kind) (*Keys, error) {
 	k := &Keys{}
 	return k, k.Add(list, kind)
@@ -84,14 +87,24 @@ func (k *Keys) Add(list string, kind Kind) error {
 		if !ok {
 			name, secret = fmt.Sprintf("key-%d", i+1), item
 		}
-		if len(secret) < 16 {
-			return fmt.Errorf("key %q is shorter than 16 characters", name)
+		var h [32]byte
+		if hexHash, ok := strings.CutPrefix(secret, "sha256:"); ok {
+			b, err := hex.DecodeString(hexHash)
+			if err != nil || len(b) != len(h) {
+				return fmt.Errorf("key %q: sha256: wants 64 hex digits", name)
+			}
+			copy(h[:], b)
+		} else {
+			if len(secret) < 16 {
+				return fmt.Errorf("key %q is shorter than 16 characters", name)
+			}
+			h = sha256.Sum256([]byte(secret))
 		}
 		prefix := "key:"
 		if kind == Service {
 			prefix = "service:"
 		}
-		k.keys = append(k.keys, key{hash: sha256.Sum256([]byte(secret)), principal: &Principal{ID: prefix + name, Kind: kind}})
+		k.keys = append(k.keys, key{hash: h, principal: &Principal{ID: prefix + name, Kind: kind}})
 	}
 	return nil
 }
