@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/provider/upstream"
@@ -153,25 +152,9 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 	if err != nil {
 		return chat.Final{}, err
 	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return chat.Final{}, fmt.Errorf("openai: %w", ctx.Err())
-		}
-		return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeUnavailable, Message: upstream.MsgUnavailable, Cause: err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		e := upstream.StatusError(resp, time.Now())
-		e.Provider = name
-		return chat.Final{}, e
-	}
-	final, err := decode(resp.Body, emit)
-	if err != nil && ctx.Err() != nil {
-		// A read that failed because we hung up is a cancel, not a fault.
-		return chat.Final{}, fmt.Errorf("openai: %w", ctx.Err())
-	}
-	return final, err
+	return upstream.Stream(ctx, name, p.client, req, func(body io.Reader) (chat.Final, error) {
+		return decode(body, emit)
+	})
 }
 
 func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Request, error) {

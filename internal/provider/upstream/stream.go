@@ -1,0 +1,36 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// Stream sends req with client and hands the body of a 200 answer to decode.
+// A transport failure is PROVIDER_UNAVAILABLE, any other status is mapped by
+// StatusError, and a failure caused by ctx (the caller hung up) is returned
+// as ctx's error, never as the provider's fault.
+func Stream(ctx context.Context, provider string, client *http.Client, req *http.Request, decode func(io.Reader) (chat.Final, error)) (chat.Final, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return chat.Final{}, fmt.Errorf("%s: %w", provider, ctx.Err())
+		}
+		return chat.Final{}, &Error{Provider: provider, Code: CodeUnavailable, Message: MsgUnavailable, Cause: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		e := StatusError(resp, time.Now())
+		e.Provider = provider
+		return chat.Final{}, e
+	}
+	final, err := decode(resp.Body)
+	if err != nil && ctx.Err() != nil {
+		return chat.Final{}, fmt.Errorf("%s: %w", provider, ctx.Err())
+	}
+	return final, err
+}
