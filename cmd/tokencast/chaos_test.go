@@ -103,8 +103,6 @@ func TestChaos(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("API process:\n%s\nworker process:\n%s", lastLines(c.api.out.String(), 40), lastLines(c.worker.out.String(), 40))
-		os.WriteFile("/tmp/chaos-api.log", []byte(c.api.out.String()), 0o644)
-		os.WriteFile("/tmp/chaos-worker.log", []byte(c.worker.out.String()), 0o644)
 	}
 }
 
