@@ -32,7 +32,14 @@ type proc struct {
 // spawn starts tokencast in a child process and waits until it is ready.
 func spawn(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
+	return spawnAt(t, freeAddr(t), args...)
+}
+
+// spawnAt is spawn on a given address, so a restarted process is found where
+// its clients left it.
+func spawnAt(t *testing.T, addr string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, addr: addr, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", p.addr}, args...)...)
 	p.cmd.Env = []string{asBinary + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

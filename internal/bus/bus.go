@@ -525,14 +525,36 @@ func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (s
 	return func() { _ = sub.Unsubscribe() }, from, nil
 }
 
+// WatchAttempts calls fn with the attempt of every live event of one answer
+// until stop is called, so a worker learns when a newer attempt has taken its
+// request over.
+func (b *Bus) WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error) {
+	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
+		var ev struct {
+			RequestID string `json:"requestId"`
+			Attempt   uint64 `json:"attempt"`
+		}
+		if json.Unmarshal(m.Data, &ev) == nil && ev.RequestID == request {
+			fn(ev.Attempt)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
 // AppendTurn stores a turn record of a conversation. A record with the same
-// request, role and status is stored once.
+// request, role, status and attempt is stored once.
 func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error {
 	data, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("encode turn: %w", err)
 	}
 	id := session + "." + t.RequestID + "." + string(t.Role) + "." + string(t.Status)
+	if t.Attempt > 0 {
+		id += "." + strconv.FormatUint(t.Attempt, 10)
+	}
 	if _, err := b.js.Publish(ctx, turnSubject(session), data, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("store %s turn of %s: %w", t.Role, session, err)
 	}

@@ -74,6 +74,11 @@ type Event struct {
 	// StartSeq is the history position of this answer's START event, so a
 	// subscriber that joins mid-answer can replay it from the beginning.
 	StartSeq uint64 `json:"startSeq,omitempty"`
+	// Attempt is the delivery of the request that produced the event. A
+	// worker that lost its delivery without knowing (a broker restart, a
+	// pause longer than the ack wait) may go on publishing beside the new
+	// attempt; its events are stale once a higher attempt has been seen.
+	Attempt uint64 `json:"attempt,omitempty"`
 
 	// Seq is the event's position in the session history, set on delivery.
 	Seq uint64 `json:"-"`
@@ -110,6 +115,9 @@ type Turn struct {
 	Model     string     `json:"model,omitempty"`
 	Usage     *Usage     `json:"usage,omitempty"`
 	At        time.Time  `json:"at"`
+	// Attempt is the delivery of the request that wrote an answer turn; a
+	// record of an older attempt never replaces a newer one.
+	Attempt uint64 `json:"attempt,omitempty"`
 }
 
 // Request is an accepted question waiting for a worker.
@@ -205,15 +213,31 @@ type Conversation struct {
 
 // Apply folds a stored turn record into the conversation: a later record of
 // the same request and role replaces the earlier one (an answer in progress
-// becomes complete), anything else is appended.
+// becomes complete) unless it comes from an older attempt, anything else is
+// appended.
 func (c *Conversation) Apply(t Turn) {
 	for i := range c.Turns {
 		if c.Turns[i].RequestID == t.RequestID && c.Turns[i].Role == t.Role {
-			c.Turns[i] = t
+			if t.Attempt >= c.Turns[i].Attempt {
+				c.Turns[i] = t
+			}
 			return
 		}
 	}
 	c.Turns = append(c.Turns, t)
+}
+
+// Stale reports whether an event comes from an attempt older than the newest
+// one seen for its request, recording the event's attempt in newest.
+func Stale(newest map[string]uint64, ev *Event) bool {
+	if ev.RequestID == "" {
+		return false
+	}
+	if ev.Attempt < newest[ev.RequestID] {
+		return true
+	}
+	newest[ev.RequestID] = ev.Attempt
+	return false
 }
 
 // Before returns the turns that precede the given request's question, and the

@@ -93,7 +93,11 @@ func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) erro
 		start = last.Seq
 	}
 	var text strings.Builder
+	newest := map[string]uint64{}
 	err = r.Store.ReplayEvents(ctx, conv.SessionID, start, last.Seq, func(ev chat.Event) error {
+		if chat.Stale(newest, &ev) {
+			return nil
+		}
 		switch ev.Type {
 		case chat.EventDelta:
 			text.WriteString(ev.Message)

@@ -92,6 +92,9 @@ type session struct {
 	mu      sync.Mutex
 	subs    map[*Subscriber]struct{}
 	lastSeq uint64 // newest event position seen by this node
+	// attempts is the newest attempt seen live per request, so events of
+	// a superseded attempt still running somewhere are not fanned out.
+	attempts map[string]uint64
 }
 
 // Subscriber is one subscription attached to a session.
@@ -138,8 +141,21 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 	}
 	sess.mu.Lock()
 	upTo := sess.lastSeq
+	// Replay skips events of superseded attempts, as live delivery does.
+	newest := make(map[string]uint64, len(sess.attempts))
+	for req, attempt := range sess.attempts {
+		newest[req] = attempt
+	}
 	sess.mu.Unlock()
 
+	if after != nil {
+		// The client saw the event at its cursor: anything of an older
+		// attempt of that answer is stale to it.
+		_ = h.src.ReplayEvents(ctx, sessionID, *after, *after, func(ev chat.Event) error {
+			chat.Stale(newest, &ev)
+			return nil
+		})
+	}
 	from, err := h.replayStart(ctx, sessionID, after, upTo)
 	if errors.Is(err, ErrHistoryGone) {
 		// Say so instead of skipping silently, then go on from now.
@@ -156,6 +172,9 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 	if from <= upTo {
 		err = h.src.ReplayEvents(ctx, sessionID, from, upTo, func(ev chat.Event) error {
 			last = ev.Seq
+			if chat.Stale(newest, &ev) {
+				return nil
+			}
 			return sink.Replay(ctx, &Shared{Event: ev})
 		})
 		if err != nil {
@@ -165,7 +184,13 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 	}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	for req, attempt := range newest {
+		sess.attempts[req] = max(sess.attempts[req], attempt)
+	}
 	for _, sh := range sub.pending {
+		if chat.Stale(newest, &sh.Event) {
+			continue
+		}
 		if sh.Event.Seq <= last {
 			continue
 		}
@@ -220,7 +245,7 @@ func (h *Hub) attach(ctx context.Context, id string, sub *Subscriber) (*session,
 	h.mu.Lock()
 	sess, ok := h.sessions[id]
 	if !ok {
-		sess = &session{id: id, ready: make(chan struct{}), subs: make(map[*Subscriber]struct{})}
+		sess = &session{id: id, ready: make(chan struct{}), subs: make(map[*Subscriber]struct{}), attempts: make(map[string]uint64)}
 		h.sessions[id] = sess
 	}
 	sub.sess = sess
@@ -268,6 +293,9 @@ func (h *Hub) dispatch(sess *session, ev chat.Event) {
 		return
 	}
 	sess.lastSeq = ev.Seq
+	if chat.Stale(sess.attempts, &sh.Event) {
+		return
+	}
 	for sub := range sess.subs {
 		if sub.replaying {
 			if len(sub.pending) >= h.maxPending {

@@ -34,6 +34,8 @@ type Queue interface {
 	WatchCancels(fn func(session, request string)) (stop func(), err error)
 	WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop func(), err error)
 	RecordDeadLetter(ctx context.Context, d bus.DeadLetter) error
+	LastEvent(ctx context.Context, session string) (*chat.Event, error)
+	WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error)
 }
 
 // Recorder is told what the workers do, for metrics.
@@ -110,6 +112,12 @@ type Orchestrator struct {
 
 // errCancelled is the cause of a provider call stopped by the user.
 var errCancelled = errors.New("cancelled by the user")
+
+// errSuperseded stops an attempt once a newer attempt at the same request
+// has started: this worker lost its delivery without knowing (a broker
+// restart, a pause longer than the ack wait), and the request now belongs to
+// the newer attempt, which must be the one to end it and ack it.
+var errSuperseded = errors.New("superseded by a newer attempt")
 
 // New returns an orchestrator; models are keyed by the name a request uses.
 func New(cfg Config, queue Queue, models map[string]Model, log *slog.Logger) *Orchestrator {
@@ -227,6 +235,10 @@ func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 	log := o.log.With("session", req.SessionID, "request", req.ID, "attempt", d.Attempt)
 	a := &answer{o: o, req: req, attempt: d.Attempt, log: log, began: time.Now()}
 	err := o.answer(ctx, d, a, log)
+	if errors.Is(err, errSuperseded) {
+		log.Warn("a newer attempt took the request over; this one stops without a word")
+		return
+	}
 	if err == nil {
 		if err := d.Ack(ctx); err != nil {
 			log.Warn("ack request", "err", err)
@@ -267,6 +279,22 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 	if err != nil {
 		return err
 	}
+	for _, t := range conv.Turns {
+		if t.RequestID == req.ID && t.Role == chat.RoleAssistant && t.Status != chat.StatusInProgress {
+			// Answered already (its ack was lost, or an earlier attempt
+			// finished after this delivery was made): answering again would
+			// bill twice and show subscribers a second answer.
+			log.Info("request already answered; acking it", "status", t.Status)
+			return nil
+		}
+	}
+	// Delivery counts restart when the broker loses its consumer state, so
+	// an attempt is also numbered after the newest one the session saw.
+	if last, err := o.queue.LastEvent(ctx, req.SessionID); err != nil {
+		return err
+	} else if last != nil && last.RequestID == req.ID && last.Attempt >= a.attempt {
+		a.attempt = last.Attempt + 1
+	}
 	prompt := chat.Prompt{Locale: req.Locale}
 	for _, t := range conv.Before(req.ID) {
 		if t.Role == chat.RoleAssistant && t.Status != chat.StatusComplete && t.Text == "" {
@@ -287,6 +315,16 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 		delete(o.inFlight, key)
 		o.mu.Unlock()
 	}()
+	stopWatch, err := o.queue.WatchAttempts(req.SessionID, req.ID, func(attempt uint64) {
+		if attempt > a.attempt {
+			a.superseded.Store(true)
+			cancel(errSuperseded)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	// A cancel that came before this worker took the request.
 	if stopped, err := o.queue.Cancelled(ctx, req.SessionID, req.ID); err != nil {
 		return err
@@ -294,7 +332,7 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 		cancel(errCancelled)
 	}
 
-	if d.Attempt > 1 {
+	if a.attempt > 1 {
 		// An earlier attempt died mid-answer: subscribers drop what they
 		// were shown of it before the answer starts over.
 		if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
@@ -331,6 +369,8 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 		return err
 	}
 	switch {
+	case a.superseded.Load():
+		return errSuperseded
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(context.Cause(streamCtx), errCancelled):
@@ -354,6 +394,8 @@ type answer struct {
 	began    time.Time     // when this worker took the request
 	emitted  bool          // the provider has produced text
 	ttft     time.Duration // from began to the first token
+	// superseded is set once a newer attempt at the request is seen.
+	superseded atomic.Bool
 }
 
 func (a *answer) event(t chat.EventType, message string) chat.Event {
@@ -367,10 +409,14 @@ func (a *answer) event(t chat.EventType, message string) chat.Event {
 		TimeStamp: time.Now().UTC(),
 		StartSeq:  a.startSeq,
 		Model:     a.model,
+		Attempt:   a.attempt,
 	}
 }
 
 func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
+	if a.superseded.Load() {
+		return 0, errSuperseded
+	}
 	// The id makes a retried publish of the same event a no-op; a new
 	// attempt at the request publishes anew.
 	id := ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(a.attempt, 10) + "." + strconv.Itoa(ev.Index) + "." + string(ev.Type)
@@ -394,11 +440,14 @@ func (a *answer) delta(ctx context.Context, text string) error {
 }
 
 func (a *answer) end(ctx context.Context, final chat.Final) error {
+	if a.superseded.Load() {
+		return errSuperseded
+	}
 	usage := final.Usage
 	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: chat.StatusComplete, Locale: a.req.Locale, Model: a.model,
-		Usage: &usage, At: time.Now().UTC(),
+		Usage: &usage, At: time.Now().UTC(), Attempt: a.attempt,
 	}); err != nil {
 		return err
 	}
@@ -446,7 +495,7 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 	}
 	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
-		Status: status, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(),
+		Status: status, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
 	}); err != nil {
 		return err
 	}
@@ -468,7 +517,7 @@ func (a *answer) cancelled(ctx context.Context, log *slog.Logger) error {
 	log.Info("answer cancelled", "chars", a.text.Len())
 	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
-		Status: chat.StatusCancelled, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(),
+		Status: chat.StatusCancelled, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
 	}); err != nil {
 		return err
 	}
