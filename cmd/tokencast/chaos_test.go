@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,6 +104,10 @@ func TestChaos(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("API process:\n%s\nworker process:\n%s", lastLines(c.api.out.String(), 40), lastLines(c.worker.out.String(), 40))
+		if dir := os.Getenv("TOKENCAST_CHAOS_LOGS"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, "api.log"), []byte(c.api.out.String()), 0o644)
+			_ = os.WriteFile(filepath.Join(dir, "worker.log"), []byte(c.worker.out.String()), 0o644)
+		}
 	}
 }
 

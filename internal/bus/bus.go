@@ -41,6 +41,7 @@ const (
 	deadSubj   = "tc.dead"
 
 	sessionBucket = "TC_SESSIONS"
+	attemptBucket = "TC_ATTEMPTS"
 	cancelBucket  = "TC_CANCELS"
 	cancelPrefix  = "tc.cancel."
 	cancelMarkTTL = 24 * time.Hour
@@ -83,6 +84,7 @@ type Bus struct {
 	requests jetstream.Stream
 	cancels  jetstream.KeyValue
 	sessions jetstream.KeyValue
+	attempts jetstream.KeyValue
 }
 
 // Open starts the embedded NATS server under cfg.DataDir, connects to it in
@@ -264,8 +266,97 @@ func (b *Bus) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", sessionBucket, err)
 	}
+	b.attempts, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   attemptBucket,
+		TTL:      cancelMarkTTL,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", attemptBucket, err)
+	}
 	return nil
 }
+
+// ErrSuperseded says a newer attempt has claimed the request.
+var ErrSuperseded = errors.New("a newer attempt has claimed the request")
+
+// Claim is an attempt's hold on a request, from ClaimAttempt.
+type Claim struct {
+	// Attempt is the attempt number this worker now owns.
+	Attempt uint64
+	// Final, when set, is the terminal event an earlier attempt committed:
+	// the request is answered, and only that event may need publishing.
+	Final    *chat.Event
+	revision uint64
+}
+
+type attemptRecord struct {
+	Attempt uint64      `json:"attempt"`
+	Final   *chat.Event `json:"final,omitempty"`
+}
+
+func attemptKey(session, request string) string { return session + "." + request }
+
+// ClaimAttempt makes this worker the owner of a request, as attempt at
+// least min. Claims are compare-and-set on one key, so of two workers that
+// both believe they hold the request (a redelivery while the first still
+// runs), exactly one can commit its end.
+func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (Claim, error) {
+	key := attemptKey(session, request)
+	for {
+		e, err := b.attempts.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			data, _ := json.Marshal(attemptRecord{Attempt: min})
+			rev, err := b.attempts.Create(ctx, key, data)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+			if err != nil {
+				return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			}
+			return Claim{Attempt: min, revision: rev}, nil
+		}
+		if err != nil {
+			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+		}
+		var cur attemptRecord
+		if err := json.Unmarshal(e.Value(), &cur); err != nil {
+			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+		}
+		if cur.Final != nil {
+			return Claim{Attempt: cur.Attempt, Final: cur.Final}, nil
+		}
+		next := max(min, cur.Attempt+1)
+		data, _ := json.Marshal(attemptRecord{Attempt: next})
+		rev, err := b.attempts.Update(ctx, key, data, e.Revision())
+		if err != nil {
+			if isWrongRevision(err) {
+				continue
+			}
+			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+		}
+		return Claim{Attempt: next, revision: rev}, nil
+	}
+}
+
+// CommitAttempt records end as the request's terminal event if the claim
+// still holds; ErrSuperseded if a newer attempt has claimed the request.
+func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Claim, end chat.Event) error {
+	data, err := json.Marshal(attemptRecord{Attempt: c.Attempt, Final: &end})
+	if err != nil {
+		return fmt.Errorf("encode end of %s: %w", request, err)
+	}
+	if _, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.revision); err != nil {
+		if isWrongRevision(err) {
+			return ErrSuperseded
+		}
+		return fmt.Errorf("commit end of %s: %w", request, err)
+	}
+	return nil
+}
+
+func isWrongRevision(err error) bool { return errors.Is(err, jetstream.ErrKeyRevisionMismatch) }
 
 // ClaimSession binds a session to owner if it has no owner yet, and returns
 // the session's owner either way. The bind is atomic across nodes.

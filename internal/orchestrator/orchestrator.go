@@ -34,7 +34,8 @@ type Queue interface {
 	WatchCancels(fn func(session, request string)) (stop func(), err error)
 	WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop func(), err error)
 	RecordDeadLetter(ctx context.Context, d bus.DeadLetter) error
-	LastEvent(ctx context.Context, session string) (*chat.Event, error)
+	ClaimAttempt(ctx context.Context, session, request string, min uint64) (bus.Claim, error)
+	CommitAttempt(ctx context.Context, session, request string, c bus.Claim, end chat.Event) error
 	WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error)
 }
 
@@ -216,7 +217,13 @@ func (o *Orchestrator) work(pull, work context.Context) {
 func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveries uint64) {
 	log := o.log.With("session", req.SessionID, "request", req.ID)
 	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
-	a := &answer{o: o, req: req, attempt: deliveries + 1, log: log, began: time.Now()}
+	a := &answer{o: o, req: req, log: log, began: time.Now()}
+	if done, err := a.claim(ctx, deliveries+1); done || err != nil {
+		if err != nil {
+			log.Error("claim an exhausted request", "err", err)
+		}
+		return
+	}
 	if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
 		log.Error("publish restart of an exhausted request", "err", err)
 	}
@@ -288,12 +295,8 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 			return nil
 		}
 	}
-	// Delivery counts restart when the broker loses its consumer state, so
-	// an attempt is also numbered after the newest one the session saw.
-	if last, err := o.queue.LastEvent(ctx, req.SessionID); err != nil {
+	if done, err := a.claim(ctx, a.attempt); done || err != nil {
 		return err
-	} else if last != nil && last.RequestID == req.ID && last.Attempt >= a.attempt {
-		a.attempt = last.Attempt + 1
 	}
 	prompt := chat.Prompt{Locale: req.Locale}
 	for _, t := range conv.Before(req.ID) {
@@ -394,8 +397,56 @@ type answer struct {
 	began    time.Time     // when this worker took the request
 	emitted  bool          // the provider has produced text
 	ttft     time.Duration // from began to the first token
-	// superseded is set once a newer attempt at the request is seen.
+	// owned is this attempt's claim on the request; superseded is set once
+	// a newer attempt at the request is seen.
+	owned      bus.Claim
 	superseded atomic.Bool
+}
+
+// eventID makes a retried publish of the same event a no-op; a new attempt
+// at the request publishes anew.
+func eventID(ev chat.Event) string {
+	return ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(ev.Attempt, 10) + "." + strconv.Itoa(ev.Index) + "." + string(ev.Type)
+}
+
+// claim makes this worker the request's owner, as attempt min or later
+// (delivery counts restart when the broker loses its consumer state). done
+// means an earlier attempt had already committed its end: it is published
+// again (a no-op if it was) and there is nothing left to do.
+func (a *answer) claim(ctx context.Context, min uint64) (done bool, err error) {
+	c, err := a.o.queue.ClaimAttempt(ctx, a.req.SessionID, a.req.ID, max(min, 1))
+	if err != nil {
+		return false, err
+	}
+	if c.Final != nil {
+		a.log.Info("request already ended; publishing its end again", "attempt", c.Attempt)
+		_, err := a.o.queue.PublishEvent(ctx, *c.Final, eventID(*c.Final))
+		return true, err
+	}
+	a.attempt, a.owned = c.Attempt, c
+	return false, nil
+}
+
+// finish commits ev as the request's end while this attempt still owns the
+// request, then publishes it. Of two attempts that both ran, exactly one
+// gets here; the other learns it was superseded and stops without a word.
+func (a *answer) finish(ctx context.Context, ev chat.Event) error {
+	if a.superseded.Load() {
+		return errSuperseded
+	}
+	if err := a.o.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, ev); err != nil {
+		if errors.Is(err, bus.ErrSuperseded) {
+			a.superseded.Store(true)
+			return errSuperseded
+		}
+		return err
+	}
+	_, err := a.o.queue.PublishEvent(ctx, ev, eventID(ev))
+	a.index++
+	if err == nil {
+		a.o.cfg.Recorder.Published()
+	}
+	return err
 }
 
 func (a *answer) event(t chat.EventType, message string) chat.Event {
@@ -417,10 +468,7 @@ func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	if a.superseded.Load() {
 		return 0, errSuperseded
 	}
-	// The id makes a retried publish of the same event a no-op; a new
-	// attempt at the request publishes anew.
-	id := ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(a.attempt, 10) + "." + strconv.Itoa(ev.Index) + "." + string(ev.Type)
-	seq, err := a.o.queue.PublishEvent(ctx, ev, id)
+	seq, err := a.o.queue.PublishEvent(ctx, ev, eventID(ev))
 	a.index++
 	if err == nil {
 		a.o.cfg.Recorder.Published()
@@ -455,7 +503,7 @@ func (a *answer) end(ctx context.Context, final chat.Final) error {
 	ev.Usage = &usage
 	ev.StopReason = final.StopReason
 	ev.TTFTMillis = a.ttft.Milliseconds()
-	if _, err := a.publish(ctx, ev); err != nil {
+	if err := a.finish(ctx, ev); err != nil {
 		return err
 	}
 	a.record(chat.EventEnd, "", usage)
@@ -504,7 +552,7 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 	}
 	ev := a.event(chat.EventError, chat.MarkerError)
 	ev.Error = &se
-	if _, err := a.publish(ctx, ev); err != nil {
+	if err := a.finish(ctx, ev); err != nil {
 		return fmt.Errorf("publish error event: %w", err)
 	}
 	a.record(chat.EventError, se.Code, chat.Usage{})
@@ -521,7 +569,7 @@ func (a *answer) cancelled(ctx context.Context, log *slog.Logger) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := a.publish(ctx, a.event(chat.EventCancelled, "")); err != nil {
+	if err := a.finish(ctx, a.event(chat.EventCancelled, "")); err != nil {
 		return err
 	}
 	a.record(chat.EventCancelled, "", chat.Usage{})
