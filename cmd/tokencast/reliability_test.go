@@ -32,6 +32,14 @@ type proc struct {
 // spawn starts tokencast in a child process and waits until it is ready.
 func spawn(t *testing.T, args ...string) *proc {
 	t.Helper()
+	p := spawnNoWait(t, args...)
+	p.waitReady()
+	return p
+}
+
+// spawnNoWait starts tokencast in a child process.
+func spawnNoWait(t *testing.T, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, addr: freeAddr(t), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", p.addr}, args...)...)
 	p.cmd.Env = []string{asBinary + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
@@ -41,13 +49,20 @@ func spawn(t *testing.T, args ...string) *proc {
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.kill)
+	return p
+}
+
+// waitReady waits until the process's /readyz says ready.
+func (p *proc) waitReady() {
+	t := p.t
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return
 			}
 		}
 		select {

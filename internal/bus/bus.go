@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,6 +69,15 @@ type Config struct {
 	Listen string
 	// Replicas of every stream (3 in a cluster).
 	Replicas int
+
+	// ClusterListen (host:port) and Routes (comma-separated nats:// URLs of
+	// the peers) make the embedded server a node of a JetStream cluster.
+	ClusterListen string
+	Routes        string
+	// ClusterName is shared by every node; ServerName is this node's own,
+	// stable across restarts (the host name when empty).
+	ClusterName string
+	ServerName  string
 }
 
 // Bus is a connection to NATS JetStream with tokencast's streams in place.
@@ -112,11 +122,32 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc}
-	if err := b.setup(ctx); err != nil {
+	if err := b.setupWhenReady(ctx); err != nil {
 		b.Close()
 		return nil, err
 	}
 	return b, nil
+}
+
+// setupWhenReady creates the streams, waiting while a cluster forms: until
+// its nodes have met and elected a JetStream leader, and enough of them are
+// up for the replicas asked, creating a stream fails.
+func (b *Bus) setupWhenReady(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := b.setup(sctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // embed starts a NATS server in this process and connects to it in process.
@@ -132,14 +163,14 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 		MaxPayload:         8 << 20,
 	}
 	if cfg.Listen != "" {
-		host, port, err := net.SplitHostPort(cfg.Listen)
+		host, port, err := splitHostPort("nats listen", cfg.Listen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+			return nil, nil, err
 		}
-		opts.Host = host
-		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, nil, fmt.Errorf("nats listen port %q: %w", port, err)
-		}
+		opts.Host, opts.Port = host, port
+	}
+	if err := clusterOptions(cfg, opts); err != nil {
+		return nil, nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -156,6 +187,54 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 		return nil, nil, fmt.Errorf("connect embedded nats: %w", err)
 	}
 	return srv, nc, nil
+}
+
+// clusterOptions makes the embedded server a cluster node when routes are
+// configured. A node must listen for routes, so DontListen is off; clients
+// may still reach it only in process unless --nats-listen is set (a random
+// loopback port is opened then, as the server needs one).
+func clusterOptions(cfg Config, opts *server.Options) error {
+	if cfg.ClusterListen == "" && cfg.Routes == "" {
+		return nil
+	}
+	if cfg.ClusterListen == "" || cfg.Routes == "" {
+		return errors.New("a NATS cluster node needs both a cluster listen address and routes")
+	}
+	host, port, err := splitHostPort("nats cluster listen", cfg.ClusterListen)
+	if err != nil {
+		return err
+	}
+	opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+	if opts.Cluster.Name == "" {
+		opts.Cluster.Name = "tokencast"
+	}
+	opts.Routes = server.RoutesFromStr(cfg.Routes)
+	if len(opts.Routes) == 0 {
+		return fmt.Errorf("nats routes %q: no route URL", cfg.Routes)
+	}
+	opts.ServerName = cfg.ServerName
+	if opts.ServerName == "" {
+		if opts.ServerName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("nats server name: %w", err)
+		}
+	}
+	if opts.DontListen {
+		opts.DontListen = false
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	}
+	return nil
+}
+
+func splitHostPort(what, addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s address %q: %w", what, addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s port %q: %w", what, port, err)
+	}
+	return host, n, nil
 }
 
 // connectExternal connects to a NATS cluster, reconnecting forever.
