@@ -93,6 +93,12 @@ type Bus struct {
 	requests jetstream.Stream
 	cancels  jetstream.KeyValue
 	sessions jetstream.KeyValue
+
+	watchMu sync.Mutex
+	watches map[*watch]struct{}
+	// keeperDone stops the watch keeper; keeperWG waits for it.
+	keeperDone chan struct{}
+	keeperWG   sync.WaitGroup
 }
 
 // Open starts the embedded NATS server under cfg.DataDir, connects to it in
@@ -121,11 +127,19 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc}
+	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{})}
 	if err := b.setupWhenReady(ctx); err != nil {
 		b.Close()
 		return nil, err
 	}
+	reconnected := make(chan struct{}, 1)
+	nc.SetReconnectHandler(func(*nats.Conn) {
+		select {
+		case reconnected <- struct{}{}:
+		default: // a catch-up is already due
+		}
+	})
+	b.keeperWG.Go(func() { b.watchKeeper(reconnected, b.keeperDone) })
 	return b, nil
 }
 
@@ -135,7 +149,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 func (b *Bus) setupWhenReady(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := b.setup(sctx)
 		cancel()
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
@@ -365,6 +379,8 @@ func (b *Bus) ClaimSession(ctx context.Context, session, owner string) (string, 
 
 // Close drains the connection and stops the embedded server.
 func (b *Bus) Close() {
+	close(b.keeperDone)
+	b.keeperWG.Wait()
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
@@ -552,56 +568,150 @@ func readRange(ctx context.Context, s jetstream.Stream, subject string, from, to
 	return nil
 }
 
+// watch is one session's live delivery on this node.
+type watch struct {
+	session string
+	fn      func(chat.Event)
+	ctx     context.Context
+
+	mu   sync.Mutex
+	last uint64 // newest position delivered
+	// midAnswer: the newest event delivered does not end an answer, so more
+	// must come; quietSince is when the last event or probe happened.
+	midAnswer  bool
+	quietSince time.Time
+}
+
+// deliver hands ev to the watcher; w.mu is held.
+func (w *watch) deliver(ev chat.Event) {
+	w.last = ev.Seq
+	w.midAnswer = !ev.Type.Terminal()
+	w.quietSince = time.Now()
+	w.fn(ev)
+}
+
+// fill delivers the stored events in (w.last, to]; w.mu is held.
+func (b *Bus) fill(w *watch, to uint64) error {
+	return b.ReplayEvents(w.ctx, w.session, w.last+1, to, func(ev chat.Event) error {
+		w.deliver(ev)
+		return nil
+	})
+}
+
+// catchUp delivers whatever the session's history holds beyond what the
+// watch has delivered: events whose live copy never arrived because this
+// connection was away (a NATS node died) or because the stream leader that
+// stored them died before republishing them.
+func (b *Bus) catchUp(w *watch) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.quietSince = time.Now()
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	raw, err := b.events.GetLastMsgForSubject(ctx, eventSubject(w.session))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			b.log.Warn("catch up with session history", "session", w.session, "err", err)
+		}
+		return
+	}
+	if raw.Sequence <= w.last {
+		return
+	}
+	b.log.Info("catching up with events missed live", "session", w.session, "from", w.last+1, "to", raw.Sequence)
+	if err := b.fill(w, raw.Sequence); err != nil {
+		b.log.Warn("catch up with session history", "session", w.session, "err", err)
+	}
+}
+
+// quietAfter is how long a watch waits mid-answer without an event before it
+// asks the history whether it missed some.
+const quietAfter = 2 * time.Second
+
+// watchKeeper catches every watch up after the connection comes back, and
+// probes the history of watches left silent mid-answer, until stop closes.
+func (b *Bus) watchKeeper(reconnected <-chan struct{}, stop <-chan struct{}) {
+	tick := time.NewTicker(quietAfter / 2)
+	defer tick.Stop()
+	for {
+		all := false
+		select {
+		case <-stop:
+			return
+		case <-reconnected:
+			all = true
+		case <-tick.C:
+		}
+		b.watchMu.Lock()
+		var due []*watch
+		for w := range b.watches {
+			w.mu.Lock()
+			if all || (w.midAnswer && time.Since(w.quietSince) >= quietAfter) {
+				due = append(due, w)
+			}
+			w.mu.Unlock()
+		}
+		b.watchMu.Unlock()
+		for _, w := range due {
+			b.catchUp(w)
+		}
+	}
+}
+
 // Watch delivers, in order, every event of the session stored after the
-// position it returns, until stop is called; fn runs on one goroutine. Live
-// events come from a plain subscription to the republished events (no
-// consumer on the server); a gap (a message lost on the way, seen from
+// position it returns, until stop is called; fn is never called twice at
+// once. Live events come from a plain subscription to the republished events
+// (no consumer on the server); a gap (a message lost on the way, seen from
 // Nats-Last-Sequence) is filled from the history before the event that
-// revealed it. The position is read after the subscription is in place, so
-// nothing stored after it can be missed.
+// revealed it, and a watch catches up from the history after a reconnect or
+// when it falls silent mid-answer. The position is read after the
+// subscription is in place, so nothing stored after it can be missed.
 func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (stop func(), from uint64, err error) {
-	var mu sync.Mutex
-	var last uint64
-	mu.Lock() // held until last is known
+	w := &watch{session: session, fn: fn, ctx: ctx}
+	w.mu.Lock() // held until last is known
 	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		if err != nil || seq <= last {
+		if err != nil || seq <= w.last {
 			return // already covered (or not a republished event)
 		}
-		if prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64); prev > last {
-			_ = b.ReplayEvents(ctx, session, last+1, prev, func(ev chat.Event) error {
-				last = ev.Seq
-				fn(ev)
-				return nil
-			})
+		if prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64); prev > w.last {
+			_ = b.fill(w, prev)
 		}
 		ev, err := decodeEvent(m.Data, seq)
 		if err != nil {
 			b.log.Error("undecodable event", "session", session, "err", err)
 			return
 		}
-		last = seq
-		fn(ev)
+		w.deliver(ev)
 	})
 	if err != nil {
-		mu.Unlock()
+		w.mu.Unlock()
 		return nil, 0, fmt.Errorf("watch %s: %w", session, err)
 	}
 	if err := b.nc.Flush(); err != nil {
-		mu.Unlock()
+		w.mu.Unlock()
 		_ = sub.Unsubscribe()
 		return nil, 0, fmt.Errorf("watch %s: %w", session, err)
 	}
-	_, last, err = b.History(ctx)
-	from = last
-	mu.Unlock()
+	_, w.last, err = b.History(ctx)
+	from = w.last
+	w.quietSince = time.Now()
+	w.mu.Unlock()
 	if err != nil {
 		_ = sub.Unsubscribe()
 		return nil, 0, err
 	}
-	return func() { _ = sub.Unsubscribe() }, from, nil
+	b.watchMu.Lock()
+	b.watches[w] = struct{}{}
+	b.watchMu.Unlock()
+	return func() {
+		b.watchMu.Lock()
+		delete(b.watches, w)
+		b.watchMu.Unlock()
+		_ = sub.Unsubscribe()
+	}, from, nil
 }
 
 // AppendTurn stores a turn record of a conversation. A record with the same
