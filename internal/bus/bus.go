@@ -488,15 +488,42 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 	if err != nil {
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
+	if msgID == "" {
+		ack, err := b.js.Publish(ctx, eventSubject(ev.SessionID), data)
+		if err != nil {
+			return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
+		}
+		return ack.Sequence, nil
 	}
-	ack, err := b.js.Publish(ctx, eventSubject(ev.SessionID), data, opts...)
+	ack, err := b.publishRetrying(ctx, eventSubject(ev.SessionID), data, msgID)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
 	}
 	return ack.Sequence, nil
+}
+
+// publishRetryFor is how long an idempotent publish keeps trying: long
+// enough to ride out a NATS node's death (reconnect, then a new stream leader
+// elected), so an answer goes on instead of burning a delivery attempt.
+const publishRetryFor = 20 * time.Second
+
+// publishRetrying publishes with a message id, retrying failures until
+// publishRetryFor has passed or ctx ends; the id makes a retry of a publish
+// that did land a no-op.
+func (b *Bus) publishRetrying(ctx context.Context, subject string, data []byte, msgID string) (*jetstream.PubAck, error) {
+	deadline := time.Now().Add(publishRetryFor)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		ack, err := b.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return ack, err
+		}
+		b.log.Debug("publish failed; retrying", "subject", subject, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // LastEvent returns the newest event of a session, or nil when it has none.
@@ -722,7 +749,7 @@ func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error
 		return fmt.Errorf("encode turn: %w", err)
 	}
 	id := session + "." + t.RequestID + "." + string(t.Role) + "." + string(t.Status)
-	if _, err := b.js.Publish(ctx, turnSubject(session), data, jetstream.WithMsgID(id)); err != nil {
+	if _, err := b.publishRetrying(ctx, turnSubject(session), data, id); err != nil {
 		return fmt.Errorf("store %s turn of %s: %w", t.Role, session, err)
 	}
 	return nil
