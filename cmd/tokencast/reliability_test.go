@@ -32,12 +32,27 @@ type proc struct {
 // spawn starts tokencast in a child process and waits until it is ready.
 func spawn(t *testing.T, args ...string) *proc {
 	t.Helper()
-	return spawnAt(t, freeAddr(t), args...)
+	p := spawnNoWaitAt(t, freeAddr(t), args...)
+	p.waitReady()
+	return p
 }
 
 // spawnAt is spawn on a given address, so a restarted process is found where
 // its clients left it.
 func spawnAt(t *testing.T, addr string, args ...string) *proc {
+	t.Helper()
+	p := spawnNoWaitAt(t, addr, args...)
+	p.waitReady()
+	return p
+}
+
+// spawnNoWait starts tokencast in a child process.
+func spawnNoWait(t *testing.T, args ...string) *proc {
+	t.Helper()
+	return spawnNoWaitAt(t, freeAddr(t), args...)
+}
+
+func spawnNoWaitAt(t *testing.T, addr string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, addr: addr, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", p.addr}, args...)...)
@@ -48,13 +63,20 @@ func spawnAt(t *testing.T, addr string, args ...string) *proc {
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.kill)
+	return p
+}
+
+// waitReady waits until the process's /readyz says ready.
+func (p *proc) waitReady() {
+	t := p.t
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return
 			}
 		}
 		select {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,6 +70,15 @@ type Config struct {
 	Listen string
 	// Replicas of every stream (3 in a cluster).
 	Replicas int
+
+	// ClusterListen (host:port) and Routes (comma-separated nats:// URLs of
+	// the peers) make the embedded server a node of a JetStream cluster.
+	ClusterListen string
+	Routes        string
+	// ClusterName is shared by every node; ServerName is this node's own,
+	// stable across restarts (the host name when empty).
+	ClusterName string
+	ServerName  string
 }
 
 // Bus is a connection to NATS JetStream with tokencast's streams in place.
@@ -85,6 +95,12 @@ type Bus struct {
 	cancels  jetstream.KeyValue
 	sessions jetstream.KeyValue
 	attempts jetstream.KeyValue
+
+	watchMu sync.Mutex
+	watches map[*watch]struct{}
+	// keeperDone stops the watch keeper; keeperWG waits for it.
+	keeperDone chan struct{}
+	keeperWG   sync.WaitGroup
 }
 
 // Open starts the embedded NATS server under cfg.DataDir, connects to it in
@@ -113,12 +129,41 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc}
-	if err := b.setup(ctx); err != nil {
+	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{})}
+	if err := b.setupWhenReady(ctx); err != nil {
 		b.Close()
 		return nil, err
 	}
+	reconnected := make(chan struct{}, 1)
+	nc.SetReconnectHandler(func(*nats.Conn) {
+		select {
+		case reconnected <- struct{}{}:
+		default: // a catch-up is already due
+		}
+	})
+	b.keeperWG.Go(func() { b.watchKeeper(reconnected, b.keeperDone) })
 	return b, nil
+}
+
+// setupWhenReady creates the streams, waiting while a cluster forms: until
+// its nodes have met and elected a JetStream leader, and enough of them are
+// up for the replicas asked, creating a stream fails.
+func (b *Bus) setupWhenReady(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := b.setup(sctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // embed starts a NATS server in this process and connects to it in process.
@@ -134,14 +179,14 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 		MaxPayload:         8 << 20,
 	}
 	if cfg.Listen != "" {
-		host, port, err := net.SplitHostPort(cfg.Listen)
+		host, port, err := splitHostPort("nats listen", cfg.Listen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+			return nil, nil, err
 		}
-		opts.Host = host
-		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, nil, fmt.Errorf("nats listen port %q: %w", port, err)
-		}
+		opts.Host, opts.Port = host, port
+	}
+	if err := clusterOptions(cfg, opts); err != nil {
+		return nil, nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -158,6 +203,54 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 		return nil, nil, fmt.Errorf("connect embedded nats: %w", err)
 	}
 	return srv, nc, nil
+}
+
+// clusterOptions makes the embedded server a cluster node when routes are
+// configured. A node must listen for routes, so DontListen is off; clients
+// may still reach it only in process unless --nats-listen is set (a random
+// loopback port is opened then, as the server needs one).
+func clusterOptions(cfg Config, opts *server.Options) error {
+	if cfg.ClusterListen == "" && cfg.Routes == "" {
+		return nil
+	}
+	if cfg.ClusterListen == "" || cfg.Routes == "" {
+		return errors.New("a NATS cluster node needs both a cluster listen address and routes")
+	}
+	host, port, err := splitHostPort("nats cluster listen", cfg.ClusterListen)
+	if err != nil {
+		return err
+	}
+	opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: host, Port: port}
+	if opts.Cluster.Name == "" {
+		opts.Cluster.Name = "tokencast"
+	}
+	opts.Routes = server.RoutesFromStr(cfg.Routes)
+	if len(opts.Routes) == 0 {
+		return fmt.Errorf("nats routes %q: no route URL", cfg.Routes)
+	}
+	opts.ServerName = cfg.ServerName
+	if opts.ServerName == "" {
+		if opts.ServerName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("nats server name: %w", err)
+		}
+	}
+	if opts.DontListen {
+		opts.DontListen = false
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	}
+	return nil
+}
+
+func splitHostPort(what, addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s address %q: %w", what, addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s port %q: %w", what, port, err)
+	}
+	return host, n, nil
 }
 
 // connectExternal connects to a NATS cluster, reconnecting forever.
@@ -377,6 +470,8 @@ func (b *Bus) ClaimSession(ctx context.Context, session, owner string) (string, 
 
 // Close drains the connection and stops the embedded server.
 func (b *Bus) Close() {
+	close(b.keeperDone)
+	b.keeperWG.Wait()
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
@@ -484,15 +579,42 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 	if err != nil {
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
+	if msgID == "" {
+		ack, err := b.js.Publish(ctx, eventSubject(ev.SessionID), data)
+		if err != nil {
+			return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
+		}
+		return ack.Sequence, nil
 	}
-	ack, err := b.js.Publish(ctx, eventSubject(ev.SessionID), data, opts...)
+	ack, err := b.publishRetrying(ctx, eventSubject(ev.SessionID), data, msgID)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
 	}
 	return ack.Sequence, nil
+}
+
+// publishRetryFor is how long an idempotent publish keeps trying: long
+// enough to ride out a NATS node's death (reconnect, then a new stream leader
+// elected), so an answer goes on instead of burning a delivery attempt.
+const publishRetryFor = 20 * time.Second
+
+// publishRetrying publishes with a message id, retrying failures until
+// publishRetryFor has passed or ctx ends; the id makes a retry of a publish
+// that did land a no-op.
+func (b *Bus) publishRetrying(ctx context.Context, subject string, data []byte, msgID string) (*jetstream.PubAck, error) {
+	deadline := time.Now().Add(publishRetryFor)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		ack, err := b.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return ack, err
+		}
+		b.log.Debug("publish failed; retrying", "subject", subject, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // LastEvent returns the newest event of a session, or nil when it has none.
@@ -564,56 +686,150 @@ func readRange(ctx context.Context, s jetstream.Stream, subject string, from, to
 	return nil
 }
 
+// watch is one session's live delivery on this node.
+type watch struct {
+	session string
+	fn      func(chat.Event)
+	ctx     context.Context
+
+	mu   sync.Mutex
+	last uint64 // newest position delivered
+	// midAnswer: the newest event delivered does not end an answer, so more
+	// must come; quietSince is when the last event or probe happened.
+	midAnswer  bool
+	quietSince time.Time
+}
+
+// deliver hands ev to the watcher; w.mu is held.
+func (w *watch) deliver(ev chat.Event) {
+	w.last = ev.Seq
+	w.midAnswer = !ev.Type.Terminal()
+	w.quietSince = time.Now()
+	w.fn(ev)
+}
+
+// fill delivers the stored events in (w.last, to]; w.mu is held.
+func (b *Bus) fill(w *watch, to uint64) error {
+	return b.ReplayEvents(w.ctx, w.session, w.last+1, to, func(ev chat.Event) error {
+		w.deliver(ev)
+		return nil
+	})
+}
+
+// catchUp delivers whatever the session's history holds beyond what the
+// watch has delivered: events whose live copy never arrived because this
+// connection was away (a NATS node died) or because the stream leader that
+// stored them died before republishing them.
+func (b *Bus) catchUp(w *watch) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.quietSince = time.Now()
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	raw, err := b.events.GetLastMsgForSubject(ctx, eventSubject(w.session))
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			b.log.Warn("catch up with session history", "session", w.session, "err", err)
+		}
+		return
+	}
+	if raw.Sequence <= w.last {
+		return
+	}
+	b.log.Info("catching up with events missed live", "session", w.session, "from", w.last+1, "to", raw.Sequence)
+	if err := b.fill(w, raw.Sequence); err != nil {
+		b.log.Warn("catch up with session history", "session", w.session, "err", err)
+	}
+}
+
+// quietAfter is how long a watch waits mid-answer without an event before it
+// asks the history whether it missed some.
+const quietAfter = 2 * time.Second
+
+// watchKeeper catches every watch up after the connection comes back, and
+// probes the history of watches left silent mid-answer, until stop closes.
+func (b *Bus) watchKeeper(reconnected <-chan struct{}, stop <-chan struct{}) {
+	tick := time.NewTicker(quietAfter / 2)
+	defer tick.Stop()
+	for {
+		all := false
+		select {
+		case <-stop:
+			return
+		case <-reconnected:
+			all = true
+		case <-tick.C:
+		}
+		b.watchMu.Lock()
+		var due []*watch
+		for w := range b.watches {
+			w.mu.Lock()
+			if all || (w.midAnswer && time.Since(w.quietSince) >= quietAfter) {
+				due = append(due, w)
+			}
+			w.mu.Unlock()
+		}
+		b.watchMu.Unlock()
+		for _, w := range due {
+			b.catchUp(w)
+		}
+	}
+}
+
 // Watch delivers, in order, every event of the session stored after the
-// position it returns, until stop is called; fn runs on one goroutine. Live
-// events come from a plain subscription to the republished events (no
-// consumer on the server); a gap (a message lost on the way, seen from
+// position it returns, until stop is called; fn is never called twice at
+// once. Live events come from a plain subscription to the republished events
+// (no consumer on the server); a gap (a message lost on the way, seen from
 // Nats-Last-Sequence) is filled from the history before the event that
-// revealed it. The position is read after the subscription is in place, so
-// nothing stored after it can be missed.
+// revealed it, and a watch catches up from the history after a reconnect or
+// when it falls silent mid-answer. The position is read after the
+// subscription is in place, so nothing stored after it can be missed.
 func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (stop func(), from uint64, err error) {
-	var mu sync.Mutex
-	var last uint64
-	mu.Lock() // held until last is known
+	w := &watch{session: session, fn: fn, ctx: ctx}
+	w.mu.Lock() // held until last is known
 	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-		if err != nil || seq <= last {
+		if err != nil || seq <= w.last {
 			return // already covered (or not a republished event)
 		}
-		if prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64); prev > last {
-			_ = b.ReplayEvents(ctx, session, last+1, prev, func(ev chat.Event) error {
-				last = ev.Seq
-				fn(ev)
-				return nil
-			})
+		if prev, _ := strconv.ParseUint(m.Header.Get(jetstream.LastSequenceHeader), 10, 64); prev > w.last {
+			_ = b.fill(w, prev)
 		}
 		ev, err := decodeEvent(m.Data, seq)
 		if err != nil {
 			b.log.Error("undecodable event", "session", session, "err", err)
 			return
 		}
-		last = seq
-		fn(ev)
+		w.deliver(ev)
 	})
 	if err != nil {
-		mu.Unlock()
+		w.mu.Unlock()
 		return nil, 0, fmt.Errorf("watch %s: %w", session, err)
 	}
 	if err := b.nc.Flush(); err != nil {
-		mu.Unlock()
+		w.mu.Unlock()
 		_ = sub.Unsubscribe()
 		return nil, 0, fmt.Errorf("watch %s: %w", session, err)
 	}
-	_, last, err = b.History(ctx)
-	from = last
-	mu.Unlock()
+	_, w.last, err = b.History(ctx)
+	from = w.last
+	w.quietSince = time.Now()
+	w.mu.Unlock()
 	if err != nil {
 		_ = sub.Unsubscribe()
 		return nil, 0, err
 	}
-	return func() { _ = sub.Unsubscribe() }, from, nil
+	b.watchMu.Lock()
+	b.watches[w] = struct{}{}
+	b.watchMu.Unlock()
+	return func() {
+		b.watchMu.Lock()
+		delete(b.watches, w)
+		b.watchMu.Unlock()
+		_ = sub.Unsubscribe()
+	}, from, nil
 }
 
 // WatchAttempts calls fn with the attempt of every live event of one answer
@@ -646,7 +862,7 @@ func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	if t.Attempt > 0 {
 		id += "." + strconv.FormatUint(t.Attempt, 10)
 	}
-	if _, err := b.js.Publish(ctx, turnSubject(session), data, jetstream.WithMsgID(id)); err != nil {
+	if _, err := b.publishRetrying(ctx, turnSubject(session), data, id); err != nil {
 		return fmt.Errorf("store %s turn of %s: %w", t.Role, session, err)
 	}
 	return nil

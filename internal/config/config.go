@@ -64,8 +64,13 @@ type Config struct {
 	NATSNKey   string
 	NATSCA     string
 	NATSListen string
-	Replicas   int
-	AckWait    time.Duration
+	// The embedded NATS joins a cluster of its peers when these are set.
+	NATSClusterListen string
+	NATSRoutes        string
+	NATSClusterName   string
+	NATSServerName    string
+	Replicas          int
+	AckWait           time.Duration
 
 	Model             string
 	ConfigFile        string
@@ -150,6 +155,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.StringVar(&c.NATSNKey, "nats-nkey", "", "NKey seed file for the external NATS")
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "CA certificate file to verify the external NATS's TLS")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes (workers) connect to the embedded NATS on host:port")
+	fs.StringVar(&c.NATSClusterListen, "nats-cluster-listen", "", "embedded NATS: accept cluster routes from its peers on host:port (joins a JetStream cluster; needs --nats-routes)")
+	fs.StringVar(&c.NATSRoutes, "nats-routes", "", "embedded NATS: comma-separated route URLs of the cluster's nodes (nats://host:port, its own may be listed)")
+	fs.StringVar(&c.NATSClusterName, "nats-cluster-name", "tokencast", "embedded NATS: cluster name, the same on every node")
+	fs.StringVar(&c.NATSServerName, "nats-server-name", "", "embedded NATS: this node's name, unique and stable across restarts (default: the host name)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of every stream (3 in a cluster)")
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "a request whose worker shows no sign of life for this long is handed to another worker")
 	fs.Usage = func() {
@@ -235,6 +244,12 @@ func (c *Config) validate() error {
 	case "all", "api", "worker":
 	default:
 		errs = append(errs, fmt.Errorf("--role %q: want all, api or worker", c.Role))
+	}
+	if c.NATSURL != "" && (c.NATSListen != "" || c.NATSClusterListen != "" || c.NATSRoutes != "") {
+		errs = append(errs, errors.New("--nats-url connects to an external NATS: --nats-listen, --nats-cluster-listen and --nats-routes are for the embedded one"))
+	}
+	if (c.NATSClusterListen == "") != (c.NATSRoutes == "") {
+		errs = append(errs, errors.New("--nats-cluster-listen and --nats-routes go together"))
 	}
 	if c.Replicas < 1 || c.AckWait < time.Second {
 		errs = append(errs, errors.New("--replicas must be at least 1 and --ack-wait at least 1s"))

@@ -134,18 +134,44 @@ func (r *Resolver) fromDomain(ctx context.Context, err error) *gqlerror.Error {
 	return codeError(ctx, chat.CodeUnavailable, "the server could not accept the request, try again")
 }
 
-// asked reports whether the session already has a question with this id.
-func (r *Resolver) asked(ctx context.Context, session, request string) (bool, error) {
+// reenqueueWindow is how long after a question was stored an ask with the
+// same id may enqueue it again: well inside the requests stream's duplicate
+// window (2 minutes), so a request already queued is not queued twice.
+const reenqueueWindow = 90 * time.Second
+
+// askState is what the session already holds of a question with a given id.
+type askState int
+
+const (
+	notAsked askState = iota
+	// asked: the question and its answer (or its start) are recorded.
+	asked
+	// unqueued: the question is stored but may never have reached the
+	// workers (the enqueue after it failed), and no answer exists yet.
+	unqueued
+)
+
+// asked reports what the session already holds of a question with this id.
+func (r *Resolver) asked(ctx context.Context, session, request string) (askState, error) {
 	conv, err := r.Store.Conversation(ctx, session)
 	if err != nil {
-		return false, err
+		return notAsked, err
 	}
+	state := notAsked
+	var at time.Time
 	for _, t := range conv.Turns {
-		if t.RequestID == request && t.Role == chat.RoleUser {
-			return true, nil
+		if t.RequestID != request {
+			continue
 		}
+		if t.Role == chat.RoleAssistant {
+			return asked, nil
+		}
+		state, at = asked, t.At
 	}
-	return false, nil
+	if state == asked && time.Since(at) < reenqueueWindow {
+		return unqueued, nil
+	}
+	return state, nil
 }
 
 // askResponse is the AWS sample's immediate answer, plus the request id.

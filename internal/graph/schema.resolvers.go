@@ -140,12 +140,20 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 			return nil, codeError(ctx, chat.CodeBadRequestID, "requestId must be 1 to 128 letters, digits, '-' or '_'")
 		}
 		req.ID = *input.RequestID
-		done, err := r.asked(ctx, req.SessionID, req.ID)
+		state, err := r.asked(ctx, req.SessionID, req.ID)
 		if err != nil {
 			return nil, r.fromDomain(ctx, err)
 		}
-		if done {
+		switch state {
+		case asked:
 			// Asked before: attach to that answer, generate nothing.
+			return askResponse(input, req.ID), nil
+		case unqueued:
+			// Stored, but an earlier ask may have failed before it reached
+			// the workers: enqueue again (a no-op if it did reach them).
+			if err := r.Store.Enqueue(ctx, req); err != nil {
+				return nil, r.fromDomain(ctx, err)
+			}
 			return askResponse(input, req.ID), nil
 		}
 	} else {
