@@ -286,15 +286,9 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 	if err != nil {
 		return err
 	}
-	for _, t := range conv.Turns {
-		if t.RequestID == req.ID && t.Role == chat.RoleAssistant && t.Status != chat.StatusInProgress {
-			// Answered already (its ack was lost, or an earlier attempt
-			// finished after this delivery was made): answering again would
-			// bill twice and show subscribers a second answer.
-			log.Info("request already answered; acking it", "status", t.Status)
-			return nil
-		}
-	}
+	// Whether the request has already ended is the claim's to say, not the
+	// conversation's: a superseded attempt may have stored its turn before
+	// learning it lost, while the newer attempt still has to finish.
 	if done, err := a.claim(ctx, a.attempt); done || err != nil {
 		return err
 	}
