@@ -477,9 +477,38 @@ func TestMetricsCountTheAnswer(t *testing.T) {
 		`tokencast_asks_total{code="OK"} 1`,
 		`tokencast_websocket_connections 1`,
 		`tokencast_watched_sessions 1`,
+		`tokencast_connections{protocol="graphql-transport-ws"} 1`,
+		fmt.Sprintf(`tokencast_inter_token_seconds_count{model="demo:default"} %d`, output-1),
+		`tokencast_requests_waiting 0`,
+		`tokencast_requests_in_flight 0`,
+		`tokencast_redeliveries_total 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+func TestInternalListenerKeepsMetricsAndProfilesOffThePublicPort(t *testing.T) {
+	internal := freeAddr(t)
+	s := start(t, "", nil, append(fast, "--internal-addr", internal, "--pprof")...)
+	get := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if code := get("http://" + s.addr + path); code == http.StatusOK {
+			t.Errorf("the public port serves %s", path)
+		}
+		if code := get("http://" + internal + path); code != http.StatusOK {
+			t.Errorf("the internal listener answers %s with %d", path, code)
+		}
+	}
+	if err := run(context.Background(), []string{"serve", "--pprof", "--addr", freeAddr(t)}, func(string) string { return "" }, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--internal-addr") {
+		t.Fatalf("--pprof without --internal-addr: %v", err)
 	}
 }

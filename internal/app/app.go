@@ -94,6 +94,23 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 
 	met := metrics.New()
+	met.Gauge("tokencast_requests_waiting", "Accepted requests no worker has taken yet (the whole cluster's queue).", func() float64 {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		waiting, _, _ := b.QueueDepth(qctx)
+		return float64(waiting)
+	})
+	met.Gauge("tokencast_requests_in_flight", "Requests a worker holds and has not finished (the whole cluster's).", func() float64 {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, inFlight, _ := b.QueueDepth(qctx)
+		return float64(inFlight)
+	})
+	// /metrics is on the public port unless an internal listener takes it.
+	var publicMetrics http.Handler = met.Handler()
+	if cfg.InternalAddr != "" {
+		publicMetrics = nil
+	}
 	var stopping atomic.Bool
 	ready := map[string]gateway.Readiness{
 		"nats": b.Ready,
@@ -149,7 +166,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
 			MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
 			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
-			OnSlow: met.SlowConsumer,
+			OnSlow: met.SlowConsumer, OnConn: met.Connected,
 		}, ops, h, authn, log)
 		met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
 		met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
@@ -164,11 +181,12 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		}
 		gw = gateway.New(gateway.Config{
 			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
-			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: met.Handler(),
+			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
+			OnSSE: func(delta int) { met.Connected("sse", delta) },
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {
-		mux = gateway.HealthHandler(ready, met.Handler())
+		mux = gateway.HealthHandler(ready, publicMetrics)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -204,6 +222,19 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 	fmt.Fprintf(stdout, "tokencast %s listening on %s://%s (role %s, %s)\n", version, scheme, ln.Addr(), cfg.Role, mode)
 	log.Info("serving", "addr", ln.Addr().String(), "tls", scheme == "https", "role", cfg.Role, "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
+
+	var internal *http.Server
+	if cfg.InternalAddr != "" {
+		iln, err := net.Listen("tcp", cfg.InternalAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on --internal-addr: %w", err)
+		}
+		internal = &http.Server{Handler: gateway.InternalHandler(met.Handler(), cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("internal listener", "addr", iln.Addr().String(), "pprof", cfg.Pprof)
+		go func() { _ = internal.Serve(iln) }()
+		defer internal.Close()
+	}
 
 	// pull ends when shutdown starts; work when the shutdown timeout is up.
 	pull, stopPulling := context.WithCancel(context.WithoutCancel(ctx))

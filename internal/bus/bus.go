@@ -1015,3 +1015,13 @@ func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	})
 	return out, err
 }
+
+// QueueDepth reports the requests waiting for a worker and those a worker
+// holds but has not finished.
+func (b *Bus) QueueDepth(ctx context.Context) (waiting, inFlight int, err error) {
+	info, err := b.work.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("request queue: %w", err)
+	}
+	return int(info.NumPending), info.NumAckPending, nil
+}

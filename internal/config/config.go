@@ -58,6 +58,9 @@ type Config struct {
 	MaxAliases           int
 	MaxComplexity        int
 
+	InternalAddr string
+	Pprof        bool
+
 	Role       string
 	NATSURL    string
 	NATSCreds  string
@@ -149,6 +152,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 30*time.Second, "a model silent for this long mid-answer ends the answer with PROVIDER_TIMEOUT")
 	fs.IntVar(&c.ProviderRetries, "provider-retries", 2, "extra attempts per model when it is throttled or unavailable before its first token")
 	fs.DurationVar(&c.RetryBudget, "retry-budget", 30*time.Second, "most time one answer may spend waiting between provider attempts (backoff and Retry-After)")
+	fs.StringVar(&c.InternalAddr, "internal-addr", "", "a separate listener (host:port) for /metrics and, with --pprof, /debug/pprof; empty serves /metrics on --addr")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiles under /debug/pprof on --internal-addr")
 	fs.StringVar(&c.Role, "role", "all", "all (API and workers), api (GraphQL only), or worker (answers only; serves just /healthz and /readyz)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated URLs of an external NATS cluster; empty embeds NATS in this process")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for the external NATS")
@@ -239,6 +244,9 @@ func (c *Config) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.Pprof && c.InternalAddr == "" {
+		errs = append(errs, errors.New("--pprof needs --internal-addr: profiles are never served on the public port"))
 	}
 	switch c.Role {
 	case "all", "api", "worker":

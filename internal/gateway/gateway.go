@@ -63,6 +63,8 @@ type Config struct {
 	UI fs.FS
 	// Metrics serves /metrics; nil serves none.
 	Metrics http.Handler
+	// OnSSE is called with +1 when an SSE stream opens and -1 when it ends.
+	OnSSE func(delta int)
 }
 
 // Gateway serves HTTP.

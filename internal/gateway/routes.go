@@ -1,6 +1,9 @@
 package gateway
 
-import "net/http"
+import (
+	"net/http"
+	"net/http/pprof"
+)
 
 // Handler returns every route the server answers.
 func (g *Gateway) Handler() http.Handler {
@@ -18,10 +21,28 @@ func (g *Gateway) Handler() http.Handler {
 	return g.cors(mux)
 }
 
-// HealthHandler is all a worker-only process serves: health and metrics.
-func HealthHandler(ready map[string]Readiness, metrics http.Handler) http.Handler {
+// InternalHandler serves the internal listener: metrics and, when asked
+// for, Go's profiles. It is never the public port.
+func InternalHandler(metrics http.Handler, profiles bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
+	if profiles {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// HealthHandler is all a worker-only process serves: health and, unless an
+// internal listener has them, metrics.
+func HealthHandler(ready map[string]Readiness, metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(ready))
 	return mux

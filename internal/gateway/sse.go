@@ -48,6 +48,10 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = rc.Flush()
 
+	if g.cfg.OnSSE != nil {
+		g.cfg.OnSSE(1)
+		defer g.cfg.OnSSE(-1)
+	}
 	sink := &sseSink{shape: op.Subscription.Shape, out: make(chan []byte, g.cfg.QueueSize), full: make(chan struct{}), timeout: g.cfg.WriteTimeout}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()

@@ -18,6 +18,9 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	ttft      *prometheus.HistogramVec
+	gap       *prometheus.HistogramVec
+	conns     *prometheus.GaugeVec
+	redeliver prometheus.Counter
 	answers   *prometheus.CounterVec
 	tokens    *prometheus.CounterVec
 	asks      *prometheus.CounterVec
@@ -33,6 +36,19 @@ func New() *Metrics {
 		Help:    "Time from a worker taking a request to the model's first token.",
 		Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 20, 30, 60},
 	}, []string{"model"})
+	m.gap = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tokencast_inter_token_seconds",
+		Help:    "Time between two chunks of a model's answer, as the worker received them.",
+		Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"model"})
+	m.conns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tokencast_connections",
+		Help: "Open streaming connections on this node, by protocol (graphql-transport-ws, graphql-ws, sse).",
+	}, []string{"protocol"})
+	m.redeliver = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokencast_redeliveries_total",
+		Help: "Requests taken up again after an earlier attempt died or was handed back.",
+	})
 	m.answers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokencast_answers_total",
 		Help: "Answers by how they ended: END, ERROR or CANCELLED, and the error code.",
@@ -53,7 +69,7 @@ func New() *Metrics {
 		Name: "tokencast_events_published_total",
 		Help: "Events published by this process's workers.",
 	})
-	m.reg.MustRegister(m.ttft, m.answers, m.tokens, m.asks, m.slow, m.published,
+	m.reg.MustRegister(m.ttft, m.gap, m.conns, m.redeliver, m.answers, m.tokens, m.asks, m.slow, m.published,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,3 +108,16 @@ func (m *Metrics) SlowConsumer() { m.slow.Inc() }
 
 // Published records an event published.
 func (m *Metrics) Published() { m.published.Inc() }
+
+// InterToken records the time between two chunks of an answer.
+func (m *Metrics) InterToken(model string, d time.Duration) {
+	m.gap.WithLabelValues(model).Observe(d.Seconds())
+}
+
+// Connected counts a streaming connection opening (+1) or closing (-1).
+func (m *Metrics) Connected(protocol string, delta int) {
+	m.conns.WithLabelValues(protocol).Add(float64(delta))
+}
+
+// Redelivered records a request taken up again.
+func (m *Metrics) Redelivered() { m.redeliver.Inc() }

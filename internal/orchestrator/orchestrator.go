@@ -42,6 +42,8 @@ type Queue interface {
 // Recorder is told what the workers do, for metrics.
 type Recorder interface {
 	FirstToken(model string, d time.Duration)
+	InterToken(model string, d time.Duration)
+	Redelivered()
 	Answered(model string, outcome chat.EventType, code string, usage chat.Usage)
 	Published()
 }
@@ -51,6 +53,8 @@ type noRecorder struct{}
 func (noRecorder) FirstToken(string, time.Duration)                    {}
 func (noRecorder) Answered(string, chat.EventType, string, chat.Usage) {}
 func (noRecorder) Published()                                          {}
+func (noRecorder) InterToken(string, time.Duration)                    {}
+func (noRecorder) Redelivered()                                        {}
 
 // Model is a named, configured model.
 type Model struct {
@@ -330,6 +334,7 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 	}
 
 	if a.attempt > 1 {
+		o.cfg.Recorder.Redelivered()
 		// An earlier attempt died mid-answer: subscribers drop what they
 		// were shown of it before the answer starts over.
 		if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {

@@ -130,12 +130,17 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 		}
 	})
 	defer watchdog.Stop()
+	var last time.Time
 	final, err := m.Provider.Stream(actx, p, func(text string) error {
+		now := time.Now()
 		if !a.emitted {
 			a.emitted = true
-			a.ttft = time.Since(a.began)
+			a.ttft = now.Sub(a.began)
 			started.Store(true)
+		} else {
+			o.cfg.Recorder.InterToken(m.Ref, now.Sub(last))
 		}
+		last = now
 		watchdog.Reset(pol.Idle)
 		return emit(text)
 	})

@@ -80,6 +80,9 @@ type Config struct {
 	ConnectionTimeout time.Duration
 	// OnSlow is called when a connection is closed as a slow consumer.
 	OnSlow func()
+	// OnConn is called with +1 when a connection opens and -1 when it
+	// closes, with its subprotocol.
+	OnConn func(protocol string, delta int)
 	// AllowedOrigins lists browser origins besides the server's own that may
 	// open a WebSocket; "*" allows any.
 	AllowedOrigins []string
@@ -205,6 +208,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(s.conns, c)
 			s.mu.Unlock()
 		}()
+		if on := s.cfg.OnConn; on != nil {
+			proto := ws.Subprotocol()
+			on(proto, 1)
+			defer on(proto, -1)
+		}
 		c.run()
 	}()
 }
