@@ -396,3 +396,35 @@ func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+func TestShutdownRefusesNewConnectionsAndAsks(t *testing.T) {
+	s := start(t, "", nil, "--demo-ttft", "0", "--demo-token-interval", "100ms", "--coalesce-window", "0", "--shutdown-timeout", "20s")
+	c := subscribed(t, s, "s-closing", nil)
+	req := s.ask(t, "", "s-closing", "keep me busy", "en")
+	c.next("1")
+	go s.cancel() // SIGTERM while the answer streams
+	if code, _ := c.closeCode(); code != websocket.StatusServiceRestart {
+		t.Fatalf("closed with %d, want 1012", code)
+	}
+	// The answer is still being written (the server waits for it), yet
+	// nothing new gets in.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if conn, _, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}}); err == nil {
+		conn.CloseNow()
+		t.Fatal("a new WebSocket was accepted during shutdown")
+	}
+	body := strings.NewReader(`{"query":"{ models { name } }"}`)
+	if resp, err := http.Post(s.url(), "application/json", body); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("a new request was served during shutdown")
+		}
+	}
+	s.stop()
+	// The answer in flight was allowed to finish.
+	s2 := start(t, s.dataDir, nil, fast...)
+	if turns := s2.conversation(t, "", "s-closing"); len(turns) != 2 || turns[1].Status != "COMPLETE" || turns[1].RequestID != req {
+		t.Fatalf("after shutdown: %+v", turns)
+	}
+}
