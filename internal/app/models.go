@@ -18,6 +18,7 @@ import (
 	"github.com/tokencast/tokencast/internal/provider/anthropic"
 	"github.com/tokencast/tokencast/internal/provider/bedrock"
 	"github.com/tokencast/tokencast/internal/provider/demo"
+	"github.com/tokencast/tokencast/internal/provider/ollama"
 	"github.com/tokencast/tokencast/internal/provider/openai"
 )
 
@@ -165,6 +166,16 @@ func buildModel(ctx context.Context, cfg *config.Config, e modelEntry, systemPro
 		if err != nil {
 			return m, err
 		}
+	case "ollama":
+		opts, err := ollama.FromEnv(getenv)
+		if err != nil {
+			return m, err
+		}
+		opts.MaxTokens, opts.Temperature = e.MaxTokens, e.Temperature
+		m.Provider, err = ollama.New(opts)
+		if err != nil {
+			return m, err
+		}
 	case "bedrock":
 		opts, err := bedrock.FromEnv(getenv)
 		if err != nil {
@@ -177,7 +188,7 @@ func buildModel(ctx context.Context, cfg *config.Config, e modelEntry, systemPro
 			return m, err
 		}
 	default:
-		return m, fmt.Errorf("unknown provider %q: want bedrock, openai, azure, anthropic or demo", provider)
+		return m, fmt.Errorf("unknown provider %q: want bedrock, openai, azure, anthropic, ollama or demo", provider)
 	}
 	return m, nil
 }

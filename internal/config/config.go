@@ -145,7 +145,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
-	fs.StringVar(&c.Model, "model", "", `default model, a name from --config or a reference "provider:model-id" (bedrock:…, openai:…, azure:…, anthropic:…, demo:default); default: the config file's default_model, else demo:default`)
+	fs.StringVar(&c.Model, "model", "", `default model, a name from --config or a reference "provider:model-id" (bedrock:…, openai:…, azure:…, anthropic:…, ollama:…, demo:default); default: the config file's default_model, else demo:default`)
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file declaring named models (ref, max_tokens, temperature, system_prompt, fallbacks); see docs/providers.md")
 	fs.StringVar(&c.SystemPrompt, "system-prompt", "Answer in {{.Language}} (the user's locale is {{.Locale}}).", "system prompt template for models without their own; {{.Locale}} and {{.Language}} name the user's locale")
 	fs.DurationVar(&c.FirstTokenTimeout, "first-token-timeout", time.Minute, "a model that has not produced its first token after this long is given up (then retried or its fallback tried)")

@@ -1,0 +1,170 @@
+// Package ollama streams answers from Ollama's native chat API
+// (POST /api/chat, newline-delimited JSON). Ollama also speaks the OpenAI
+// dialect at /v1, which the openai provider covers; this one reads Ollama's
+// own token counts and errors.
+package ollama
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/provider/upstream"
+)
+
+const name = "ollama"
+
+// DefaultHost is where Ollama listens unless OLLAMA_HOST says otherwise.
+const DefaultHost = "http://127.0.0.1:11434"
+
+// Options configure a Provider.
+type Options struct {
+	// BaseURL is the server root: requests go to BaseURL + "/api/chat".
+	BaseURL string
+	// HTTPClient sends the requests; nil uses http.DefaultClient. ctx, not a
+	// client timeout, bounds each call.
+	HTTPClient *http.Client
+	// MaxTokens caps the answer (num_predict); 0 leaves it to the model.
+	MaxTokens int
+	// Temperature is sent when set.
+	Temperature *float64
+}
+
+// FromEnv reads OLLAMA_HOST as Ollama's own CLI does: a URL, or host:port.
+func FromEnv(getenv func(string) string) (Options, error) {
+	host := strings.TrimSpace(getenv("OLLAMA_HOST"))
+	if host == "" {
+		host = DefaultHost
+	}
+	if !strings.Contains(host, "://") {
+		host = "http://" + host
+	}
+	u, err := url.Parse(host)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Options{}, fmt.Errorf("OLLAMA_HOST %q is not an http(s) address", host)
+	}
+	return Options{BaseURL: strings.TrimRight(host, "/")}, nil
+}
+
+// Provider is an Ollama server.
+type Provider struct {
+	opts   Options
+	client *http.Client
+}
+
+// New returns a provider for opts.
+func New(opts Options) (*Provider, error) {
+	if opts.BaseURL == "" {
+		return nil, errors.New("ollama: a base URL is required")
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = http.DefaultClient
+	}
+	return &Provider{opts: opts, client: client}, nil
+}
+
+type message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type request struct {
+	Model    string         `json:"model"`
+	Messages []message      `json:"messages"`
+	Stream   bool           `json:"stream"`
+	Options  map[string]any `json:"options,omitempty"`
+}
+
+// Stream asks for an answer to prompt and emits its text as it arrives.
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+	body := request{Model: prompt.Model, Stream: true}
+	if prompt.System != "" {
+		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
+	}
+	for _, m := range prompt.Messages {
+		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
+	}
+	if p.opts.MaxTokens > 0 || p.opts.Temperature != nil {
+		body.Options = map[string]any{}
+		if p.opts.MaxTokens > 0 {
+			body.Options["num_predict"] = p.opts.MaxTokens
+		}
+		if p.opts.Temperature != nil {
+			body.Options["temperature"] = *p.opts.Temperature
+		}
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return chat.Final{}, fmt.Errorf("ollama: encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.opts.BaseURL+"/api/chat", bytes.NewReader(data))
+	if err != nil {
+		return chat.Final{}, fmt.Errorf("ollama: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return upstream.Stream(ctx, name, p.client, req, func(r io.Reader) (chat.Final, error) {
+		return decode(r, emit)
+	})
+}
+
+// line is one NDJSON object of Ollama's stream.
+type line struct {
+	Message *struct {
+		Content string `json:"content"`
+	} `json:"message"`
+	Done            bool   `json:"done"`
+	DoneReason      string `json:"done_reason"`
+	PromptEvalCount int    `json:"prompt_eval_count"`
+	EvalCount       int    `json:"eval_count"`
+	Error           string `json:"error"`
+}
+
+// decode reads the NDJSON stream: text in message.content, the last line
+// done:true with the token counts, or an "error" line. A stream that ends
+// before done is INCOMPLETE.
+func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 4096), upstream.MaxEventBytes)
+	for sc.Scan() {
+		raw := bytes.TrimSpace(sc.Bytes())
+		if len(raw) == 0 {
+			continue
+		}
+		var l line
+		if err := json.Unmarshal(raw, &l); err != nil {
+			// A line cut off by a dropped connection is the usual cause.
+			return chat.Final{}, upstream.ReadError(name, fmt.Errorf("undecodable line: %w", err))
+		}
+		if l.Error != "" {
+			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed, Cause: errors.New(l.Error)}
+		}
+		if l.Message != nil && l.Message.Content != "" {
+			if err := emit(l.Message.Content); err != nil {
+				return chat.Final{}, err
+			}
+		}
+		if l.Done {
+			return chat.Final{
+				Usage:      chat.Usage{InputTokens: l.PromptEvalCount, OutputTokens: l.EvalCount, TotalTokens: l.PromptEvalCount + l.EvalCount},
+				StopReason: l.DoneReason,
+			}, nil
+		}
+	}
+	err := sc.Err()
+	if errors.Is(err, bufio.ErrTooLong) {
+		err = fmt.Errorf("%w: %w", upstream.ErrEventTooLarge, err)
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return chat.Final{}, upstream.ReadError(name, err)
+}
