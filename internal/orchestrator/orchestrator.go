@@ -277,6 +277,12 @@ func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 // outcome could not be published or stored, so the request must be retried.
 func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, log *slog.Logger) error {
 	req := a.req
+	// Whether the request has already ended is the claim's to say, not the
+	// conversation's: a superseded attempt may have stored its turn before
+	// learning it lost, while the newer attempt still has to finish.
+	if done, err := a.claim(ctx, a.attempt); done || err != nil {
+		return err
+	}
 	modelName := req.Model
 	if modelName == "" {
 		modelName = o.cfg.DefaultModel
@@ -288,12 +294,6 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 	a.model = model.Ref
 	conv, err := o.queue.Conversation(ctx, req.SessionID)
 	if err != nil {
-		return err
-	}
-	// Whether the request has already ended is the claim's to say, not the
-	// conversation's: a superseded attempt may have stored its turn before
-	// learning it lost, while the newer attempt still has to finish.
-	if done, err := a.claim(ctx, a.attempt); done || err != nil {
 		return err
 	}
 	prompt := chat.Prompt{Locale: req.Locale}
