@@ -944,7 +944,7 @@ type DeadLetter struct {
 
 // WatchExhausted calls fn, on one node of the cluster, for each request whose
 // deliveries ran out (its workers kept dying or failing).
-func (b *Bus) WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop func(), err error) {
+func (b *Bus) WatchExhausted(fn func(req chat.Request, deliveries uint64) error) (stop func(), err error) {
 	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + requestsStream + "." + workersName
 	sub, err := b.nc.QueueSubscribe(subject, "tc-dead-letters", func(m *nats.Msg) {
 		var adv struct {
@@ -967,7 +967,19 @@ func (b *Bus) WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop
 			b.log.Error("undecodable exhausted request", "seq", adv.StreamSeq, "err", err)
 			return
 		}
-		fn(req, adv.Deliveries)
+		// The request leaves the queue only once its end is published: no
+		// advisory comes again for it, so a failure here is retried.
+		for try := 0; ; try++ {
+			err := fn(req, adv.Deliveries)
+			if err == nil {
+				break
+			}
+			if try == 4 {
+				b.log.Error("could not end an exhausted request; it stays in the queue", "request", req.ID, "err", err)
+				return
+			}
+			time.Sleep(time.Second << try)
+		}
 		if err := b.requests.DeleteMsg(ctx, adv.StreamSeq); err != nil {
 			b.log.Error("remove exhausted request", "request", req.ID, "err", err)
 		}

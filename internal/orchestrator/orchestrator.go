@@ -32,7 +32,7 @@ type Queue interface {
 	Conversation(ctx context.Context, session string) (chat.Conversation, error)
 	Cancelled(ctx context.Context, session, request string) (bool, error)
 	WatchCancels(fn func(session, request string)) (stop func(), err error)
-	WatchExhausted(fn func(req chat.Request, deliveries uint64)) (stop func(), err error)
+	WatchExhausted(fn func(req chat.Request, deliveries uint64) error) (stop func(), err error)
 	RecordDeadLetter(ctx context.Context, d bus.DeadLetter) error
 	ClaimAttempt(ctx context.Context, session, request string, min uint64) (bus.Claim, error)
 	CommitAttempt(ctx context.Context, session, request string, c bus.Claim, end chat.Event) error
@@ -174,8 +174,8 @@ func (o *Orchestrator) Run(pull, work context.Context) error {
 		return err
 	}
 	defer stopCancels()
-	stopExhausted, err := o.queue.WatchExhausted(func(req chat.Request, deliveries uint64) {
-		o.exhausted(work, req, deliveries)
+	stopExhausted, err := o.queue.WatchExhausted(func(req chat.Request, deliveries uint64) error {
+		return o.exhausted(work, req, deliveries)
 	})
 	if err != nil {
 		return err
@@ -218,26 +218,24 @@ func (o *Orchestrator) work(pull, work context.Context) {
 // exhausted ends, visibly, a request whose deliveries ran out: its
 // subscribers get ERROR, the conversation an ERROR turn, the operator a dead
 // letter.
-func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveries uint64) {
+func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveries uint64) error {
 	log := o.log.With("session", req.SessionID, "request", req.ID)
 	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
 	a := &answer{o: o, req: req, log: log, began: time.Now()}
 	if done, err := a.claim(ctx, deliveries+1); done || err != nil {
-		if err != nil {
-			log.Error("claim an exhausted request", "err", err)
-		}
-		return
+		return err
 	}
 	if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
-		log.Error("publish restart of an exhausted request", "err", err)
+		return fmt.Errorf("publish restart of an exhausted request: %w", err)
 	}
 	a.index = 0
 	if err := a.fail(ctx, &chat.Error{Code: chat.CodeInternal, Message: "the answer could not be generated"}, log); err != nil {
-		log.Error("publish the end of an exhausted request", "err", err)
+		return fmt.Errorf("publish the end of an exhausted request: %w", err)
 	}
 	if err := o.queue.RecordDeadLetter(ctx, bus.DeadLetter{Request: req, Deliveries: deliveries, Reason: "max deliveries reached", At: time.Now().UTC()}); err != nil {
 		log.Error("record dead letter", "err", err)
 	}
+	return nil
 }
 
 // handle answers one delivered request.
