@@ -28,6 +28,7 @@ import (
 	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/tracing"
 	"github.com/tokencast/tokencast/internal/wsproto"
 	"github.com/tokencast/tokencast/web"
 )
@@ -55,6 +56,18 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 // ServeWith is Serve with the additions in opts.
 func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer, opts Options) error {
 	log := newLogger(cfg, stderr)
+	stopTracing, err := tracing.Setup(ctx, cfg.Getenv, version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// A collector that is down must not hold the exit up.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(tctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
 	api, worker := cfg.Role != "worker", cfg.Role != "api"
 
 	file, err := readConfigFile(cfg.ConfigFile, log)

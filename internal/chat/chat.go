@@ -129,6 +129,9 @@ type Request struct {
 	Model      string    `json:"model,omitempty"`
 	Principal  string    `json:"principal,omitempty"`
 	AcceptedAt time.Time `json:"acceptedAt"`
+	// TraceParent is the W3C trace context of the ask, so the worker's span
+	// joins the trace that started at the API; empty when tracing is off.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Error codes a client sees, in GraphQL extensions.code and in ERROR events.

@@ -13,6 +13,7 @@ import (
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph/model"
+	"github.com/tokencast/tokencast/internal/tracing"
 )
 
 // SendMessage is the resolver for the sendMessage field.
@@ -103,7 +104,8 @@ func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string,
 // GetLlmResponse is the resolver for the getLlmResponse field: it accepts the
 // question and returns at once; the answer streams on onSendMessage.
 func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (resp *model.GetLlmResponse, err error) {
-	defer func() { r.countAsk(err) }()
+	ctx, span := startAsk(ctx, input.SessionID)
+	defer func() { r.countAsk(err); endAsk(span, resp, err) }()
 	if err := chat.ValidateAsk(input.SessionID, input.Message, input.Locale, r.MaxMessageBytes); err != nil {
 		return nil, r.fromDomain(ctx, err)
 	}
@@ -123,6 +125,7 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if input.Model != nil && *input.Model != "" {
 		modelName = *input.Model
 	}
+	span.SetAttributes(tracing.Model.String(modelName))
 	if !r.allowed(modelName) {
 		return nil, codeError(ctx, chat.CodeUnknownModel, "unknown model; the models query lists those allowed")
 	}
@@ -134,6 +137,8 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 		Model:      modelName,
 		Principal:  p.ID,
 		AcceptedAt: now,
+		// The worker's span continues this trace.
+		TraceParent: traceParent(ctx),
 	}
 	if input.RequestID != nil {
 		if !chat.ValidRequestID(*input.RequestID) {

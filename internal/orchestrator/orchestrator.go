@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokencast/tokencast/internal/bus"
 	"github.com/tokencast/tokencast/internal/chat"
 )
@@ -242,7 +244,9 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 	req := d.Request
 	log := o.log.With("session", req.SessionID, "request", req.ID, "attempt", d.Attempt)
-	a := &answer{o: o, req: req, attempt: d.Attempt, log: log, began: time.Now()}
+	ctx, span := startAnswerSpan(ctx, req)
+	defer span.End()
+	a := &answer{o: o, req: req, attempt: d.Attempt, log: log, began: time.Now(), span: span}
 	err := o.answer(ctx, d, a, log)
 	if errors.Is(err, errSuperseded) {
 		log.Warn("a newer attempt took the request over; this one stops without a word")
@@ -398,6 +402,7 @@ type answer struct {
 	// a newer attempt at the request is seen.
 	owned      bus.Claim
 	superseded atomic.Bool
+	span       trace.Span // the answer's trace span; nil when not traced
 }
 
 // eventID makes a retried publish of the same event a no-op; a new attempt
@@ -514,6 +519,7 @@ func (a *answer) record(outcome chat.EventType, code string, usage chat.Usage) {
 		r.FirstToken(a.model, a.ttft)
 	}
 	r.Answered(a.model, outcome, code, usage)
+	a.traceOutcome(outcome, code, usage)
 }
 
 // fail publishes the localized apology, then the ERROR event with a stable

@@ -117,7 +117,9 @@ func (o *Orchestrator) withRetries(ctx context.Context, a *answer, m Model, prom
 }
 
 // attempt is one provider call under the first-token and idle watchdog.
-func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.Prompt, emit func(string) error) (chat.Final, error) {
+func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.Prompt, emit func(string) error) (final chat.Final, err error) {
+	ctx, span := startProviderSpan(ctx, m)
+	defer func() { endProviderSpan(span, err) }()
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	pol := o.cfg.Policy
@@ -131,7 +133,7 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 	})
 	defer watchdog.Stop()
 	var last time.Time
-	final, err := m.Provider.Stream(actx, p, func(text string) error {
+	final, err = m.Provider.Stream(actx, p, func(text string) error {
 		now := time.Now()
 		if !a.emitted {
 			a.emitted = true
