@@ -464,13 +464,7 @@ func TestMetricsCountTheAnswer(t *testing.T) {
 	req := s.ask(t, "", "s-metrics", "count me", "en")
 	evs := c.answer("1", req)
 	output := evs[len(evs)-1].Usage.OutputTokens
-	resp, err := http.Get("http://" + s.addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{
+	want := []string{
 		`tokencast_ttft_seconds_count{model="demo:default"} 1`,
 		`tokencast_answers_total{code="",model="demo:default",outcome="END"} 1`,
 		fmt.Sprintf(`tokencast_tokens_total{direction="output",model="demo:default"} %d`, output),
@@ -482,10 +476,29 @@ func TestMetricsCountTheAnswer(t *testing.T) {
 		`tokencast_requests_waiting 0`,
 		`tokencast_requests_in_flight 0`,
 		`tokencast_redeliveries_total 0`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
+	}
+	// The worker counts an answer just after publishing its END, and acks
+	// it just after that: scrape until both have happened.
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + s.addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, w := range missing {
+		t.Errorf("/metrics lacks %s", w)
 	}
 }
 

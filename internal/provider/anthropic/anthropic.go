@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -50,24 +49,13 @@ func FromEnv(getenv func(string) string) (Options, error) {
 	if opts.BaseURL == "" {
 		opts.BaseURL = DefaultBaseURL
 	}
-	if err := checkBaseURL(opts.BaseURL); err != nil {
+	if err := upstream.CheckBaseURL(opts.BaseURL); err != nil {
 		return Options{}, fmt.Errorf("ANTHROPIC_BASE_URL: %w", err)
 	}
 	if opts.APIKey == "" {
 		return Options{}, errors.New("ANTHROPIC_API_KEY is not set")
 	}
 	return opts, nil
-}
-
-func checkBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", raw)
-	}
-	return nil
 }
 
 // Provider streams Messages API answers. It is safe for concurrent use.
@@ -78,18 +66,14 @@ type Provider struct {
 
 // New returns a provider for opts.
 func New(opts Options) (*Provider, error) {
-	if err := checkBaseURL(opts.BaseURL); err != nil {
+	if err := upstream.CheckBaseURL(opts.BaseURL); err != nil {
 		return nil, fmt.Errorf("anthropic base URL: %w", err)
 	}
 	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
 	if opts.MaxTokens <= 0 {
 		opts.MaxTokens = DefaultMaxTokens
 	}
-	client := opts.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &Provider{opts: opts, client: client}, nil
+	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
 type message struct {

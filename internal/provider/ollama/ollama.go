@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -47,9 +46,8 @@ func FromEnv(getenv func(string) string) (Options, error) {
 	if !strings.Contains(host, "://") {
 		host = "http://" + host
 	}
-	u, err := url.Parse(host)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Options{}, fmt.Errorf("OLLAMA_HOST %q is not an http(s) address", host)
+	if err := upstream.CheckBaseURL(host); err != nil {
+		return Options{}, fmt.Errorf("OLLAMA_HOST: %w", err)
 	}
 	return Options{BaseURL: strings.TrimRight(host, "/")}, nil
 }
@@ -62,14 +60,10 @@ type Provider struct {
 
 // New returns a provider for opts.
 func New(opts Options) (*Provider, error) {
-	if opts.BaseURL == "" {
-		return nil, errors.New("ollama: a base URL is required")
+	if err := upstream.CheckBaseURL(opts.BaseURL); err != nil {
+		return nil, fmt.Errorf("ollama base URL: %w", err)
 	}
-	client := opts.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &Provider{opts: opts, client: client}, nil
+	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
 type message struct {

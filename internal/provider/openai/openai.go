@@ -60,7 +60,7 @@ func FromEnv(getenv func(string) string) (Options, error) {
 	if opts.BaseURL == "" {
 		opts.BaseURL = DefaultBaseURL
 	}
-	if err := checkBaseURL(opts.BaseURL); err != nil {
+	if err := upstream.CheckBaseURL(opts.BaseURL); err != nil {
 		return Options{}, fmt.Errorf("OPENAI_BASE_URL: %w", err)
 	}
 	if opts.APIKey == "" && strings.TrimRight(opts.BaseURL, "/") == DefaultBaseURL {
@@ -88,21 +88,10 @@ func AzureFromEnv(getenv func(string) string) (Options, error) {
 	case opts.APIKey == "":
 		return Options{}, errors.New("AZURE_OPENAI_API_KEY is not set")
 	}
-	if err := checkBaseURL(opts.BaseURL); err != nil {
+	if err := upstream.CheckBaseURL(opts.BaseURL); err != nil {
 		return Options{}, fmt.Errorf("AZURE_OPENAI_ENDPOINT: %w", err)
 	}
 	return opts, nil
-}
-
-func checkBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", raw)
-	}
-	return nil
 }
 
 // Provider streams chat completions. It is safe for concurrent use.
@@ -113,18 +102,14 @@ type Provider struct {
 
 // New returns a provider for opts.
 func New(opts Options) (*Provider, error) {
-	if err := checkBaseURL(opts.BaseURL); err != nil {
+	if err := upstream.CheckBaseURL(opts.BaseURL); err != nil {
 		return nil, fmt.Errorf("openai base URL: %w", err)
 	}
 	if opts.Azure && opts.APIVersion == "" {
 		return nil, errors.New("openai: Azure needs an API version")
 	}
 	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
-	client := opts.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &Provider{opts: opts, client: client}, nil
+	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
 type message struct {

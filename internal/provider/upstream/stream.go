@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -33,4 +34,25 @@ func Stream(ctx context.Context, provider string, client *http.Client, req *http
 		return chat.Final{}, fmt.Errorf("%s: %w", provider, ctx.Err())
 	}
 	return final, err
+}
+
+// CheckBaseURL accepts an http(s) URL with a host: where a provider's API
+// lives.
+func CheckBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	return nil
+}
+
+// Client is c, or http.DefaultClient when c is nil.
+func Client(c *http.Client) *http.Client {
+	if c == nil {
+		return http.DefaultClient
+	}
+	return c
 }
