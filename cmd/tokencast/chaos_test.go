@@ -125,7 +125,11 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, dir: t.TempDir(), apiAddr: freeAddr(t), natsAddr: freeAddr(t)}
-	common := []string{"--ack-wait", "1s", "--max-deliver", "10", "--log-level", "info"}
+	// A dozen crashes in a few seconds can use up the default --max-deliver
+	// on one request, which then ends in ERROR by design (shown in
+	// TestRequestThatKeepsFailingEndsInErrorAndADeadLetter); here every
+	// answer must survive the chaos, so the budget is out of the way.
+	common := []string{"--ack-wait", "1s", "--max-deliver", "100", "--log-level", "info"}
 	c.apiArgs = append([]string{"--role", "api", "--data-dir", c.dir, "--nats-listen", c.natsAddr,
 		"--ask-rate", "0", "--shutdown-timeout", "5s"}, common...)
 	// Each answer lasts about 1.5 s: 200 ms to the first token, then about
