@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/provider/upstream"
+	"github.com/tokencast/tokencast/internal/provider/upstream/upstreamtest"
 )
 
 const (
@@ -334,26 +335,14 @@ func TestStreamFailures(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.wantDeltas) {
 				t.Errorf("deltas = %q, want %q", got, tt.wantDeltas)
 			}
-			var public *chat.Error
-			if !errors.As(err, &public) {
-				t.Fatalf("error %v does not carry a *chat.Error", err)
+			cause := ""
+			if tt.causeHasMarker {
+				cause = rawMarker
 			}
-			if public.Code != tt.code {
-				t.Errorf("code = %q, want %q (err %v)", public.Code, tt.code, err)
-			}
-			if public.Message == "" || strings.Contains(public.Message, rawMarker) || strings.Contains(public.Message, testKey) {
-				t.Errorf("user-facing message %q is empty or leaks provider text or the key", public.Message)
-			}
-			var perr *upstream.Error
-			if !errors.As(err, &perr) {
-				t.Fatalf("error %v is not an *upstream.Error", err)
-			}
-			if perr.StatusCode != tt.status || perr.RetryAfter != tt.retryAfter {
-				t.Errorf("status, retry after = %d, %v; want %d, %v", perr.StatusCode, perr.RetryAfter, tt.status, tt.retryAfter)
-			}
-			if tt.causeHasMarker && !strings.Contains(err.Error(), rawMarker) {
-				t.Errorf("log-side error %q lost the provider's words", err)
-			}
+			upstreamtest.CheckFailure(t, err, upstreamtest.Failure{
+				Code: tt.code, Status: tt.status, RetryAfter: tt.retryAfter,
+				Hidden: []string{rawMarker, testKey}, CauseHas: cause,
+			})
 		})
 	}
 }
@@ -384,25 +373,10 @@ func TestStreamCancel(t *testing.T) {
 				}
 			})
 			p := newProvider(t, Options{BaseURL: srv.URL, APIKey: testKey})
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			go func() {
-				<-arrived
-				cancel()
-			}()
-			_, _, err := collect(ctx, p, conversation)
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Stream error = %v, want context.Canceled", err)
-			}
-			var public *chat.Error
-			if errors.As(err, &public) {
-				t.Errorf("a cancel is reported as provider failure %v", public)
-			}
-			select {
-			case <-cancelled:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the fake server never saw its request cancelled")
-			}
+			upstreamtest.CheckCancel(t, arrived, cancelled, func(ctx context.Context) error {
+				_, _, err := collect(ctx, p, conversation)
+				return err
+			})
 		})
 	}
 }

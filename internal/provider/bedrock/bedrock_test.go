@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/provider/upstream"
+	"github.com/tokencast/tokencast/internal/provider/upstream/upstreamtest"
 )
 
 const (
@@ -471,25 +472,10 @@ func TestStreamCancel(t *testing.T) {
 				}
 			})
 			p := newProvider(t, srv, nil)
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			go func() {
-				<-arrived
-				cancel()
-			}()
-			_, _, err := collect(ctx, p, conversation)
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("Stream error = %v, want context.Canceled", err)
-			}
-			var public *chat.Error
-			if errors.As(err, &public) {
-				t.Errorf("a cancel is reported as provider failure %v", public)
-			}
-			select {
-			case <-cancelled:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the fake service never saw its request cancelled")
-			}
+			upstreamtest.CheckCancel(t, arrived, cancelled, func(ctx context.Context) error {
+				_, _, err := collect(ctx, p, conversation)
+				return err
+			})
 		})
 	}
 }
