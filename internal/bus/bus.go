@@ -395,7 +395,15 @@ func attemptKey(session, request string) string { return session + "." + request
 // least min. Claims are compare-and-set on one key, so of two workers that
 // both believe they hold the request (a redelivery while the first still
 // runs), exactly one can commit its end.
-func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (Claim, error) {
+func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (c Claim, err error) {
+	err = b.retrying(ctx, "claim "+request, func() error {
+		c, err = b.claimAttempt(ctx, session, request, min)
+		return err
+	})
+	return c, err
+}
+
+func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uint64) (Claim, error) {
 	key := attemptKey(session, request)
 	for {
 		e, err := b.attempts.Get(ctx, key)
@@ -440,10 +448,22 @@ func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Clai
 	if err != nil {
 		return fmt.Errorf("encode end of %s: %w", request, err)
 	}
-	if _, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.revision); err != nil {
+	// A commit whose answer was lost fails its retry with a wrong revision
+	// and is taken for superseded: the next delivery then finds the end
+	// committed and publishes it, so nothing is lost either way.
+	var superseded bool
+	err = b.retrying(ctx, "commit "+request, func() error {
+		_, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.revision)
 		if isWrongRevision(err) {
-			return ErrSuperseded
+			superseded = true
+			return nil
 		}
+		return err
+	})
+	if superseded {
+		return ErrSuperseded
+	}
+	if err != nil {
 		return fmt.Errorf("commit end of %s: %w", request, err)
 	}
 	return nil
@@ -601,17 +621,28 @@ const publishRetryFor = 20 * time.Second
 // publishRetrying publishes with a message id, retrying failures until
 // publishRetryFor has passed or ctx ends; the id makes a retry of a publish
 // that did land a no-op.
-func (b *Bus) publishRetrying(ctx context.Context, subject string, data []byte, msgID string) (*jetstream.PubAck, error) {
+func (b *Bus) publishRetrying(ctx context.Context, subject string, data []byte, msgID string) (ack *jetstream.PubAck, err error) {
+	err = b.retrying(ctx, "publish "+subject, func() error {
+		ack, err = b.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+		return err
+	})
+	return ack, err
+}
+
+// retrying calls op until it succeeds, ctx ends, or publishRetryFor has
+// passed: long enough to ride out a leader election in a cluster. Only
+// operations that are safe to repeat may use it.
+func (b *Bus) retrying(ctx context.Context, what string, op func() error) error {
 	deadline := time.Now().Add(publishRetryFor)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		ack, err := b.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+		err := op()
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
-			return ack, err
+			return err
 		}
-		b.log.Debug("publish failed; retrying", "subject", subject, "err", err)
+		b.log.Debug("NATS operation failed; retrying", "op", what, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return err
 		case <-time.After(wait):
 		}
 	}
