@@ -30,6 +30,14 @@ type Sink interface {
 	Replay(ctx context.Context, ev *Shared) error
 }
 
+// Attacher is a Sink that wants to know the moment its subscription is live:
+// Attached is called once live events are being collected for it and before
+// anything is replayed, so an acknowledgement sent from it precedes every
+// event and follows the point from which none is missed.
+type Attacher interface {
+	Attached()
+}
+
 // ErrHistoryGone says a resume cursor points before the oldest event kept.
 var ErrHistoryGone = errors.New("event history no longer reaches the cursor")
 
@@ -138,6 +146,9 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 	sess, err := h.attach(ctx, sessionID, sub)
 	if err != nil {
 		return nil, err
+	}
+	if a, ok := sink.(Attacher); ok {
+		a.Attached()
 	}
 	sess.mu.Lock()
 	upTo := sess.lastSeq

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/bus"
+	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/ratelimit"
@@ -44,13 +46,20 @@ type testServer struct {
 
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
+	return newTestServerOn(t, func(b *bus.Bus) hub.Source { return b })
+}
+
+// newTestServerOn is newTestServer with the hub reading events through
+// source, which wraps the real bus.
+func newTestServerOn(t *testing.T, source func(*bus.Bus) hub.Source) *testServer {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 	b, err := bus.Open(ctx, bus.Config{DataDir: t.TempDir()}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hub.New(b, log, 64)
+	h := hub.New(source(b), log, 64)
 	clients, _ := auth.ParseKeys(clientKey, auth.Client)
 	services, _ := auth.ParseKeys(serviceKey, auth.Service)
 	guard := auth.NewGuard(b)
@@ -404,4 +413,79 @@ func TestTransportWSConformance(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// gatedSource holds every Watch until gate is closed, so a test can look at
+// what the client sees while a subscription is being set up.
+type gatedSource struct {
+	*bus.Bus
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedSource) Watch(ctx context.Context, session string, fn func(chat.Event)) (func(), uint64, error) {
+	close(g.entered)
+	<-g.gate
+	return g.Bus.Watch(ctx, session, fn)
+}
+
+// TestStartAckOnlyOnceLive: AppSync clients publish as soon as start_ack
+// arrives, so start_ack must not be sent while the subscription is still
+// being attached, or the first message can be missed.
+func TestStartAckOnlyOnceLive(t *testing.T) {
+	g := &gatedSource{entered: make(chan struct{}), gate: make(chan struct{})}
+	s := newTestServerOn(t, func(b *bus.Bus) hub.Source { g.Bus = b; return g })
+	var open sync.Once
+	release := func() { open.Do(func() { close(g.gate) }) }
+	t.Cleanup(release) // runs before the server's shutdown, even on failure
+	d := websocket.Dialer{Subprotocols: []string{SubprotocolGraphQLWS}, HandshakeTimeout: 5 * time.Second}
+	ws, _, err := d.Dial("ws"+strings.TrimPrefix(s.http.URL, "http")+"/graphql?header="+authHeader(base64.StdEncoding, clientKey)+"&payload=e30", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := make(chan string, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, got, err := ws.ReadMessage()
+			if err != nil {
+				close(frames)
+				return
+			}
+			frames <- string(got)
+		}
+	}()
+	defer func() { ws.Close(); <-done }()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case got, ok := <-frames:
+			if !ok {
+				t.Fatalf("connection closed, want %s", want)
+			}
+			if !sameJSON(t, []byte(got), []byte(want)) {
+				t.Fatalf("got %s, want %s", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("nothing received, want %s", want)
+		}
+	}
+	for _, m := range []string{`{"type":"connection_init"}`, appSyncStart("1", watch, "s1", "")} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next(ack)
+	next(ka)
+	<-g.entered
+	select {
+	case got := <-frames:
+		t.Fatalf("sent %s while the subscription was not yet live", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	next(startAck1)
+	s.publish(t, "s1", "hi")
+	next(dataHi)
 }

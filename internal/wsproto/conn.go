@@ -250,6 +250,14 @@ func (c *conn) send(frame []byte) bool {
 	return false
 }
 
+// Attached implements hub.Attacher: it acknowledges the subscription, for
+// dialects that do, before any event of it is sent.
+func (s *subscription) Attached() {
+	if ack := s.c.dialect.ack(s.id); ack != nil {
+		s.c.send(ack)
+	}
+}
+
 // Deliver implements hub.Sink: the event is encoded once per shape and
 // wrapped in this connection's dialect frame.
 func (s *subscription) Deliver(sh *hub.Shared) bool {
@@ -378,9 +386,8 @@ func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 		c.send(c.dialect.complete(id))
 		return
 	}
-	if ack := c.dialect.ack(id); ack != nil {
-		c.send(ack)
-	}
+	// The acknowledgement goes out once the subscription is live (Attached),
+	// so a message published after start_ack always reaches the client.
 	sub := &subscription{c: c, id: id, shape: op.Subscription.Shape}
 	hs, err := c.s.hub.Subscribe(c.ctx, op.Subscription.SessionID, op.Subscription.After, sub)
 	if err != nil {
