@@ -35,8 +35,10 @@ type dialect interface {
 	ack(id string) []byte
 }
 
-// conn is one WebSocket connection: the reader runs in the handler goroutine,
-// the writer in its own; everything sent goes through the bounded queue out.
+// conn is one WebSocket connection: the reader runs on the connection's
+// goroutine; everything sent goes through the bounded queue out, whose writer
+// runs only while there is something to write or the connection is closing.
+// An idle connection is one goroutine blocked in a read and a few timers.
 type conn struct {
 	s  *Server
 	ws *websocket.Conn
@@ -46,7 +48,8 @@ type conn struct {
 	reqAuthErr error
 	dialect    dialect
 	// flavourKnown is set once a graphql-ws connection's first start told
-	// AppSync from legacy Apollo; the reader goroutine alone uses it.
+	// AppSync from legacy Apollo; only message handling, one message at a
+	// time, uses it.
 	flavourKnown bool
 	keepAlive    bool
 	ctx          context.Context
@@ -55,11 +58,13 @@ type conn struct {
 	out     *outbox
 	closing chan struct{}
 	readEnd chan struct{}
+	closed  chan struct{} // the writer has closed the connection
 	once    sync.Once
 	code    int
 	reason  string
 
 	expiry *time.Timer // closes the connection when its token expires
+	ka     *time.Timer // AppSync keep-alive; under mu
 
 	mu        sync.Mutex
 	principal *auth.Principal
@@ -79,13 +84,15 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 	// The connection outlives the request: keep only its credentials.
 	ctx, cancel := context.WithCancel(context.Background())
 	obj, _, err := requestAuthObject(r)
-	return &conn{
+	c := &conn{
 		s: s, ws: ws, reqAuth: obj, reqAuthErr: err, ctx: ctx, cancel: cancel,
-		out:     newOutbox(s.cfg.QueueSize),
 		closing: make(chan struct{}),
 		readEnd: make(chan struct{}),
+		closed:  make(chan struct{}),
 		subs:    make(map[string]*subscription),
 	}
+	c.out = newOutbox(s.cfg.QueueSize, func() { go c.writeLoop() })
+	return c
 }
 
 func (c *conn) run() {
@@ -99,8 +106,11 @@ func (c *conn) run() {
 		c.dialect = transportWS{}
 		c.close(4406, "Subprotocol not acceptable")
 	}
-	var wg sync.WaitGroup
-	wg.Go(c.writeLoop)
+	if c.keepAlive {
+		c.mu.Lock()
+		c.ka = time.AfterFunc(c.s.cfg.KeepAlive, c.keepAliveTick)
+		c.mu.Unlock()
+	}
 	init := time.AfterFunc(c.s.cfg.InitTimeout, func() {
 		c.mu.Lock()
 		acked := c.acked
@@ -113,12 +123,15 @@ func (c *conn) run() {
 	init.Stop()
 	close(c.readEnd)
 	c.close(websocket.CloseNormalClosure, "")
-	wg.Wait()
+	<-c.closed
 	c.cancel()
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
 	c.mu.Lock()
+	if c.ka != nil {
+		c.ka.Stop()
+	}
 	subs := c.subs
 	c.subs = nil
 	p := c.principal
@@ -131,6 +144,20 @@ func (c *conn) run() {
 			sub.hub.Close()
 		}
 	}
+}
+
+// handle processes one client message on a goroutine of its own while the
+// reader waits: parsing and executing an operation takes a deep stack, and
+// a goroutine's stack does not shrink back below what it needs while blocked,
+// so the reader, idle for most of a connection's life, stays at its smallest.
+// Client messages are few (init, start, stop, ping); events never pass here.
+func (c *conn) handle(data []byte) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.dialect.handle(c, data)
+	}()
+	<-done
 }
 
 func (c *conn) readLoop() {
@@ -152,48 +179,69 @@ func (c *conn) readLoop() {
 			c.close(4400, "Invalid message: expected a text frame")
 			continue
 		}
-		c.dialect.handle(c, data)
+		c.handle(data)
 	}
 }
 
+// writeLoop drains the queue and exits when it is empty; it is started by
+// the outbox when a frame is queued or the connection must close.
 func (c *conn) writeLoop() {
-	var keepAlive <-chan time.Time
-	if c.keepAlive {
-		t := time.NewTicker(c.s.cfg.KeepAlive)
-		defer t.Stop()
-		keepAlive = t.C
-	}
 	for {
-		select {
-		case <-c.out.ready:
-			for _, frame := range c.out.take() {
-				if !c.write(frame) {
-					return
-				}
-			}
-		case <-keepAlive:
-			c.mu.Lock()
-			acked := c.acked
-			c.mu.Unlock()
-			if acked && !c.write(frameKeepAlive) {
-				return
-			}
-		case <-c.closing:
-			if c.code != websocket.CloseAbnormalClosure {
-				c.flush()
-				msg := websocket.FormatCloseMessage(c.code, c.reason)
-				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-				// Give the peer a moment to answer so it reads our code
-				// before the TCP connection goes.
-				select {
-				case <-c.readEnd:
-				case <-time.After(time.Second):
-				}
-			}
-			c.ws.Close()
+		batch, closing := c.out.next()
+		if closing {
+			c.closeSocket()
 			return
 		}
+		if batch == nil {
+			return
+		}
+		for _, frame := range batch {
+			if !c.write(frame) {
+				break // closing now: the next turn closes the socket
+			}
+		}
 	}
+}
+
+// closeSocket ends the connection: what was queued before the close, the
+// close frame with its code, a moment for the peer to answer, then the TCP
+// connection.
+func (c *conn) closeSocket() {
+	defer close(c.closed)
+	if c.code != websocket.CloseAbnormalClosure {
+		c.flush()
+		msg := websocket.FormatCloseMessage(c.code, c.reason)
+		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		// Give the peer a moment to answer so it reads our code before the
+		// TCP connection goes.
+		select {
+		case <-c.readEnd:
+		case <-time.After(time.Second):
+		}
+	}
+	c.ws.Close()
+}
+
+// keepAliveTick queues an AppSync keep-alive once the connection is
+// acknowledged, and schedules the next. A full queue skips it: the client is
+// being written to anyway.
+func (c *conn) keepAliveTick() {
+	select {
+	case <-c.closing:
+		return
+	default:
+	}
+	c.mu.Lock()
+	acked := c.acked
+	c.mu.Unlock()
+	if acked {
+		c.out.push(frameKeepAlive)
+	}
+	c.mu.Lock()
+	if c.ka != nil {
+		c.ka.Reset(c.s.cfg.KeepAlive)
+	}
+	c.mu.Unlock()
 }
 
 // write sends one frame within the write deadline; false means the
@@ -229,6 +277,7 @@ func (c *conn) close(code int, reason string) {
 	c.once.Do(func() {
 		c.code, c.reason = code, reason
 		close(c.closing)
+		c.out.shut()
 		if code == CloseSlow && c.s.cfg.OnSlow != nil {
 			c.s.cfg.OnSlow()
 		}

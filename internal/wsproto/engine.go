@@ -135,9 +135,12 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}), per: make(map[string]int),
 		connectionAck: connectionAck(cfg.ConnectionTimeout.Milliseconds())}
 	s.upgrader = websocket.Upgrader{
-		// Small buffers and a shared write pool keep an idle connection cheap.
-		ReadBufferSize:  512,
-		WriteBufferSize: 512,
+		// An idle connection keeps only its 256-byte read buffer (a frame
+		// header fits; a message is read past it). Write buffers come from
+		// a pool for the length of a write, so they can be large enough
+		// for a token frame to go out unfragmented.
+		ReadBufferSize:  256,
+		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		// The client's order decides; a header-… entry (AppSync auth) is
 		// never echoed.
