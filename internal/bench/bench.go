@@ -72,7 +72,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.Float64Var(&c.Script.Rate, "token-rate", 20, "fake LLM: tokens per second of each answer")
 	fs.IntVar(&c.Script.TokenSize, "token-bytes", 16, "fake LLM: bytes per token (at least its marker, about 8)")
 	fs.IntVar(&c.Script.Tokens, "tokens", 50, "fake LLM: tokens per answer")
-	fs.StringVar(&c.Dialect, "dialect", DialectTransportWS, "subscribers' protocol: graphql-transport-ws or sse (appsync: not yet supported)")
+	fs.StringVar(&c.Dialect, "dialect", DialectTransportWS, "subscribers' protocol: graphql-transport-ws, appsync (AppSync real-time, subprotocol graphql-ws) or sse")
 	fs.DurationVar(&c.Grace, "grace", 30*time.Second, "how long after the last answer is due to wait for stragglers")
 	fs.StringVar(&c.Target, "target", "", "URL of a running tokencast's /graphql; empty starts one in this process (temp data dir)")
 	fs.IntVar(&c.TargetPID, "target-pid", 0, "process id of a local --target, for its CPU and RSS")

@@ -77,7 +77,7 @@ func checkLoad(t *testing.T, rep map[string]any, tokens float64) {
 }
 
 func TestLoadDeliversEveryTokenOnceToEverySubscriber(t *testing.T) {
-	for _, dialect := range []string{DialectTransportWS, DialectSSE} {
+	for _, dialect := range []string{DialectTransportWS, DialectAppSync, DialectSSE} {
 		t.Run(dialect, func(t *testing.T) {
 			rep := runJSON(t, "--dialect", dialect, "--sessions", "3", "--subscribers", "2", "--tokens", "12",
 				"--token-rate", "200", "--first-token-delay", "5ms", "--ramp", "50ms")
@@ -122,20 +122,9 @@ func TestIdleReportsCostPerConnection(t *testing.T) {
 			t.Errorf("%s = %v, want a number", key, rep[key])
 		}
 	}
-	// Each subscribed connection holds at least its reader and writer.
+	// Each subscribed connection holds at least its reader.
 	if g := rep["goroutines_per_conn"].(float64); g < 1 {
 		t.Errorf("goroutines_per_conn = %v: the connections were not held", g)
-	}
-}
-
-func TestAppSyncIsReportedAsNotYetSupported(t *testing.T) {
-	cfg, err := Parse([]string{"--dialect", "appsync", "--sessions", "1"}, func(string) string { return "" }, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = Run(context.Background(), cfg, &bytes.Buffer{}, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "not yet supported") {
-		t.Fatalf("got %v, want a not yet supported error", err)
 	}
 }
 

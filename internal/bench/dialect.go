@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,9 +58,9 @@ func newDialect(name, graphqlURL, apiKey string) (Dialect, error) {
 	case DialectSSE:
 		return &sse{url: graphqlURL, apiKey: apiKey, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}}, nil
 	case DialectAppSync:
-		return nil, fmt.Errorf("dialect %q (AppSync real-time, subprotocol graphql-ws): %w in tokencast bench until the server's AppSync dialect is merged", name, errNotSupported)
+		return newAppSync(graphqlURL, apiKey)
 	default:
-		return nil, fmt.Errorf("unknown dialect %q: want %s or %s", name, DialectTransportWS, DialectSSE)
+		return nil, fmt.Errorf("unknown dialect %q: want %s, %s or %s", name, DialectTransportWS, DialectAppSync, DialectSSE)
 	}
 }
 
@@ -144,11 +145,12 @@ func (d *transportWS) Subscribe(ctx context.Context, session string) (Subscriber
 		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	return &wsSubscriber{conn: conn}, nil
+	return &wsSubscriber{conn: conn, data: "next"}, nil
 }
 
 type wsSubscriber struct {
 	conn *websocket.Conn
+	data string // the type of an event frame: next (graphql-transport-ws) or data (AppSync)
 }
 
 func (s *wsSubscriber) Next() ([]Event, error) {
@@ -168,11 +170,11 @@ func (s *wsSubscriber) Next() ([]Event, error) {
 		return nil, fmt.Errorf("invalid frame %q: %w", data, err)
 	}
 	switch f.Type {
-	case "next":
+	case s.data:
 		if ev := f.Payload.Data.OnSendMessage; ev != nil {
 			return []Event{*ev}, nil
 		}
-		return nil, fmt.Errorf("next without onSendMessage: %s", data)
+		return nil, fmt.Errorf("%s without onSendMessage: %s", f.Type, data)
 	case "error", "complete":
 		return nil, fmt.Errorf("subscription ended: %s", data)
 	}
@@ -180,6 +182,83 @@ func (s *wsSubscriber) Next() ([]Event, error) {
 }
 
 func (s *wsSubscriber) Close() error { return s.conn.Close() }
+
+// appSync speaks AppSync real-time (subprotocol graphql-ws): the auth object
+// in ?header=, connection_init, then start with the request as a JSON string
+// and the authorization again in its extensions.
+type appSync struct {
+	url  string
+	auth map[string]string
+}
+
+func newAppSync(graphqlURL, apiKey string) (*appSync, error) {
+	u, err := url.Parse(wsURL(graphqlURL))
+	if err != nil {
+		return nil, fmt.Errorf("dialect appsync: %w", err)
+	}
+	auth := map[string]string{"host": u.Host}
+	if apiKey != "" {
+		auth["x-api-key"] = apiKey
+	}
+	header, _ := json.Marshal(auth)
+	q := u.Query()
+	q.Set("header", base64.StdEncoding.EncodeToString(header))
+	q.Set("payload", "e30") // {}
+	u.RawQuery = q.Encode()
+	return &appSync{url: u.String(), auth: auth}, nil
+}
+
+func (d *appSync) Subscribe(ctx context.Context, session string) (Subscriber, error) {
+	conn, resp, err := smallDialer.DialContext(ctx, d.url, http.Header{"Sec-WebSocket-Protocol": {"graphql-ws"}})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial appsync: %w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial appsync: %w", err)
+	}
+	fail := func(err error) (Subscriber, error) {
+		conn.Close()
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	}
+	// expect reads frames until one of type want, skipping keep-alives.
+	expect := func(want string) error {
+		for {
+			var f wsFrame
+			if err := conn.ReadJSON(&f); err != nil {
+				return fmt.Errorf("waiting for %s: %w", want, err)
+			}
+			switch f.Type {
+			case want:
+				return nil
+			case "ka":
+			default:
+				return fmt.Errorf("waiting for %s: got %s %s", want, f.Type, f.Payload)
+			}
+		}
+	}
+	if err := conn.WriteJSON(map[string]string{"type": "connection_init"}); err != nil {
+		return fail(fmt.Errorf("connection_init: %w", err))
+	}
+	if err := expect("connection_ack"); err != nil {
+		return fail(err)
+	}
+	data, _ := json.Marshal(map[string]any{"query": subscription, "variables": map[string]string{"sessionId": session}})
+	start := map[string]any{"id": "1", "type": "start", "payload": map[string]any{
+		"data": string(data), "extensions": map[string]any{"authorization": d.auth},
+	}}
+	if err := conn.WriteJSON(start); err != nil {
+		return fail(fmt.Errorf("start: %w", err))
+	}
+	// start_ack: the subscription is live.
+	if err := expect("start_ack"); err != nil {
+		return fail(err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return &wsSubscriber{conn: conn, data: "data"}, nil
+}
 
 // sse speaks GraphQL over SSE in distinct connections mode (enisdenjo/graphql-sse).
 type sse struct {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -298,5 +297,3 @@ func contentText(raw json.RawMessage) string {
 	}
 	return ""
 }
-
-var errNotSupported = errors.New("not yet supported")
