@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -426,5 +428,42 @@ func TestShutdownRefusesNewConnectionsAndAsks(t *testing.T) {
 	s2 := start(t, s.dataDir, nil, fast...)
 	if turns := s2.conversation(t, "", "s-closing"); len(turns) != 2 || turns[1].Status != "COMPLETE" || turns[1].RequestID != req {
 		t.Fatalf("after shutdown: %+v", turns)
+	}
+}
+
+// TestWorkersBeyondTheQueuesPullLimit: --workers is how many answers one
+// process streams at once, even past the 512 pulls a JetStream consumer lets
+// wait at once: 600 slow answers all start, none waits in the queue, and no
+// pull is refused on the way.
+func TestWorkersBeyondTheQueuesPullLimit(t *testing.T) {
+	const answers = 600
+	s := start(t, "", nil, "--workers", strconv.Itoa(answers), "--ask-rate", "0", "--demo-ttft", "1m")
+	for i := range answers {
+		s.ask(t, "", fmt.Sprintf("pull-%d", i), "hello", "en")
+	}
+	want := fmt.Sprintf("tokencast_requests_in_flight %d\n", answers)
+	var body []byte
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + s.addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(string(body), want) {
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "tokencast_requests_") {
+				t.Log(line)
+			}
+		}
+		t.Fatalf("/metrics lacks %q: not every answer started", strings.TrimSpace(want))
+	}
+	// Idle slots hold no pull on the server, so none is refused.
+	if strings.Contains(s.stderr.String(), "waiting for requests") {
+		t.Errorf("workers failed to pull:\n%s", s.stderr)
 	}
 }

@@ -148,8 +148,8 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			Recorder: met,
 		}, b, models, log)
 		ready["workers"] = func(context.Context) error {
-			if n := orch.Running(); n < cfg.Workers {
-				return fmt.Errorf("%d of %d workers running", n, cfg.Workers)
+			if !orch.Pulling() {
+				return errors.New("workers are not taking requests")
 			}
 			return nil
 		}

@@ -289,9 +289,8 @@ func startInProcess(ctx context.Context, cfg *Config, llm *fakeLLM, stderr io.Wr
 	conns := strconv.Itoa(max(20000, cfg.Idle+100))
 	args := append([]string{
 		"--addr", addr, "--data-dir", dir, "--mode", "dev",
-		// A worker per session, up to the REQUESTS consumer's default
-		// MaxWaiting (512): more pulls than that are refused by NATS.
-		"--workers", strconv.Itoa(min(max(8, cfg.Sessions), 512)),
+		// A worker slot per session: every answer streams at once.
+		"--workers", strconv.Itoa(max(8, cfg.Sessions)),
 		"--ask-rate", "0", "--max-conns", conns, "--max-conns-per-principal", conns,
 		// Every chunk is its own frame unless --server-args says otherwise:
 		// the figures measure delivery, not the coalescing window.

@@ -164,12 +164,19 @@ func (o *Orchestrator) cancel(session, request string) {
 	}
 }
 
-// Running reports how many workers are pulling requests.
-func (o *Orchestrator) Running() int { return int(o.running.Load()) }
+// pullers is how many requests a process may be waiting for at once: a
+// handful keeps the queue's round trips from limiting how fast answers
+// start, while an idle worker slot costs nothing, neither a goroutine nor a
+// pending pull on the server (whose consumer allows 512 at once).
+const pullers = 4
 
-// Run answers requests with cfg.Workers workers. They stop taking requests
-// when pull ends; answers in flight go on until work ends, and are then
-// handed back for another worker.
+// Pulling reports whether every puller is taking requests.
+func (o *Orchestrator) Pulling() bool { return int(o.running.Load()) == min(o.cfg.Workers, pullers) }
+
+// Run answers up to cfg.Workers requests at once. Pullers take a request
+// from the queue only while a worker slot is free, and each answer runs on
+// its own goroutine. They stop taking requests when pull ends; answers in
+// flight go on until work ends, and are then handed back for another worker.
 func (o *Orchestrator) Run(pull, work context.Context) error {
 	stopCancels, err := o.queue.WatchCancels(o.cancel)
 	if err != nil {
@@ -183,28 +190,38 @@ func (o *Orchestrator) Run(pull, work context.Context) error {
 		return err
 	}
 	defer stopExhausted()
-	var wg sync.WaitGroup
-	for range o.cfg.Workers {
-		wg.Go(func() {
+	slots := make(chan struct{}, o.cfg.Workers)
+	var answers, pulling sync.WaitGroup
+	for range min(o.cfg.Workers, pullers) {
+		pulling.Go(func() {
 			o.running.Add(1)
 			defer o.running.Add(-1)
-			o.work(pull, work)
+			o.pull(pull, work, slots, &answers)
 		})
 	}
-	wg.Wait()
+	pulling.Wait()
+	answers.Wait()
 	return nil
 }
 
-func (o *Orchestrator) work(pull, work context.Context) {
+// pull takes requests while a worker slot is free and starts their answers.
+func (o *Orchestrator) pull(pull, work context.Context, slots chan struct{}, answers *sync.WaitGroup) {
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-pull.Done():
+			return
+		}
 		d, err := o.queue.NextRequest(pull)
 		if pull.Err() != nil {
+			<-slots
 			if d != nil {
 				_ = d.Release(context.WithoutCancel(work), 0)
 			}
 			return
 		}
 		if err != nil {
+			<-slots
 			o.log.Warn("waiting for requests", "err", err)
 			select {
 			case <-pull.Done():
@@ -213,7 +230,10 @@ func (o *Orchestrator) work(pull, work context.Context) {
 			}
 			continue
 		}
-		o.handle(work, d)
+		answers.Go(func() {
+			defer func() { <-slots }()
+			o.handle(work, d)
+		})
 	}
 }
 
