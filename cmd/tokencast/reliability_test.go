@@ -467,3 +467,61 @@ func TestWorkersBeyondTheQueuesPullLimit(t *testing.T) {
 		t.Errorf("workers failed to pull:\n%s", s.stderr)
 	}
 }
+
+// TestSupersededAttemptStopsAtOnce: when a newer attempt claims an answer
+// (a redelivery while this worker still ran, after a pause that outlasted
+// the ack wait), this worker stops streaming at once, says nothing more and
+// leaves the answer to the newer attempt.
+func TestSupersededAttemptStopsAtOnce(t *testing.T) {
+	natsAddr := freeAddr(t)
+	s := start(t, "", nil, "--nats-listen", natsAddr, "--demo-ttft", "0", "--demo-token-interval", "50ms", "--coalesce-window", "0")
+	c := subscribed(t, s, "s-taken", nil)
+	req := s.ask(t, "", "s-taken", "tell me a long story", "en")
+	for _, want := range []string{"START", "DELTA"} {
+		if ev := c.next("1"); ev.Type != want || ev.RequestID != req {
+			t.Fatalf("got %+v, want %s", ev, want)
+		}
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "TC_ATTEMPTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a newer attempt's claim writes.
+	if _, err := kv.Put(ctx, "s-taken."+req, []byte(`{"attempt":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	// A token or two may have been on its way; a whole answer must not be.
+	var after []event
+	for {
+		m, err := c.read(time.Second)
+		if err != nil {
+			break // nothing for a second: stopped
+		}
+		var p struct {
+			Data struct {
+				OnSendMessage event `json:"onSendMessage"`
+			} `json:"data"`
+		}
+		_ = json.Unmarshal(m.Payload, &p)
+		after = append(after, p.Data.OnSendMessage)
+		if len(after) > 3 {
+			t.Fatalf("still streaming after a newer attempt claimed the answer: %s", types(after))
+		}
+	}
+	for _, ev := range after {
+		if ev.Type != "DELTA" {
+			t.Fatalf("the superseded attempt published %s", types(after))
+		}
+	}
+	if !strings.Contains(s.stderr.String(), "a newer attempt took the request over") {
+		t.Errorf("no log of the takeover:\n%s", s.stderr)
+	}
+}

@@ -863,20 +863,36 @@ func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (s
 	}, from, nil
 }
 
-// WatchAttempts calls fn with the attempt of every live event of one answer
-// until stop is called, so a worker learns when a newer attempt has taken its
-// request over.
+// WatchAttempts calls fn with the attempt of every claim on one answer until
+// stop is called, so a worker learns when a newer attempt has taken its
+// request over. It listens to the claims themselves (the KV bucket's subject
+// for that one key), not to the session's events, so it costs nothing per
+// token.
 func (b *Bus) WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error) {
-	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
-		var ev struct {
-			RequestID string `json:"requestId"`
-			Attempt   uint64 `json:"attempt"`
-		}
-		if json.Unmarshal(m.Data, &ev) == nil && ev.RequestID == request {
-			fn(ev.Attempt)
+	sub, err := b.nc.Subscribe("$KV."+attemptBucket+"."+attemptKey(session, request), func(m *nats.Msg) {
+		var rec attemptRecord
+		if json.Unmarshal(m.Data, &rec) == nil {
+			fn(rec.Attempt)
 		}
 	})
 	if err != nil {
+		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
+	}
+	// A claim made before the subscription took hold is read instead.
+	err = b.nc.Flush()
+	if err == nil {
+		var e jetstream.KeyValueEntry
+		e, err = b.attempts.Get(context.Background(), attemptKey(session, request))
+		var rec attemptRecord
+		if err == nil && json.Unmarshal(e.Value(), &rec) == nil {
+			fn(rec.Attempt)
+		}
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			err = nil
+		}
+	}
+	if err != nil {
+		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil

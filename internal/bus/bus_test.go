@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func open(t *testing.T) *Bus {
+	t.Helper()
+	b, err := Open(context.Background(), Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// TestWatchAttemptsSeesEveryClaimOnItsAnswer: a worker learns of the claim
+// standing when it starts watching and of every later claim on its own
+// answer, and of nothing about other answers or the session's events.
+func TestWatchAttemptsSeesEveryClaimOnItsAnswer(t *testing.T) {
+	b := open(t)
+	ctx := context.Background()
+	claim := func(request string) {
+		t.Helper()
+		if _, err := b.ClaimAttempt(ctx, "s1", request, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim("r1") // attempt 1, before the watch
+	seen := make(chan uint64, 8)
+	stop, err := b.WatchAttempts("s1", "r1", func(attempt uint64) { seen <- attempt })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	claim("r2") // another answer of the session
+	if _, err := b.PublishEvent(ctx, chat.Event{Type: chat.EventDelta, SessionID: "s1", RequestID: "r1", Attempt: 9, TimeStamp: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	claim("r1") // attempt 2: a redelivery took it over
+	for _, want := range []uint64{1, 2} {
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("attempt %d, want %d", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("attempt %d never seen", want)
+		}
+	}
+	select {
+	case got := <-seen:
+		t.Fatalf("attempt %d seen: not a claim on this answer", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
