@@ -17,6 +17,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.uber.org/goleak"
 
 	"github.com/tokencast/tokencast/internal/auth"
@@ -46,20 +47,38 @@ type testServer struct {
 
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
-	return newTestServerOn(t, func(b *bus.Bus) hub.Source { return b })
+	return newTestServerWith(t, testOptions{})
 }
 
 // newTestServerOn is newTestServer with the hub reading events through
 // source, which wraps the real bus.
 func newTestServerOn(t *testing.T, source func(*bus.Bus) hub.Source) *testServer {
 	t.Helper()
+	return newTestServerWith(t, testOptions{source: source})
+}
+
+// testOptions change one part of the test server; zero values keep it.
+type testOptions struct {
+	source     func(*bus.Bus) hub.Source // wraps the bus the hub reads
+	executor   func(Executor) Executor   // wraps gqlgen's executor
+	maxPayload int                       // AppSync's limit (2048)
+}
+
+func newTestServerWith(t *testing.T, o testOptions) *testServer {
+	t.Helper()
+	if o.source == nil {
+		o.source = func(b *bus.Bus) hub.Source { return b }
+	}
+	if o.maxPayload == 0 {
+		o.maxPayload = 2048
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 	b, err := bus.Open(ctx, bus.Config{DataDir: t.TempDir()}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hub.New(source(b), log, 64)
+	h := hub.New(o.source(b), log, 64)
 	clients, _ := auth.ParseKeys(clientKey, auth.Client)
 	services, _ := auth.ParseKeys(serviceKey, auth.Service)
 	guard := auth.NewGuard(b)
@@ -68,10 +87,14 @@ func newTestServerOn(t *testing.T, source func(*bus.Bus) hub.Source) *testServer
 		ModelNames: []string{"demo:default"}, DefaultModel: "demo:default",
 	}})
 	ops := graph.NewOperations(es, graph.Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, guard)
+	var exec Executor = ops
+	if o.executor != nil {
+		exec = o.executor(ops)
+	}
 	ws := NewServer(Config{
-		InitTimeout: 300 * time.Millisecond, MaxSubscriptions: 2, MaxPayload: 2048,
+		InitTimeout: 300 * time.Millisecond, MaxSubscriptions: 2, MaxPayload: o.maxPayload,
 		KeepAlive: time.Hour, ConnectionTimeout: 300 * time.Second,
-	}, ops, h, auth.NewAuthenticator(clients, services, nil), log)
+	}, exec, h, auth.NewAuthenticator(clients, services, nil), log)
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", ws)
 	mux.Handle("/graphql/realtime", ws)
@@ -488,4 +511,46 @@ func TestStartAckOnlyOnceLive(t *testing.T) {
 	next(startAck1)
 	s.publish(t, "s1", "hi")
 	next(dataHi)
+}
+
+// panicky is an executor with a bug: it panics on one query.
+type panicky struct{ Executor }
+
+func (p panicky) Prepare(ctx context.Context, params *graphql.RawParams) (*graph.Operation, gqlerror.List) {
+	if strings.Contains(params.Query, "boom") {
+		panic("a bug")
+	}
+	return p.Executor.Prepare(ctx, params)
+}
+
+// TestAPanicClosesOnlyItsConnection: a bug met while handling one client's
+// message closes that connection with 4500 and leaves the server and its
+// other connections running.
+func TestAPanicClosesOnlyItsConnection(t *testing.T) {
+	s := newTestServerWith(t, testOptions{executor: func(e Executor) Executor { return panicky{e} }})
+	transport := []string{SubprotocolTransportWS}
+	initKey := `{"type":"connection_init","payload":{"x-api-key":"` + clientKey + `"}}`
+	s.run(t, conversation{subprotocols: transport, steps: []step{
+		{send: initKey, want: []string{`{"type":"connection_ack"}`}},
+		{send: `{"id":"1","type":"subscribe","payload":{"query":"{ boom }"}}`},
+	}, close: 4500})
+	s.run(t, conversation{subprotocols: transport, steps: []step{
+		{send: initKey, want: []string{`{"type":"connection_ack"}`}},
+		{send: `{"id":"1","type":"subscribe","payload":{"query":"{ __typename }"}}`, want: []string{
+			`{"id":"1","type":"next","payload":{"data":{"__typename":"Query"}}}`, `{"id":"1","type":"complete"}`,
+		}},
+	}})
+}
+
+// TestAnAppSyncEventOverThePayloadLimitIsAnErrorNotAFrame: AppSync drops an
+// event larger than its payload limit and says so; the subscription goes on.
+func TestAnAppSyncEventOverThePayloadLimitIsAnErrorNotAFrame(t *testing.T) {
+	s := newTestServerWith(t, testOptions{maxPayload: 400})
+	big := strings.Repeat("x", 700)
+	s.run(t, conversation{path: "/graphql?header=" + authHeader(base64.StdEncoding, clientKey) + "&payload=e30", subprotocols: []string{SubprotocolGraphQLWS}, steps: []step{
+		{send: `{"type":"connection_init"}`, want: []string{ack, ka}},
+		{send: appSyncStart("1", watch, "s1", ""), want: []string{startAck1}},
+		{publish: big, want: []string{appSyncErr("1", "PayloadTooLargeException", "an event was larger than 400 bytes and was not sent", 400)}},
+		{publish: "hi", want: []string{dataHi}},
+	}})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -140,7 +141,7 @@ func (c *conn) run() {
 		c.s.release(p.ID)
 	}
 	for _, sub := range subs {
-		if sub.hub != nil {
+		if sub != nil && sub.hub != nil { // nil: reserved, never started
 			sub.hub.Close()
 		}
 	}
@@ -155,6 +156,14 @@ func (c *conn) handle(data []byte) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// A bug met on one client's message ends that connection, not the
+		// server.
+		defer func() {
+			if r := recover(); r != nil {
+				c.s.log.Error("panic while handling a client message; closing the connection", "panic", r, "stack", string(debug.Stack()))
+				c.close(CloseInternalError, "Internal server error")
+			}
+		}()
 		c.dialect.handle(c, data)
 	}()
 	<-done

@@ -40,6 +40,9 @@ const (
 	// CloseRestart is sent when the server shuts down: reconnect (to another
 	// node) and resume from the last cursor.
 	CloseRestart = websocket.CloseServiceRestart
+	// CloseInternalError ends a connection whose message met a bug
+	// (graphql-transport-ws's 4500, used for every dialect).
+	CloseInternalError = 4500
 )
 
 // Executor is what the engine needs from the GraphQL layer.
