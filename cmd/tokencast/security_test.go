@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -400,6 +401,21 @@ func TestBearerTokens(t *testing.T) {
 			t.Fatalf("%d %+v", status, resp.Errors)
 		}
 	})
+	t.Run("expires mid-stream over SSE", func(t *testing.T) {
+		short := is.token(t, is.key, with(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(2 * time.Second)) }))
+		resp := openSSE(t, s, "Authorization", "Bearer "+short, "s-jwt-3")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP %d", resp.StatusCode)
+		}
+		// The stream ends by itself with an UNAUTHENTICATED error.
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("the stream did not end at expiry: %v (%q)", err, body)
+		}
+		if !strings.Contains(string(body), `"code":"UNAUTHENTICATED"`) || !strings.Contains(string(body), "event: complete") {
+			t.Fatalf("stream at expiry: %q", body)
+		}
+	})
 	t.Run("expires mid-stream", func(t *testing.T) {
 		short := is.token(t, is.key, with(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(time.Now().Add(2 * time.Second)) }))
 		c := subscribed(t, s, "s-jwt-2", map[string]any{"Authorization": "Bearer " + short})
@@ -475,4 +491,84 @@ func TestKeysFromTheConfigFileAreStoredHashed(t *testing.T) {
 		t.Fatalf("without the key: %d, want 401 (the file's key turns authentication on)", status)
 	}
 	s.ask(t, key, "s-file-key", "hello", "en")
+}
+
+// openSSE subscribes to session over GraphQL-over-SSE with the given auth
+// header. The stream is cut after 20 s, so a test waiting for the server to
+// end it fails instead of hanging.
+func openSSE(t *testing.T, s *server, header, value, session string) *http.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	body, _ := json.Marshal(map[string]any{"query": subscription, "variables": map[string]any{"sessionId": session}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set(header, value)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// refusalCode is the code of a refused SSE subscription (a JSON error body).
+func refusalCode(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	var out gqlResponse
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Errors) != 1 {
+		t.Fatalf("HTTP %d: want one error, got %+v (%v)", resp.StatusCode, out.Errors, err)
+	}
+	code, _ := out.Errors[0].Extensions["code"].(string)
+	return code
+}
+
+// TestConnectionCapsCoverSSE: an SSE subscription is a streaming connection
+// like a WebSocket, counted in the same per-principal and per-node caps, so
+// neither transport lets one key or one flood past them.
+func TestConnectionCapsCoverSSE(t *testing.T) {
+	s := twoUsers(t, "--max-conns-per-principal", "1", "--max-conns", "3")
+	a := dialWS(t, s)
+	a.init(map[string]any{"x-api-key": keyA})
+	if resp := openSSE(t, s, "X-Api-Key", keyA, "s-cap-a"); resp.StatusCode != http.StatusTooManyRequests || refusalCode(t, resp) != chat.CodeTooManyConnections {
+		t.Fatalf("alice's SSE beside her WebSocket: HTTP %d, want 429 %s", resp.StatusCode, chat.CodeTooManyConnections)
+	}
+	if resp := openSSE(t, s, "X-Api-Key", keyB, "s-cap-b"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's first SSE stream: HTTP %d", resp.StatusCode)
+	}
+	b := dialWS(t, s)
+	b.send(map[string]any{"type": "connection_init", "payload": map[string]any{"x-api-key": keyB}})
+	if code, _ := b.closeCode(); code != 4429 {
+		t.Fatalf("bob's WebSocket beside his SSE stream closed with %d, want 4429", code)
+	}
+	// The node: alice's WebSocket, bob's stream and one more connection,
+	// once bob's refused WebSocket has finished closing.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dial := func() (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	}
+	for {
+		third, _, err := dial()
+		if err == nil {
+			t.Cleanup(func() { third.CloseNow() })
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("a third connection was never accepted: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, resp, err := dial()
+	if err == nil {
+		conn.CloseNow()
+		t.Fatal("a fourth connection was accepted on a node capped at 3")
+	}
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a fourth WebSocket: %v, want HTTP 503", err)
+	}
+	if resp := openSSE(t, s, "X-Api-Key", keyA, "s-cap-a"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("an SSE stream on a full node: HTTP %d, want 503", resp.StatusCode)
+	}
 }

@@ -174,10 +174,12 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		}})
 		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, Introspection: dev}
 		ops := graph.NewOperations(es, limits, guard)
+		// One set of connection caps for WebSocket and SSE alike.
+		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
 		ws = wsproto.NewServer(wsproto.Config{
 			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
-			MaxConns: cfg.MaxConns, MaxConnsPerPrincipal: cfg.MaxConnsPerPrincipal, TokenGrace: cfg.TokenGrace,
+			Conns: conns, TokenGrace: cfg.TokenGrace,
 			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
 			OnSlow: met.SlowConsumer, OnConn: met.Connected,
 		}, ops, h, authn, log)
@@ -196,6 +198,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
 			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 			OnSSE: func(delta int) { met.Connected("sse", delta) },
+			Conns: conns, TokenGrace: cfg.TokenGrace,
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {

@@ -160,6 +160,9 @@ const (
 	CodeUnknownModel = "UNKNOWN_MODEL"
 	CodeNotFound     = "NOT_FOUND"
 	CodeRateLimited  = "RATE_LIMITED"
+	// CodeTooManyConnections: the principal holds as many streaming
+	// connections as it may.
+	CodeTooManyConnections = "TOO_MANY_CONNECTIONS"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

@@ -65,6 +65,19 @@ type Config struct {
 	Metrics http.Handler
 	// OnSSE is called with +1 when an SSE stream opens and -1 when it ends.
 	OnSSE func(delta int)
+	// Conns caps SSE subscriptions with the WebSocket connections, per node
+	// and per principal; nil leaves them uncapped.
+	Conns ConnLimiter
+	// TokenGrace is how long an SSE subscription outlives its token.
+	TokenGrace time.Duration
+}
+
+// ConnLimiter caps streaming connections per node and per principal.
+type ConnLimiter interface {
+	Open() bool
+	Close()
+	Admit(principal string) bool
+	Release(principal string)
 }
 
 // Gateway serves HTTP.

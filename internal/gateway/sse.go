@@ -10,6 +10,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
@@ -28,6 +29,23 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusBadRequest, errs)
 		return
+	}
+	p := auth.FromContext(r.Context())
+	if op.Subscription != nil && g.cfg.Conns != nil {
+		// A subscription is a connection like a WebSocket: the same caps.
+		if !g.cfg.Conns.Open() {
+			w.Header().Set("Retry-After", "5")
+			writeErrors(w, http.StatusServiceUnavailable, gqlerror.List{{Message: "too many connections on this node", Extensions: map[string]any{"code": chat.CodeUnavailable}}})
+			return
+		}
+		defer g.cfg.Conns.Close()
+		if p != nil {
+			if !g.cfg.Conns.Admit(p.ID) {
+				writeErrors(w, http.StatusTooManyRequests, gqlerror.List{{Message: "too many connections for this principal", Extensions: map[string]any{"code": chat.CodeTooManyConnections}}})
+				return
+			}
+			defer g.cfg.Conns.Release(p.ID)
+		}
 	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -75,8 +93,23 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	waiting := attach
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
+	// The stream ends when its token does (after the grace), as a WebSocket
+	// does with 4401.
+	var expired <-chan time.Time
+	if p != nil && !p.Expires.IsZero() {
+		t := time.NewTimer(time.Until(p.Expires) + g.cfg.TokenGrace)
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		select {
+		case <-expired:
+			payload, _ := json.Marshal(map[string]any{"errors": gqlerror.List{{Message: "the token expired: authenticate again", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}}})
+			_ = rc.SetWriteDeadline(time.Now().Add(g.cfg.WriteTimeout))
+			_, _ = w.Write(sseEvent("next", payload))
+			_, _ = w.Write([]byte("event: complete\ndata: \n\n"))
+			_ = rc.Flush()
+			return
 		case a := <-waiting:
 			attach <- a // for the deferred close
 			if a.err != nil {

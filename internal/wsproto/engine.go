@@ -20,6 +20,7 @@ import (
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
+	"github.com/tokencast/tokencast/internal/ratelimit"
 )
 
 // Subprotocol names.
@@ -44,6 +45,14 @@ const (
 	// (graphql-transport-ws's 4500, used for every dialect).
 	CloseInternalError = 4500
 )
+
+// ConnLimiter caps connections per node and per principal.
+type ConnLimiter interface {
+	Open() bool
+	Close()
+	Admit(principal string) bool
+	Release(principal string)
+}
 
 // Executor is what the engine needs from the GraphQL layer.
 type Executor interface {
@@ -72,6 +81,9 @@ type Config struct {
 	// those of one principal.
 	MaxConns             int
 	MaxConnsPerPrincipal int
+	// Conns, when set, holds those caps shared with other transports (SSE);
+	// otherwise the engine keeps its own from the two numbers above.
+	Conns ConnLimiter
 	// TokenGrace is how long a subscription outlives its token's expiry.
 	TokenGrace time.Duration
 	// MaxPayload bounds an AppSync start payload and event (AppSync: 240 KB).
@@ -104,7 +116,6 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
-	per      map[string]int // authenticated connections by principal
 	shutdown bool
 	wg       sync.WaitGroup
 }
@@ -135,7 +146,10 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	if cfg.ConnectionTimeout <= 0 {
 		cfg.ConnectionTimeout = 5 * time.Minute
 	}
-	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}), per: make(map[string]int),
+	if cfg.Conns == nil {
+		cfg.Conns = ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
+	}
+	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}),
 		connectionAck: connectionAck(cfg.ConnectionTimeout.Milliseconds())}
 	s.upgrader = websocket.Upgrader{
 		// An idle connection keeps only its 256-byte read buffer (a frame
@@ -186,7 +200,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if s.cfg.MaxConns > 0 && len(s.conns) >= s.cfg.MaxConns {
+	if !s.cfg.Conns.Open() {
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many connections on this node", http.StatusServiceUnavailable)
@@ -197,6 +211,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.cfg.Conns.Close()
 		s.wg.Done()
 		return // the upgrader has answered
 	}
@@ -213,6 +228,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
+			s.cfg.Conns.Close()
 		}()
 		if on := s.cfg.OnConn; on != nil {
 			proto := ws.Subprotocol()
@@ -242,23 +258,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // admit counts an authenticated connection against its principal's cap.
-func (s *Server) admit(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cfg.MaxConnsPerPrincipal > 0 && s.per[id] >= s.cfg.MaxConnsPerPrincipal {
-		return false
-	}
-	s.per[id]++
-	return true
-}
+func (s *Server) admit(id string) bool { return s.cfg.Conns.Admit(id) }
 
-func (s *Server) release(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.per[id]--; s.per[id] <= 0 {
-		delete(s.per, id)
-	}
-}
+func (s *Server) release(id string) { s.cfg.Conns.Release(id) }
 
 // Conns reports the open connections.
 func (s *Server) Conns() int {
