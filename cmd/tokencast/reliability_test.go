@@ -20,6 +20,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tokencast/tokencast/internal/chat"
 )
 
 // proc is tokencast running as its own process.
@@ -524,4 +526,43 @@ func TestSupersededAttemptStopsAtOnce(t *testing.T) {
 	if !strings.Contains(s.stderr.String(), "a newer attempt took the request over") {
 		t.Errorf("no log of the takeover:\n%s", s.stderr)
 	}
+}
+
+// TestShutdownTurnsReadinessFalseWhileDraining: after SIGTERM the port stays
+// open for --drain-delay with /readyz failing, so a load balancer takes the
+// node out before it goes; it is still alive (/healthz), and asks are
+// refused meanwhile.
+func TestShutdownTurnsReadinessFalseWhileDraining(t *testing.T) {
+	s := start(t, "", nil, append(fast, "--drain-delay", "3s", "--shutdown-timeout", "10s")...)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatalf("GET %s while draining: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz %d %s", code, body)
+	}
+	go s.cancel() // SIGTERM
+	var code int
+	var body string
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if code, body = get("/readyz"); code == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Fatalf("/readyz during the drain: %d %s, want 503 shutting down", code, body)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz during the drain: %d %s", code, body)
+	}
+	status, resp := s.post(t, "", askQuery, map[string]any{"input": map[string]any{"sessionId": "s-drain-ask", "message": "hi", "locale": "en"}})
+	if len(resp.Errors) == 0 || resp.Errors[0].Extensions["code"] != chat.CodeUnavailable {
+		t.Fatalf("an ask during the drain: %d %+v, want UNAVAILABLE", status, resp.Errors)
+	}
+	s.stop()
 }

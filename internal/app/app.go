@@ -295,6 +295,14 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 				stopWork()
 			}
 		})
+		// Readiness is false from here: give load balancers the drain delay
+		// to notice before the port closes.
+		if cfg.DrainDelay > 0 {
+			select {
+			case <-time.After(cfg.DrainDelay):
+			case <-sctx.Done():
+			}
+		}
 		err := srv.Shutdown(sctx)
 		wg.Wait()
 		stopWork()

@@ -40,6 +40,7 @@ type Config struct {
 	SigV4MaxSkew    time.Duration
 	AllowedOrigins  []string
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
 	LogLevel        string
 	LogFormat       string
 	Mode            string
@@ -130,6 +131,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.DurationVar(&c.SigV4MaxSkew, "sigv4-max-skew", 5*time.Minute, "SigV4-signed requests: largest accepted difference between X-Amz-Date and server time")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "after SIGTERM, keep the port open this long with /readyz failing (and new asks and connections refused) so a load balancer stops sending traffic first; counts in --shutdown-timeout")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.Mode, "mode", "auto", "dev (open, loopback only, introspection on), prod (authentication required), or auto: dev on a loopback address, prod otherwise")
@@ -275,6 +277,9 @@ func (c *Config) validate() error {
 	}
 	if c.AskRate < 0 || c.AskBurst < 1 || c.OIDCSkew < 0 || c.TokenGrace < 0 {
 		errs = append(errs, errors.New("--ask-rate, --oidc-skew and --token-grace must not be negative, --ask-burst at least 1"))
+	}
+	if c.DrainDelay < 0 || c.DrainDelay >= c.ShutdownTimeout {
+		errs = append(errs, errors.New("--drain-delay must not be negative and must be shorter than --shutdown-timeout"))
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
