@@ -35,8 +35,10 @@ func twoUsers(t *testing.T, args ...string) *server {
 }
 
 func TestAnotherUsersSessionIsRefusedAndLeaksNothing(t *testing.T) {
-	s := twoUsers(t, "--demo-token-interval", "10ms")
+	s := twoUsers(t, "--demo-token-interval", "80ms")
 	alice := subscribed(t, s, "s-alice", map[string]any{"x-api-key": keyA})
+	// Everything bob tries happens while alice's answer streams.
+	r := s.ask(t, keyA, "s-alice", "mine", "en")
 
 	// Bob over graphql-transport-ws: closed with 4403 before any event.
 	bob := dialWS(t, s)
@@ -99,10 +101,9 @@ func TestAnotherUsersSessionIsRefusedAndLeaksNothing(t *testing.T) {
 		break
 	}
 
-	// Alice asks and gets her whole answer, undisturbed.
-	r := s.ask(t, keyA, "s-alice", "mine", "en")
-	checkAnswer(t, alice.answer("1", r), r, demoAnswer("en", "mine"))
-
+	if turns := s.conversation(t, keyA, "s-alice"); len(turns) != 2 || turns[1].Status != "IN_PROGRESS" {
+		t.Fatalf("alice's answer is no longer streaming (%+v): bob's attempts did not overlap it; slow the demo down", turns)
+	}
 	// Bob can neither ask in, read nor cancel alice's session.
 	for name, q := range map[string]struct {
 		query string
@@ -117,6 +118,8 @@ func TestAnotherUsersSessionIsRefusedAndLeaksNothing(t *testing.T) {
 			t.Errorf("bob's %s: %d %s %+v, want FORBIDDEN and nothing else", name, status, resp.Data, resp.Errors)
 		}
 	}
+	// Alice gets her whole answer, undisturbed.
+	checkAnswer(t, alice.answer("1", r), r, demoAnswer("en", "mine"))
 	if turns := s.conversation(t, keyA, "s-alice"); len(turns) != 2 {
 		t.Fatalf("alice's conversation has %d turns after bob's attempts, want 2", len(turns))
 	}
