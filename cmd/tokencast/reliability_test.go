@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -356,7 +357,15 @@ func checkRepeated(t *testing.T, evs []event, req, want string) {
 
 func TestChurnLeavesNothingBehind(t *testing.T) {
 	s := start(t, "", nil, fast...)
-	before := openFDs(t)
+	// Goroutines, heap and file descriptors of the running server (and this
+	// test's clients, all closed by the end) before and after.
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before, goroutines, heapBefore := openFDs(t), runtime.NumGoroutine(), heap()
 	const cycles, parallel = 10000, 16
 	var wg sync.WaitGroup
 	errs := make(chan error, parallel)
@@ -393,6 +402,19 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	}
 	if after := openFDs(t); after > before+5 {
 		t.Fatalf("%d file descriptors open after the churn, %d before", after, before)
+	}
+	// The server still runs: nothing of the 10,000 connections may remain.
+	for runtime.NumGoroutine() > goroutines+5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > goroutines+5 {
+		t.Fatalf("%d goroutines after the churn, %d before", after, goroutines)
+	}
+	const slack = 8 << 20
+	after := heap()
+	t.Logf("goroutines %d → %d, heap %d → %d KiB", goroutines, runtime.NumGoroutine(), heapBefore>>10, after>>10)
+	if after > heapBefore+slack {
+		t.Fatalf("heap %d KiB after the churn, %d KiB before: more than %d KiB stayed", after>>10, heapBefore>>10, slack>>10)
 	}
 }
 
