@@ -26,6 +26,10 @@ type openAIFake struct {
 
 var fakeAnswer = []string{"The ", "fake ", "model ", "answers."}
 
+// pauseFor is how long the pause-* models stay silent before they answer
+// on: longer than a short timeout, shorter than a long one.
+const pauseFor = 5 * time.Second
+
 func newOpenAIFake(t *testing.T) *openAIFake {
 	f := &openAIFake{calls: map[string][]time.Time{}, canceled: make(chan string, 16)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -53,11 +57,15 @@ func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 
-	stall := func() {
+	// pause waits d, or until the client abandons the request (then told on
+	// canceled); it says whether the request is still wanted.
+	pause := func(d time.Duration) bool {
 		select {
 		case <-r.Context().Done():
 			f.canceled <- req.Model
-		case <-time.After(20 * time.Second):
+			return false
+		case <-time.After(d):
+			return true
 		}
 	}
 	chunk := func(text string) {
@@ -79,23 +87,24 @@ func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
-		stall()
+		pause(20 * time.Second)
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
-	for i, tok := range fakeAnswer {
-		chunk(tok)
-		if req.Model == "stall-mid" && i == 1 {
-			stall()
+	if req.Model == "pause-first" {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		if !pause(pauseFor) {
 			return
 		}
-		if req.Model == "slow" {
-			select {
-			case <-r.Context().Done():
-				f.canceled <- req.Model
-				return
-			case <-time.After(300 * time.Millisecond):
-			}
+	}
+	for i, tok := range fakeAnswer {
+		chunk(tok)
+		if req.Model == "pause-mid" && i == 1 && !pause(pauseFor) {
+			return
+		}
+		if req.Model == "slow" && !pause(300*time.Millisecond) {
+			return
 		}
 	}
 	fmt.Fprint(w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
@@ -116,7 +125,8 @@ models:
   throttled: {ref: "openai:throttle-once"}
   bad: {ref: "openai:bad", fallbacks: [ok]}
   stall-first: {ref: "openai:stall-first"}
-  stall-mid: {ref: "openai:stall-mid"}
+  pause-first: {ref: "openai:pause-first"}
+  pause-mid: {ref: "openai:pause-mid"}
   slow: {ref: "openai:slow"}
   primary: {ref: "openai:down", fallbacks: [ok]}
 `
@@ -191,7 +201,11 @@ func TestOpenAIProviderEndToEnd(t *testing.T) {
 }
 
 func TestProviderFailureSemantics(t *testing.T) {
-	s, f := startWithOpenAIFake(t, "--first-token-timeout", "400ms", "--idle-timeout", "400ms")
+	// Each timeout is short on one server and longer than the fake's pause
+	// on the other. A stall runs where its own timeout is the short one: had
+	// the other applied, the pause would end and the answer with END.
+	firstShort, ff := startWithOpenAIFake(t, "--first-token-timeout", "400ms", "--idle-timeout", "20s")
+	idleShort, fi := startWithOpenAIFake(t, "--first-token-timeout", "20s", "--idle-timeout", "400ms")
 	cases := []struct {
 		name, model  string
 		wantType     string
@@ -200,21 +214,23 @@ func TestProviderFailureSemantics(t *testing.T) {
 		wantStatus   string
 		wantModel    string
 		wantCanceled bool
+		idleShort    bool // runs on the server whose idle timeout is short
 	}{
-		{"429 with Retry-After, then success", "throttled", "END", "", strings.Join(fakeAnswer, ""), "COMPLETE", "openai:throttle-once", false},
-		{"a 400 is not retried nor passed to a fallback", "bad", "ERROR", "PROVIDER_ERROR", "", "ERROR", "", false},
-		{"stall before the first token", "stall-first", "ERROR", "PROVIDER_TIMEOUT", "", "ERROR", "", true},
-		{"stall mid-answer", "stall-mid", "ERROR", "PROVIDER_TIMEOUT", "The fake ", "INCOMPLETE", "", true},
-		{"fallback before the first token", "primary", "END", "", strings.Join(fakeAnswer, ""), "COMPLETE", "openai:ok", false},
+		{"429 with Retry-After, then success", "throttled", "END", "", strings.Join(fakeAnswer, ""), "COMPLETE", "openai:throttle-once", false, false},
+		{"a 400 is not retried nor passed to a fallback", "bad", "ERROR", "PROVIDER_ERROR", "", "ERROR", "", false, false},
+		{"stall before the first token", "pause-first", "ERROR", "PROVIDER_TIMEOUT", "", "ERROR", "", true, false},
+		{"stall mid-answer", "pause-mid", "ERROR", "PROVIDER_TIMEOUT", "The fake ", "INCOMPLETE", "", true, true},
+		{"fallback before the first token", "primary", "END", "", strings.Join(fakeAnswer, ""), "COMPLETE", "openai:ok", false, false},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			s, f := firstShort, ff
+			if tc.idleShort {
+				s, f = idleShort, fi
+			}
 			session := fmt.Sprintf("s-fail-%d", i)
 			c := subscribed(t, s, session, nil)
 			req := s.askModel(t, session, "hi", "en", tc.model)
-			c2 := dialWS(t, s)
-			c2.init(nil)
-			c2.send(map[string]any{"id": "e", "type": "subscribe", "payload": map[string]any{"query": endQuery, "variables": map[string]any{"s": session}}})
 			evs := c.answer("1", req)
 			last := evs[len(evs)-1]
 			if last.Type != tc.wantType {
@@ -233,7 +249,7 @@ func TestProviderFailureSemantics(t *testing.T) {
 			if tc.wantCanceled {
 				select {
 				case m := <-f.canceled:
-					if m != strings.TrimPrefix(tc.model, "") && m != tc.model {
+					if m != tc.model {
 						t.Fatalf("fake saw %s abandoned", m)
 					}
 				case <-time.After(5 * time.Second):
@@ -242,13 +258,13 @@ func TestProviderFailureSemantics(t *testing.T) {
 			}
 		})
 	}
-	if calls := f.callTimes("throttle-once"); len(calls) != 2 || calls[1].Sub(calls[0]) < 900*time.Millisecond {
+	if calls := ff.callTimes("throttle-once"); len(calls) != 2 || calls[1].Sub(calls[0]) < 900*time.Millisecond {
 		t.Fatalf("throttled model called at %v, want a retry after the 1 s Retry-After", calls)
 	}
-	if calls := f.callTimes("bad"); len(calls) != 1 {
+	if calls := ff.callTimes("bad"); len(calls) != 1 {
 		t.Fatalf("the 400 was tried %d times, want once", len(calls))
 	}
-	if calls := f.callTimes("down"); len(calls) != 3 {
+	if calls := ff.callTimes("down"); len(calls) != 3 {
 		t.Fatalf("the failing primary was tried %d times, want 1 + 2 retries", len(calls))
 	}
 }

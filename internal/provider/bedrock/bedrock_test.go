@@ -349,8 +349,13 @@ func TestBearerToken(t *testing.T) {
 }
 
 func TestStreamFailures(t *testing.T) {
-	httpError := func(status int, errType string) http.HandlerFunc {
+	// httpError answers with an error response; header adds headers, in
+	// name, value pairs.
+	httpError := func(status int, errType string, header ...string) http.HandlerFunc {
 		return func(w http.ResponseWriter, _ *http.Request) {
+			for i := 0; i+1 < len(header); i += 2 {
+				w.Header().Set(header[i], header[i+1])
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("X-Amzn-Errortype", errType+":http://internal.amazon.com/coral/com.amazon.bedrock/")
 			w.WriteHeader(status)
@@ -373,8 +378,15 @@ func TestStreamFailures(t *testing.T) {
 		status         int
 		wantDeltas     []string
 		causeHasMarker bool
+		retryAfter     time.Duration
 	}{
 		{name: "ThrottlingException", respond: fixed(httpError(429, "ThrottlingException")), code: upstream.CodeThrottled, status: 429, causeHasMarker: true},
+		{name: "ThrottlingException with Retry-After", respond: fixed(httpError(429, "ThrottlingException", "Retry-After", "7")),
+			code: upstream.CodeThrottled, status: 429, causeHasMarker: true, retryAfter: 7 * time.Second},
+		{name: "ServiceQuotaExceededException with Retry-After", respond: fixed(httpError(400, "ServiceQuotaExceededException", "Retry-After", "2")),
+			code: upstream.CodeThrottled, status: 400, causeHasMarker: true, retryAfter: 2 * time.Second},
+		{name: "unmodelled 429 with Retry-After", respond: fixed(httpError(429, "TooManyRequestsException", "Retry-After", "3")),
+			code: upstream.CodeThrottled, status: 429, causeHasMarker: true, retryAfter: 3 * time.Second},
 		{name: "ServiceQuotaExceededException", respond: fixed(httpError(400, "ServiceQuotaExceededException")), code: upstream.CodeThrottled, status: 400, causeHasMarker: true},
 		{name: "AccessDeniedException", respond: fixed(httpError(403, "AccessDeniedException")), code: upstream.CodeAuth, status: 403, causeHasMarker: true},
 		{name: "unmodelled UnrecognizedClientException", respond: fixed(httpError(403, "UnrecognizedClientException")), code: upstream.CodeAuth, status: 403, causeHasMarker: true},
@@ -436,6 +448,9 @@ func TestStreamFailures(t *testing.T) {
 			}
 			if perr.StatusCode != tt.status {
 				t.Errorf("status = %d, want %d", perr.StatusCode, tt.status)
+			}
+			if perr.RetryAfter != tt.retryAfter {
+				t.Errorf("retry after = %v, want %v", perr.RetryAfter, tt.retryAfter)
 			}
 			if tt.causeHasMarker && !strings.Contains(err.Error(), rawMarker) {
 				t.Errorf("log-side error %q lost the service's words", err)

@@ -3,6 +3,7 @@ package bedrock
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
@@ -15,16 +16,23 @@ import (
 // mapError classifies an SDK error by its modelled exception, whether it
 // came as an HTTP response or as an exception frame mid-stream, and
 // otherwise by its HTTP status. Cause keeps the SDK's error with the
-// service's own words, for the log only.
+// service's own words, for the log only. A throttled call keeps the
+// response's Retry-After, so that the retry waits as long as AWS asked;
+// an exception mid-stream has no header of its own and is never retried.
 func mapError(err error) *upstream.Error {
 	e := &upstream.Error{Provider: name, Cause: err}
+	var header http.Header
 	var resp *awshttp.ResponseError
 	if errors.As(err, &resp) {
 		e.StatusCode = resp.HTTPStatusCode()
+		if r := resp.HTTPResponse(); r != nil && r.Response != nil {
+			header = r.Header
+		}
 	}
 	switch {
 	case as[*types.ThrottlingException](err), as[*types.ServiceQuotaExceededException](err):
 		e.Code, e.Message = upstream.CodeThrottled, upstream.MsgThrottled
+		e.RetryAfter = upstream.RetryAfter(header, time.Now())
 	case as[*types.ModelStreamErrorException](err), as[*types.InternalServerException](err),
 		as[*types.ServiceUnavailableException](err), as[*types.ModelNotReadyException](err),
 		as[*types.ModelTimeoutException](err):
@@ -39,6 +47,7 @@ func mapError(err error) *upstream.Error {
 		e.Code, e.Message = upstream.CodeAuth, upstream.MsgAuth
 	case e.StatusCode == http.StatusTooManyRequests:
 		e.Code, e.Message = upstream.CodeThrottled, upstream.MsgThrottled
+		e.RetryAfter = upstream.RetryAfter(header, time.Now())
 	case e.StatusCode >= 500, as[*smithyhttp.RequestSendError](err):
 		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgUnavailable
 	default:
