@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -217,4 +220,112 @@ func TestModels(t *testing.T) {
 	if status != http.StatusOK || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeUnknownModel {
 		t.Fatalf("unknown model: %d %+v", status, resp.Errors)
 	}
+}
+
+// resumeQuery selects what checkAnswer needs, resuming after $a.
+const resumeQuery = `subscription($s: String!, $a: String) { onSendMessage(sessionId: $s, after: $a) {
+	sessionId message locale timeStamp type requestId index cursor stopReason model
+	usage { inputTokens outputTokens totalTokens } error { code message } } }`
+
+// TestResumeOnEveryDialect: the cursor works the same through AppSync real
+// time, legacy Apollo and SSE as through graphql-transport-ws: exactly the
+// events after it, in order, then live.
+func TestResumeOnEveryDialect(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	a := subscribed(t, s, "s-dialects", nil)
+	req := s.ask(t, "", "s-dialects", "resume me anywhere", "en")
+	all := a.answer("1", req)
+	const seen = 3
+	cursor := all[seen-1].Cursor
+	want := demoAnswer("en", "resume me anywhere")
+	vars := map[string]any{"s": "s-dialects", "a": cursor}
+
+	// onWS reads data frames of one operation until the answer ends.
+	onWS := func(c *wsClient, id string) []event {
+		var evs []event
+		for {
+			m := c.must(10 * time.Second)
+			if m.Type == "ka" || m.Type == "start_ack" {
+				continue
+			}
+			if m.Type != "data" || m.ID != id {
+				t.Fatalf("got %s(%s) %s, want data(%s)", m.Type, m.ID, m.Payload, id)
+			}
+			var p struct {
+				Data struct {
+					OnSendMessage event `json:"onSendMessage"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(m.Payload, &p); err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, p.Data.OnSendMessage)
+			if p.Data.OnSendMessage.Type == "END" {
+				return evs
+			}
+		}
+	}
+	check := func(t *testing.T, rest []event) {
+		t.Helper()
+		if len(rest) == 0 || *rest[0].Index != seen {
+			t.Fatalf("resumed with %s, want index %d first", types(rest), seen)
+		}
+		checkAnswer(t, append(append([]event(nil), all[:seen]...), rest...), req, want)
+	}
+
+	t.Run("appsync", func(t *testing.T) {
+		c := dialAppSync(t, s, "/graphql/realtime", "")
+		c.send(map[string]any{"type": "connection_init"})
+		data, _ := json.Marshal(map[string]any{"query": resumeQuery, "variables": vars})
+		c.send(map[string]any{"id": "r", "type": "start", "payload": map[string]any{
+			"data": string(data), "extensions": map[string]any{"authorization": map[string]any{"host": "example.com"}},
+		}})
+		if m := c.must(5 * time.Second); m.Type != "connection_ack" {
+			t.Fatalf("got %s %s", m.Type, m.Payload)
+		}
+		check(t, onWS(c, "r"))
+	})
+	t.Run("legacy apollo", func(t *testing.T) {
+		c := dialAppSync(t, s, "/graphql", "")
+		c.send(map[string]any{"type": "connection_init", "payload": map[string]any{}})
+		if m := c.must(5 * time.Second); m.Type != "connection_ack" {
+			t.Fatalf("got %s %s", m.Type, m.Payload)
+		}
+		c.send(map[string]any{"id": "r", "type": "start", "payload": map[string]any{"query": resumeQuery, "variables": vars}})
+		check(t, onWS(c, "r"))
+	})
+	t.Run("sse", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		body, _ := json.Marshal(map[string]any{"query": resumeQuery, "variables": vars})
+		hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url(), bytes.NewReader(body))
+		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header.Set("Accept", "text/event-stream")
+		resp, err := http.DefaultClient.Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var rest []event
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok || line == "" {
+				continue
+			}
+			var p struct {
+				Data struct {
+					OnSendMessage event `json:"onSendMessage"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(line), &p); err != nil {
+				t.Fatalf("sse data %q: %v", line, err)
+			}
+			rest = append(rest, p.Data.OnSendMessage)
+			if p.Data.OnSendMessage.Type == "END" {
+				break
+			}
+		}
+		check(t, rest)
+	})
 }
