@@ -78,8 +78,10 @@ function showAuth(refused) {
   state.authRefused = refused;
   ui.auth.hidden = false;
   ui.changeKey.hidden = false;
-  ui.authError.textContent = refused && store.credential()
-    ? 'The server refused this key. Check it and try again.'
+  const credential = store.credential();
+  const what = /^bearer\s+/i.test(credential || '') ? 'token' : 'key';
+  ui.authError.textContent = refused && credential
+    ? `The server refused this ${what}. Check it and try again.`
     : '';
   ui.apiKey.value = '';
   ui.apiKey.focus();
