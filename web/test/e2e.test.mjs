@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,13 +47,16 @@ function freePort() {
 
 const servers = [];
 
-/** Starts the binary on a free port with its own data dir; resolves once /readyz says ready. */
-async function startServer(env = {}) {
+/**
+ * Starts the binary on a free port with its own data dir and any extra flags;
+ * resolves once /readyz says ready.
+ */
+async function startServer(env = {}, flags = []) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmp, 'data-'));
   // Slow enough that a test can act mid-answer: ~45 tokens at 80 ms ≈ 3.6 s.
   const args = ['serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir,
-    '--demo-ttft', '300ms', '--demo-token-interval', '80ms', '--log-level', 'warn'];
+    '--demo-ttft', '300ms', '--demo-token-interval', '80ms', '--log-level', 'warn', ...flags];
   const proc = spawn(binary, args, { env: { PATH: process.env.PATH, HOME: tmp, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
@@ -80,7 +83,7 @@ async function graphql(server, query, variables, key) {
 }
 
 async function conversation(server, sessionId, key) {
-  const r = await graphql(server, 'query($s:String!){conversation(sessionId:$s){turns{requestId role text status}}}', { s: sessionId }, key);
+  const r = await graphql(server, 'query($s:String!){conversation(sessionId:$s){turns{requestId role text status model locale}}}', { s: sessionId }, key);
   assert.equal(r.errors, undefined, JSON.stringify(r.errors));
   return r.data.conversation.turns;
 }
@@ -88,11 +91,21 @@ async function conversation(server, sessionId, key) {
 let browser;
 let open; // the server without keys
 let locked; // a server with TOKENCAST_API_KEYS
+let twoModels; // a server with a second, named model from --config
+let limited; // a server that takes one question per minute
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
   execFileSync('go', ['build', '-o', binary, './cmd/tokencast'], { cwd: repo, stdio: 'inherit' });
-  [open, locked] = await Promise.all([startServer(), startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY })]);
+  // The second model's END events name its reference, demo:second.
+  const models = path.join(tmp, 'models.yaml');
+  writeFileSync(models, 'models:\n  second:\n    ref: demo:second\n');
+  [open, locked, twoModels, limited] = await Promise.all([
+    startServer(),
+    startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY }),
+    startServer({}, ['--config', models]),
+    startServer({}, ['--ask-rate', '1', '--ask-burst', '1']),
+  ]);
   browser = await chromium.launch({
     executablePath: process.env.TOKENCAST_CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
@@ -136,6 +149,13 @@ async function waitForStatus(page, status, timeout = 20000) {
 
 async function sessionOf(page) {
   return page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
+}
+
+/** Reloads the page and checks that a picker still holds what was picked. */
+async function assertKeptAfterReload(page, picker, value) {
+  await page.reload();
+  await waitForConnected(page);
+  assert.equal(await page.locator(picker).inputValue(), value, `${picker} keeps ${value} after a reload`);
 }
 
 function shot(page, name) {
@@ -402,6 +422,110 @@ describe('chat page', { timeout: 120000 }, () => {
     await waitForStatus(page, 'COMPLETE');
     assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', 'With a key'));
     await shot(page, '13-key-accepted');
+    await page.context().close();
+  });
+
+  test('the model picker lists the configured models and the answer comes from the one picked', async () => {
+    const page = await newPage(twoModels);
+    await waitForConnected(page);
+    const names = await page.locator('#model option').evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(names.sort(), ['demo:default', 'second'], 'the picker lists what the models query says');
+    assert.equal(await page.locator('#model').inputValue(), 'demo:default', 'the default model is picked at first');
+    await page.selectOption('#model', 'second');
+    const q = 'Which model answers?';
+    await send(page, q);
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', q));
+    const meta = await lastAnswer(page).locator('.meta').textContent();
+    assert.match(meta, /demo:second/, 'the END event names the picked model');
+    assert.doesNotMatch(meta, /demo:default/);
+    const turns = await conversation(twoModels, await sessionOf(page));
+    assert.equal(turns.find((t) => t.role === 'ASSISTANT').model, 'demo:second', 'the stored answer came from the picked model');
+    await shot(page, '14-model-picked');
+    await assertKeptAfterReload(page, '#model', 'second');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('the locale selector changes the language of the answer', async () => {
+    const page = await newPage(twoModels, '', { locale: 'en-US' });
+    await waitForConnected(page);
+    assert.equal(await page.locator('#locale').inputValue(), 'en');
+    await page.selectOption('#locale', 'fr');
+    const q1 = 'Answer in French';
+    await send(page, q1);
+    await waitForStatus(page, 'COMPLETE');
+    const french = (await lastAnswer(page).locator('.content').textContent()).trim();
+    assert.equal(french, demoAnswer('fr', q1));
+    assert.match(french, /^Bonjour! .* in locale fr;/);
+    await page.selectOption('#locale', 'ja');
+    const q2 = 'Now in Japanese';
+    await send(page, q2);
+    await page.waitForFunction(() => document.querySelectorAll('.turn.assistant').length === 2);
+    await waitForStatus(page, 'COMPLETE');
+    const japanese = (await lastAnswer(page).locator('.content').textContent()).trim();
+    assert.equal(japanese, demoAnswer('ja', q1, q2));
+    assert.match(japanese, /^こんにちは! .* in locale ja;/);
+    const turns = await conversation(twoModels, await sessionOf(page));
+    assert.deepEqual(turns.filter((t) => t.role === 'USER').map((t) => t.locale), ['fr', 'ja'], 'each question carried the locale picked');
+    await shot(page, '15-locales');
+    await assertKeptAfterReload(page, '#locale', 'ja');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a question over the rate limit shows RATE_LIMITED as a sentence with the wait', async () => {
+    const page = await newPage(limited);
+    await waitForConnected(page);
+    await send(page, 'The one question allowed');
+    await waitForStatus(page, 'COMPLETE');
+    await send(page, 'One too many');
+    await page.waitForFunction(() => document.querySelectorAll('.turn.assistant').length === 2);
+    await waitForStatus(page, 'ERROR', 10000);
+    const status = await lastAnswer(page).locator('.turn-status').textContent();
+    const m = status.match(/You are asking faster than this server allows\. Try again in (\d+) s\./);
+    assert.ok(m, `the refusal reads as a sentence with the wait: ${JSON.stringify(status)}`);
+    // --ask-rate 1 is one question a minute: the wait is what is left of it.
+    assert.ok(Number(m[1]) >= 1 && Number(m[1]) <= 61, `wait ${m[1]} s`);
+    assert.match(status, /RATE_LIMITED/);
+    assert.ok(await page.locator('#send').isVisible(), 'Send is back after the refusal');
+    await shot(page, '16-rate-limited');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('dark mode: with prefers-color-scheme dark the page is dark, and light otherwise', async () => {
+    // Relative luminance (WCAG) of a computed rgb()/rgba() colour.
+    const luminance = (css) => {
+      const [r, g, b] = css.match(/[\d.]+/g).slice(0, 3).map((v) => {
+        const c = Number(v) / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const colours = (page) => page.evaluate(() => {
+      const style = (sel) => getComputedStyle(document.querySelector(sel));
+      return {
+        page: style('body').backgroundColor, text: style('body').color,
+        sidebar: style('.sidebar').backgroundColor, input: style('#input').backgroundColor,
+      };
+    });
+    const page = await newPage(open, '', { colorScheme: 'dark' });
+    await waitForConnected(page);
+    const dark = await colours(page);
+    for (const part of ['page', 'sidebar', 'input']) {
+      assert.ok(luminance(dark[part]) < 0.05, `dark ${part} background is dark: ${dark[part]}`);
+    }
+    assert.ok(luminance(dark.text) > 0.6, `dark text is light: ${dark.text}`);
+    assert.ok((luminance(dark.text) + 0.05) / (luminance(dark.page) + 0.05) >= 7, 'dark text contrasts with its background');
+    await shot(page, '17-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    const light = await colours(page);
+    for (const part of ['page', 'sidebar', 'input']) {
+      assert.ok(luminance(light[part]) > 0.8, `light ${part} background is light: ${light[part]}`);
+    }
+    assert.ok(luminance(light.text) < 0.05, `light text is dark: ${light.text}`);
+    assert.deepEqual(page.errors, []);
     await page.context().close();
   });
 });
