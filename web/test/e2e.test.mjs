@@ -9,7 +9,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,10 +75,38 @@ async function startServer(env = {}, flags = []) {
   }
 }
 
+/** A local OpenID provider: discovery document, JWKS, and RS256 tokens it signs. */
+async function startIssuer() {
+  const keyPair = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { privateKey, publicKey } = keyPair();
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const srv = http.createServer((req, res) => {
+    const body = {
+      '/.well-known/openid-configuration': { issuer: url, jwks_uri: url + '/jwks', id_token_signing_alg_values_supported: ['RS256'] },
+      '/jwks': { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS256', use: 'sig' }] },
+    }[req.url];
+    res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body || {}));
+  });
+  await new Promise((resolve) => srv.listen(port, '127.0.0.1', resolve));
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  /** A JWT for subject, signed by this issuer's key unless another is given. */
+  function token(subject, key = privateKey) {
+    const now = Math.floor(Date.now() / 1000);
+    const unsigned = b64({ alg: 'RS256', typ: 'JWT', kid: 'k1' }) + '.' +
+      b64({ iss: url, aud: 'tokencast', sub: subject, iat: now, exp: now + 3600 });
+    return unsigned + '.' + sign('sha256', Buffer.from(unsigned), key).toString('base64url');
+  }
+  return { url, token, forged: (subject) => token(subject, keyPair().privateKey), close: () => srv.close() };
+}
+
+/** key is an API key, or "Bearer <token>" sent as Authorization (as the page does). */
 async function graphql(server, query, variables, key) {
+  const auth = !key ? {} : /^bearer /i.test(key) ? { authorization: key } : { 'x-api-key': key };
   const res = await fetch(server.url + '/graphql', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(key ? { 'x-api-key': key } : {}) },
+    headers: { 'content-type': 'application/json', ...auth },
     body: JSON.stringify({ query, variables }),
   });
   return res.json();
@@ -93,6 +123,8 @@ let open; // the server without keys
 let locked; // a server with TOKENCAST_API_KEYS
 let twoModels; // a server with a second, named model from --config
 let limited; // a server that takes one question per minute
+let issuer; // the OpenID provider oidc trusts
+let oidc; // a server that takes bearer tokens from issuer
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
@@ -100,11 +132,13 @@ before(async () => {
   // The second model's END events name its reference, demo:second.
   const models = path.join(tmp, 'models.yaml');
   writeFileSync(models, 'models:\n  second:\n    ref: demo:second\n');
-  [open, locked, twoModels, limited] = await Promise.all([
+  issuer = await startIssuer();
+  [open, locked, twoModels, limited, oidc] = await Promise.all([
     startServer(),
     startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY }),
     startServer({}, ['--config', models]),
     startServer({}, ['--ask-rate', '1', '--ask-burst', '1']),
+    startServer({}, ['--oidc-issuer', issuer.url, '--oidc-audience', 'tokencast']),
   ]);
   browser = await chromium.launch({
     executablePath: process.env.TOKENCAST_CHROMIUM || '/usr/bin/chromium',
@@ -117,6 +151,7 @@ after(async () => {
   if (browser) await browser.close();
   for (const s of servers) s.proc.kill('SIGTERM');
   await Promise.all(servers.map((s) => (s.proc.exitCode !== null ? null : new Promise((r) => s.proc.on('exit', r)))));
+  if (issuer) issuer.close();
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -525,6 +560,37 @@ describe('chat page', { timeout: 120000 }, () => {
       assert.ok(luminance(light[part]) > 0.8, `light ${part} background is light: ${light[part]}`);
     }
     assert.ok(luminance(light.text) < 0.05, `light text is dark: ${light.text}`);
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a server with OIDC takes a bearer token, refuses a forged one and owns sessions by its subject', async () => {
+    const page = await newPage(oidc);
+    const authorization = [];
+    page.on('request', (req) => {
+      if (req.url().endsWith('/graphql') && req.method() === 'POST') authorization.push(req.headers().authorization);
+    });
+    await page.waitForSelector('#auth:not([hidden])');
+    await page.fill('#api-key', 'Bearer ' + issuer.forged('alice'));
+    await page.press('#api-key', 'Enter');
+    await page.waitForFunction(() => /refused this token/.test(document.getElementById('auth-error').textContent));
+    assert.equal(await page.locator('#conn').getAttribute('data-state'), 'refused');
+    await shot(page, '18-token-refused');
+    const alice = 'Bearer ' + issuer.token('alice');
+    await page.fill('#api-key', alice);
+    await page.press('#api-key', 'Enter');
+    await waitForConnected(page);
+    assert.ok(await page.locator('#auth').isHidden());
+    const q = 'With a bearer token';
+    await send(page, q);
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', q));
+    assert.equal(authorization[authorization.length - 1], alice, 'the page sent the token as Authorization');
+    const session = await sessionOf(page);
+    assert.equal((await conversation(oidc, session, alice)).length, 2, 'the conversation is alice\'s');
+    const bob = await graphql(oidc, 'query($s:String!){conversation(sessionId:$s){turns{text}}}', { s: session }, 'Bearer ' + issuer.token('bob'));
+    assert.equal(bob.errors && bob.errors[0].extensions.code, 'FORBIDDEN', 'another subject cannot read it');
+    await shot(page, '19-token-accepted');
     assert.deepEqual(page.errors, []);
     await page.context().close();
   });
