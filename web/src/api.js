@@ -1,7 +1,7 @@
 // The server's GraphQL API: queries and mutations over fetch (JSON POST), the
 // session's events over graphql-ws (graphql-transport-ws).
 import { createClient } from 'graphql-ws/client';
-import { CodedError } from './errors.js';
+import { CodedError, fromGraphQL } from './errors.js';
 
 const EVENT_FIELDS = `type message requestId index cursor stopReason model timeStamp
   usage { inputTokens outputTokens totalTokens }
@@ -50,7 +50,7 @@ export class Api {
     }
     const first = body && body.errors && body.errors[0];
     if (res.status === 401) throw new CodedError('UNAUTHENTICATED', first && first.message);
-    if (first) throw new CodedError((first.extensions && first.extensions.code) || 'INTERNAL', first.message);
+    if (first) throw fromGraphQL(first);
     return body.data;
   }
 
@@ -121,10 +121,7 @@ export class Api {
     const dispose = this.socket().subscribe({ query: WATCH, variables }, {
       next: (result) => {
         if (done) return;
-        if (result.errors && result.errors.length) {
-          const e = result.errors[0];
-          return finish(new CodedError((e.extensions && e.extensions.code) || 'INTERNAL', e.message));
-        }
+        if (result.errors && result.errors.length) return finish(fromGraphQL(result.errors[0]));
         const ev = result.data && result.data.onSendMessage;
         if (ev) onEvent(ev);
       },
@@ -145,10 +142,7 @@ export class Api {
 
 /** Maps what graphql-ws reports (a CloseEvent, GraphQL errors, an Error) to a code. */
 function closeError(err) {
-  if (Array.isArray(err) && err.length) {
-    const e = err[0];
-    return new CodedError((e.extensions && e.extensions.code) || 'INTERNAL', e.message);
-  }
+  if (Array.isArray(err) && err.length) return fromGraphQL(err[0]);
   if (err && typeof err.code === 'number') {
     switch (err.code) {
       case 4403: return new CodedError('UNAUTHENTICATED', err.reason);

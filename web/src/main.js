@@ -78,8 +78,10 @@ function showAuth(refused) {
   state.authRefused = refused;
   ui.auth.hidden = false;
   ui.changeKey.hidden = false;
-  ui.authError.textContent = refused && store.credential()
-    ? 'The server refused this key. Check it and try again.'
+  const credential = store.credential();
+  const what = /^bearer\s+/i.test(credential || '') ? 'token' : 'key';
+  ui.authError.textContent = refused && credential
+    ? `The server refused this ${what}. Check it and try again.`
     : '';
   ui.apiKey.value = '';
   ui.apiKey.focus();
@@ -190,7 +192,7 @@ function refreshConversation() {
   refreshing = api.conversation(sid).then((conv) => {
     if (sid === state.sessionId && conv) mergeConversation(conv.turns);
   }).catch((err) => {
-    if (!authFailed(err)) notice(describe(err.code, err.message));
+    if (!authFailed(err)) notice(describe(err.code, err.message, err.retryAfter));
   }).finally(() => { refreshing = null; });
   return refreshing;
 }
@@ -306,7 +308,9 @@ function onWatchEnd(err) {
     restartWatch(true);
     return;
   }
-  if (err.code === 'SLOW_CONSUMER' || err.code === 'SERVER_SHUTDOWN') notice(describe(err.code));
+  // A dropped connection shows as the state; anything the server said
+  // (TOO_MANY_SUBSCRIPTIONS, SLOW_CONSUMER, …) as its sentence.
+  if (err.code !== 'NETWORK') notice(describe(err.code, err.message, err.retryAfter));
   state.socket = 'reconnecting';
   showConn();
   const delay = Math.min(250 * 2 ** state.retry, 5000);
@@ -336,7 +340,7 @@ async function openSession(id) {
   try {
     conv = await api.conversation(id);
   } catch (err) {
-    if (!authFailed(err)) notice(describe(err.code, err.message));
+    if (!authFailed(err)) notice(describe(err.code, err.message, err.retryAfter));
     return;
   }
   if (id !== state.sessionId) return;
@@ -377,7 +381,7 @@ async function ask(text) {
     await api.ask({ sessionId: state.sessionId, message, locale: ui.locale.value, model: ui.model.value || null, requestId });
   } catch (err) {
     if (answer.lastIndex < 0) {
-      Object.assign(answer, { status: 'ERROR', error: { code: err.code, message: err.message } });
+      Object.assign(answer, { status: 'ERROR', error: { code: err.code, message: err.message, retryAfter: err.retryAfter } });
       dirty.add(answer);
       scheduleRender(true);
       showConn();
@@ -418,7 +422,7 @@ ui.stop.addEventListener('click', async () => {
     // Already ended: the stored conversation says how.
     if (res && !res.cancelled) refreshConversation();
   } catch (err) {
-    if (!authFailed(err)) notice(describe(err.code, err.message));
+    if (!authFailed(err)) notice(describe(err.code, err.message, err.retryAfter));
   } finally {
     ui.stop.disabled = false;
   }
@@ -461,7 +465,7 @@ function statusLine(t) {
   switch (t.status) {
     case 'ERROR': {
       const code = (t.error && t.error.code) || 'ERROR';
-      return { text: t.error ? describe(code, t.error.message) : 'This answer failed.', code: t.error ? code : '' };
+      return { text: t.error ? describe(code, t.error.message, t.error.retryAfter) : 'This answer failed.', code: t.error ? code : '' };
     }
     case 'CANCELLED': return { text: 'Stopped.', code: '' };
     case 'INCOMPLETE': return { text: describe('INCOMPLETE'), code: 'INCOMPLETE' };
@@ -572,7 +576,7 @@ async function boot() {
     await loadModels();
   } catch (err) {
     if (!authFailed(err)) {
-      notice(describe(err.code, err.message));
+      notice(describe(err.code, err.message, err.retryAfter));
       setTimeout(boot, 3000);
     }
     return;

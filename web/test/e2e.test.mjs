@@ -9,7 +9,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,13 +49,16 @@ function freePort() {
 
 const servers = [];
 
-/** Starts the binary on a free port with its own data dir; resolves once /readyz says ready. */
-async function startServer(env = {}) {
+/**
+ * Starts the binary on a free port with its own data dir and any extra flags;
+ * resolves once /readyz says ready.
+ */
+async function startServer(env = {}, flags = []) {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmp, 'data-'));
   // Slow enough that a test can act mid-answer: ~45 tokens at 80 ms ≈ 3.6 s.
   const args = ['serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir,
-    '--demo-ttft', '300ms', '--demo-token-interval', '80ms', '--log-level', 'warn'];
+    '--demo-ttft', '300ms', '--demo-token-interval', '80ms', '--log-level', 'warn', ...flags];
   const proc = spawn(binary, args, { env: { PATH: process.env.PATH, HOME: tmp, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr.on('data', (d) => { log += d; });
@@ -70,17 +75,45 @@ async function startServer(env = {}) {
   }
 }
 
+/** A local OpenID provider: discovery document, JWKS, and RS256 tokens it signs. */
+async function startIssuer() {
+  const keyPair = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { privateKey, publicKey } = keyPair();
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const srv = http.createServer((req, res) => {
+    const body = {
+      '/.well-known/openid-configuration': { issuer: url, jwks_uri: url + '/jwks', id_token_signing_alg_values_supported: ['RS256'] },
+      '/jwks': { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'k1', alg: 'RS256', use: 'sig' }] },
+    }[req.url];
+    res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body || {}));
+  });
+  await new Promise((resolve) => srv.listen(port, '127.0.0.1', resolve));
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  /** A JWT for subject, signed by this issuer's key unless another is given. */
+  function token(subject, key = privateKey) {
+    const now = Math.floor(Date.now() / 1000);
+    const unsigned = b64({ alg: 'RS256', typ: 'JWT', kid: 'k1' }) + '.' +
+      b64({ iss: url, aud: 'tokencast', sub: subject, iat: now, exp: now + 3600 });
+    return unsigned + '.' + sign('sha256', Buffer.from(unsigned), key).toString('base64url');
+  }
+  return { url, token, forged: (subject) => token(subject, keyPair().privateKey), close: () => srv.close() };
+}
+
+/** key is an API key, or "Bearer <token>" sent as Authorization (as the page does). */
 async function graphql(server, query, variables, key) {
+  const auth = !key ? {} : /^bearer /i.test(key) ? { authorization: key } : { 'x-api-key': key };
   const res = await fetch(server.url + '/graphql', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(key ? { 'x-api-key': key } : {}) },
+    headers: { 'content-type': 'application/json', ...auth },
     body: JSON.stringify({ query, variables }),
   });
   return res.json();
 }
 
 async function conversation(server, sessionId, key) {
-  const r = await graphql(server, 'query($s:String!){conversation(sessionId:$s){turns{requestId role text status}}}', { s: sessionId }, key);
+  const r = await graphql(server, 'query($s:String!){conversation(sessionId:$s){turns{requestId role text status model locale}}}', { s: sessionId }, key);
   assert.equal(r.errors, undefined, JSON.stringify(r.errors));
   return r.data.conversation.turns;
 }
@@ -88,11 +121,25 @@ async function conversation(server, sessionId, key) {
 let browser;
 let open; // the server without keys
 let locked; // a server with TOKENCAST_API_KEYS
+let twoModels; // a server with a second, named model from --config
+let limited; // a server that takes one question per minute
+let issuer; // the OpenID provider oidc trusts
+let oidc; // a server that takes bearer tokens from issuer
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
   execFileSync('go', ['build', '-o', binary, './cmd/tokencast'], { cwd: repo, stdio: 'inherit' });
-  [open, locked] = await Promise.all([startServer(), startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY })]);
+  // The second model's END events name its reference, demo:second.
+  const models = path.join(tmp, 'models.yaml');
+  writeFileSync(models, 'models:\n  second:\n    ref: demo:second\n');
+  issuer = await startIssuer();
+  [open, locked, twoModels, limited, oidc] = await Promise.all([
+    startServer(),
+    startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY }),
+    startServer({}, ['--config', models]),
+    startServer({}, ['--ask-rate', '1', '--ask-burst', '1']),
+    startServer({}, ['--oidc-issuer', issuer.url, '--oidc-audience', 'tokencast']),
+  ]);
   browser = await chromium.launch({
     executablePath: process.env.TOKENCAST_CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
@@ -104,6 +151,7 @@ after(async () => {
   if (browser) await browser.close();
   for (const s of servers) s.proc.kill('SIGTERM');
   await Promise.all(servers.map((s) => (s.proc.exitCode !== null ? null : new Promise((r) => s.proc.on('exit', r)))));
+  if (issuer) issuer.close();
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -136,6 +184,13 @@ async function waitForStatus(page, status, timeout = 20000) {
 
 async function sessionOf(page) {
   return page.evaluate(() => decodeURIComponent(location.hash.slice(1)));
+}
+
+/** Reloads the page and checks that a picker still holds what was picked. */
+async function assertKeptAfterReload(page, picker, value) {
+  await page.reload();
+  await waitForConnected(page);
+  assert.equal(await page.locator(picker).inputValue(), value, `${picker} keeps ${value} after a reload`);
 }
 
 function shot(page, name) {
@@ -402,6 +457,141 @@ describe('chat page', { timeout: 120000 }, () => {
     await waitForStatus(page, 'COMPLETE');
     assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', 'With a key'));
     await shot(page, '13-key-accepted');
+    await page.context().close();
+  });
+
+  test('the model picker lists the configured models and the answer comes from the one picked', async () => {
+    const page = await newPage(twoModels);
+    await waitForConnected(page);
+    const names = await page.locator('#model option').evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(names.sort(), ['demo:default', 'second'], 'the picker lists what the models query says');
+    assert.equal(await page.locator('#model').inputValue(), 'demo:default', 'the default model is picked at first');
+    await page.selectOption('#model', 'second');
+    const q = 'Which model answers?';
+    await send(page, q);
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', q));
+    const meta = await lastAnswer(page).locator('.meta').textContent();
+    assert.match(meta, /demo:second/, 'the END event names the picked model');
+    assert.doesNotMatch(meta, /demo:default/);
+    const turns = await conversation(twoModels, await sessionOf(page));
+    assert.equal(turns.find((t) => t.role === 'ASSISTANT').model, 'demo:second', 'the stored answer came from the picked model');
+    await shot(page, '14-model-picked');
+    await assertKeptAfterReload(page, '#model', 'second');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('the locale selector changes the language of the answer', async () => {
+    const page = await newPage(twoModels, '', { locale: 'en-US' });
+    await waitForConnected(page);
+    assert.equal(await page.locator('#locale').inputValue(), 'en');
+    await page.selectOption('#locale', 'fr');
+    const q1 = 'Answer in French';
+    await send(page, q1);
+    await waitForStatus(page, 'COMPLETE');
+    const french = (await lastAnswer(page).locator('.content').textContent()).trim();
+    assert.equal(french, demoAnswer('fr', q1));
+    assert.match(french, /^Bonjour! .* in locale fr;/);
+    await page.selectOption('#locale', 'ja');
+    const q2 = 'Now in Japanese';
+    await send(page, q2);
+    await page.waitForFunction(() => document.querySelectorAll('.turn.assistant').length === 2);
+    await waitForStatus(page, 'COMPLETE');
+    const japanese = (await lastAnswer(page).locator('.content').textContent()).trim();
+    assert.equal(japanese, demoAnswer('ja', q1, q2));
+    assert.match(japanese, /^こんにちは! .* in locale ja;/);
+    const turns = await conversation(twoModels, await sessionOf(page));
+    assert.deepEqual(turns.filter((t) => t.role === 'USER').map((t) => t.locale), ['fr', 'ja'], 'each question carried the locale picked');
+    await shot(page, '15-locales');
+    await assertKeptAfterReload(page, '#locale', 'ja');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a question over the rate limit shows RATE_LIMITED as a sentence with the wait', async () => {
+    const page = await newPage(limited);
+    await waitForConnected(page);
+    await send(page, 'The one question allowed');
+    await waitForStatus(page, 'COMPLETE');
+    await send(page, 'One too many');
+    await page.waitForFunction(() => document.querySelectorAll('.turn.assistant').length === 2);
+    await waitForStatus(page, 'ERROR', 10000);
+    const status = await lastAnswer(page).locator('.turn-status').textContent();
+    const m = status.match(/You are asking faster than this server allows\. Try again in (\d+) s\./);
+    assert.ok(m, `the refusal reads as a sentence with the wait: ${JSON.stringify(status)}`);
+    // --ask-rate 1 is one question a minute: the wait is what is left of it.
+    assert.ok(Number(m[1]) >= 1 && Number(m[1]) <= 61, `wait ${m[1]} s`);
+    assert.match(status, /RATE_LIMITED/);
+    assert.ok(await page.locator('#send').isVisible(), 'Send is back after the refusal');
+    await shot(page, '16-rate-limited');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('dark mode: with prefers-color-scheme dark the page is dark, and light otherwise', async () => {
+    // Relative luminance (WCAG) of a computed rgb()/rgba() colour.
+    const luminance = (css) => {
+      const [r, g, b] = css.match(/[\d.]+/g).slice(0, 3).map((v) => {
+        const c = Number(v) / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const colours = (page) => page.evaluate(() => {
+      const style = (sel) => getComputedStyle(document.querySelector(sel));
+      return {
+        page: style('body').backgroundColor, text: style('body').color,
+        sidebar: style('.sidebar').backgroundColor, input: style('#input').backgroundColor,
+      };
+    });
+    const page = await newPage(open, '', { colorScheme: 'dark' });
+    await waitForConnected(page);
+    const dark = await colours(page);
+    for (const part of ['page', 'sidebar', 'input']) {
+      assert.ok(luminance(dark[part]) < 0.05, `dark ${part} background is dark: ${dark[part]}`);
+    }
+    assert.ok(luminance(dark.text) > 0.6, `dark text is light: ${dark.text}`);
+    assert.ok((luminance(dark.text) + 0.05) / (luminance(dark.page) + 0.05) >= 7, 'dark text contrasts with its background');
+    await shot(page, '17-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    const light = await colours(page);
+    for (const part of ['page', 'sidebar', 'input']) {
+      assert.ok(luminance(light[part]) > 0.8, `light ${part} background is light: ${light[part]}`);
+    }
+    assert.ok(luminance(light.text) < 0.05, `light text is dark: ${light.text}`);
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a server with OIDC takes a bearer token, refuses a forged one and owns sessions by its subject', async () => {
+    const page = await newPage(oidc);
+    const authorization = [];
+    page.on('request', (req) => {
+      if (req.url().endsWith('/graphql') && req.method() === 'POST') authorization.push(req.headers().authorization);
+    });
+    await page.waitForSelector('#auth:not([hidden])');
+    await page.fill('#api-key', 'Bearer ' + issuer.forged('alice'));
+    await page.press('#api-key', 'Enter');
+    await page.waitForFunction(() => /refused this token/.test(document.getElementById('auth-error').textContent));
+    assert.equal(await page.locator('#conn').getAttribute('data-state'), 'refused');
+    await shot(page, '18-token-refused');
+    const alice = 'Bearer ' + issuer.token('alice');
+    await page.fill('#api-key', alice);
+    await page.press('#api-key', 'Enter');
+    await waitForConnected(page);
+    assert.ok(await page.locator('#auth').isHidden());
+    const q = 'With a bearer token';
+    await send(page, q);
+    await waitForStatus(page, 'COMPLETE');
+    assert.equal((await lastAnswer(page).locator('.content').textContent()).trim(), demoAnswer('en', q));
+    assert.equal(authorization[authorization.length - 1], alice, 'the page sent the token as Authorization');
+    const session = await sessionOf(page);
+    assert.equal((await conversation(oidc, session, alice)).length, 2, 'the conversation is alice\'s');
+    const bob = await graphql(oidc, 'query($s:String!){conversation(sessionId:$s){turns{text}}}', { s: session }, 'Bearer ' + issuer.token('bob'));
+    assert.equal(bob.errors && bob.errors[0].extensions.code, 'FORBIDDEN', 'another subject cannot read it');
+    await shot(page, '19-token-accepted');
+    assert.deepEqual(page.errors, []);
     await page.context().close();
   });
 });
