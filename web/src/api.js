@@ -145,9 +145,12 @@ function closeError(err) {
   if (Array.isArray(err) && err.length) return fromGraphQL(err[0]);
   if (err && typeof err.code === 'number') {
     switch (err.code) {
+      case 4401: // the token expired
       case 4403: return new CodedError('UNAUTHENTICATED', err.reason);
+      case 4429: return new CodedError('TOO_MANY_CONNECTIONS', err.reason);
       case 1013: return new CodedError('SLOW_CONSUMER', err.reason);
-      case 1001: return new CodedError('SERVER_SHUTDOWN', err.reason);
+      case 1001:
+      case 1012: return new CodedError('SERVER_SHUTDOWN', err.reason);
       default: return new CodedError('NETWORK', `closed ${err.code} ${err.reason || ''}`.trim());
     }
   }

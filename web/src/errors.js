@@ -26,6 +26,7 @@ const sentences = {
   QUERY_TOO_DEEP: 'The server refused a request from this page as too deeply nested. Reload the page; if it persists, the server\'s limits are set too low.',
   TOO_MANY_ALIASES: 'The server refused a request from this page for using too many aliases. Reload the page; if it persists, the server\'s limits are set too low.',
   COMPLEXITY_LIMIT_EXCEEDED: 'The server refused a request from this page as too complex. Reload the page; if it persists, the server\'s limits are set too low.',
+  TOO_MANY_CONNECTIONS: 'This key already holds as many live connections as the server allows. Close other tabs, then reload the page.',
   TOO_MANY_SUBSCRIPTIONS: 'This connection is watching more conversations than the server allows. Close other tabs or reload the page.',
   INCOMPLETE: 'The answer stopped before it was finished.',
   UNKNOWN_MODEL: 'That model is not available on this server. Pick another one.',
