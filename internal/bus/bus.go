@@ -4,6 +4,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,10 +63,14 @@ type Config struct {
 
 	// URLs of an external NATS cluster (comma-separated); empty embeds one.
 	URLs string
-	// CredsFile, NKeySeedFile and CAFile authenticate to an external NATS.
+	// CredsFile, NKeySeedFile and CAFile authenticate to an external NATS;
+	// CertFile and KeyFile (both or neither) are a client certificate for a
+	// NATS that verifies its clients' TLS certificates.
 	CredsFile    string
 	NKeySeedFile string
 	CAFile       string
+	CertFile     string
+	KeyFile      string
 	// Listen makes the embedded server accept other processes (workers) on
 	// host:port; empty keeps it in-process only.
 	Listen string
@@ -323,6 +328,16 @@ func connectExternal(cfg Config, noteDialError func(error)) (*nats.Conn, error) 
 	}
 	if cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		if cfg.CertFile == "" || cfg.KeyFile == "" {
+			return nil, errors.New("nats client certificate: needs both a certificate and a key file")
+		}
+		// Loaded here as well as by nats.go, to say which files are wrong.
+		if _, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
+			return nil, fmt.Errorf("nats client certificate %s, key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+		}
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
 	nc, err := nats.Connect(cfg.URLs, opts...)
 	if err != nil {
