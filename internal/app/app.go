@@ -93,6 +93,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	b, err := bus.Open(ctx, bus.Config{
 		DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,
 		URLs: cfg.NATSURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey, CAFile: cfg.NATSCA,
+		CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
 		Listen: cfg.NATSListen, Replicas: cfg.Replicas,
 		ClusterListen: cfg.NATSClusterListen, Routes: cfg.NATSRoutes, ClusterName: cfg.NATSClusterName, ServerName: cfg.NATSServerName,
 	}, log)

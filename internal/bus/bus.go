@@ -4,6 +4,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -61,10 +63,14 @@ type Config struct {
 
 	// URLs of an external NATS cluster (comma-separated); empty embeds one.
 	URLs string
-	// CredsFile, NKeySeedFile and CAFile authenticate to an external NATS.
+	// CredsFile, NKeySeedFile and CAFile authenticate to an external NATS;
+	// CertFile and KeyFile (both or neither) are a client certificate for a
+	// NATS that verifies its clients' TLS certificates.
 	CredsFile    string
 	NKeySeedFile string
 	CAFile       string
+	CertFile     string
+	KeyFile      string
 	// Listen makes the embedded server accept other processes (workers) on
 	// host:port; empty keeps it in-process only.
 	Listen string
@@ -101,6 +107,11 @@ type Bus struct {
 	// keeperDone stops the watch keeper; keeperWG waits for it.
 	keeperDone chan struct{}
 	keeperWG   sync.WaitGroup
+
+	// dialErr is why the latest attempt to reach an external NATS failed,
+	// until one succeeds: nats.go keeps some of these reasons only for
+	// its callbacks.
+	dialErr atomic.Pointer[error]
 }
 
 // Open starts the embedded NATS server under cfg.DataDir, connects to it in
@@ -118,24 +129,23 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	var srv *server.Server
-	var nc *nats.Conn
+	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{})}
 	var err error
 	if cfg.URLs != "" {
-		nc, err = connectExternal(cfg)
+		b.nc, err = connectExternal(cfg, b.noteDialError)
 	} else {
-		srv, nc, err = embed(cfg)
+		b.srv, b.nc, err = embed(cfg)
 	}
 	if err != nil {
 		return nil, err
 	}
-	b := &Bus{cfg: cfg, log: log, srv: srv, nc: nc, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{})}
 	if err := b.setupWhenReady(ctx); err != nil {
 		b.Close()
 		return nil, err
 	}
 	reconnected := make(chan struct{}, 1)
-	nc.SetReconnectHandler(func(*nats.Conn) {
+	b.nc.SetReconnectHandler(func(*nats.Conn) {
+		b.noteDialError(nil)
 		select {
 		case reconnected <- struct{}{}:
 		default: // a catch-up is already due
@@ -154,16 +164,58 @@ func (b *Bus) setupWhenReady(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := b.setup(sctx)
 		cancel()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil {
+			return nil
+		}
+		err = b.whyNotConnected(err)
+		// nats.go closes the connection for good when a server refuses the
+		// same credentials twice: waiting longer cannot help.
+		if ctx.Err() != nil || time.Now().After(deadline) || b.nc.IsClosed() {
 			return err
 		}
 		b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return b.whyNotConnected(ctx.Err())
 		case <-time.After(wait):
 		}
 	}
+}
+
+// whyNotConnected adds to err, when NATS is not connected, the reason the
+// server last gave: a timeout alone does not say that it refused our
+// credentials or our certificate.
+func (b *Bus) whyNotConnected(err error) error {
+	if b.nc.IsConnected() {
+		return err
+	}
+	if last := b.lastConnError(); last != nil {
+		return fmt.Errorf("%w; nats not connected: %w", err, last)
+	}
+	return fmt.Errorf("%w; nats not connected (%s)", err, b.nc.Status())
+}
+
+// lastConnError is the server's last word on a failed connection (a refused
+// certificate, an authorization violation), else why it could not be
+// reached.
+func (b *Bus) lastConnError() error {
+	if err := b.nc.LastError(); err != nil {
+		return err
+	}
+	if p := b.dialErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// noteDialError records why an attempt to reach NATS failed; nil, that one
+// succeeded.
+func (b *Bus) noteDialError(err error) {
+	if err == nil {
+		b.dialErr.Store(nil)
+		return
+	}
+	b.dialErr.Store(&err)
 }
 
 // embed starts a NATS server in this process and connects to it in process.
@@ -253,13 +305,16 @@ func splitHostPort(what, addr string) (string, int, error) {
 	return host, n, nil
 }
 
-// connectExternal connects to a NATS cluster, reconnecting forever.
-func connectExternal(cfg Config) (*nats.Conn, error) {
+// connectExternal connects to a NATS cluster, reconnecting forever. It tells
+// noteDialError why each failed attempt failed, and nil once one succeeds.
+func connectExternal(cfg Config, noteDialError func(error)) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("tokencast"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { noteDialError(err) }),
+		nats.ConnectHandler(func(*nats.Conn) { noteDialError(nil) }),
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
@@ -273,6 +328,16 @@ func connectExternal(cfg Config) (*nats.Conn, error) {
 	}
 	if cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))
+	}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		if cfg.CertFile == "" || cfg.KeyFile == "" {
+			return nil, errors.New("nats client certificate: needs both a certificate and a key file")
+		}
+		// Loaded here as well as by nats.go, to say which files are wrong.
+		if _, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
+			return nil, fmt.Errorf("nats client certificate %s, key %s: %w", cfg.CertFile, cfg.KeyFile, err)
+		}
+		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
 	nc, err := nats.Connect(cfg.URLs, opts...)
 	if err != nil {

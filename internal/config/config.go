@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -67,6 +68,8 @@ type Config struct {
 	NATSCreds  string
 	NATSNKey   string
 	NATSCA     string
+	NATSCert   string
+	NATSKey    string
 	NATSListen string
 	// The embedded NATS joins a cluster of its peers when these are set.
 	NATSClusterListen string
@@ -161,6 +164,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "credentials file for the external NATS")
 	fs.StringVar(&c.NATSNKey, "nats-nkey", "", "NKey seed file for the external NATS")
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "CA certificate file to verify the external NATS's TLS")
+	fs.StringVar(&c.NATSCert, "nats-cert", "", "PEM client certificate file for an external NATS that verifies clients (mutual TLS; needs --nats-key)")
+	fs.StringVar(&c.NATSKey, "nats-key", "", "PEM private key file for --nats-cert")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes (workers) connect to the embedded NATS on host:port")
 	fs.StringVar(&c.NATSClusterListen, "nats-cluster-listen", "", "embedded NATS: accept cluster routes from its peers on host:port (joins a JetStream cluster; needs --nats-routes)")
 	fs.StringVar(&c.NATSRoutes, "nats-routes", "", "embedded NATS: comma-separated route URLs of the cluster's nodes (nats://host:port, its own may be listed)")
@@ -258,6 +263,7 @@ func (c *Config) validate() error {
 	if c.NATSURL != "" && (c.NATSListen != "" || c.NATSClusterListen != "" || c.NATSRoutes != "") {
 		errs = append(errs, errors.New("--nats-url connects to an external NATS: --nats-listen, --nats-cluster-listen and --nats-routes are for the embedded one"))
 	}
+	errs = append(errs, c.validateNATSFiles()...)
 	if (c.NATSClusterListen == "") != (c.NATSRoutes == "") {
 		errs = append(errs, errors.New("--nats-cluster-listen and --nats-routes go together"))
 	}
@@ -285,6 +291,49 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// validateNATSFiles checks the files that authenticate to an external NATS
+// at start, naming the flag, rather than at the first connection attempt.
+func (c *Config) validateNATSFiles() []error {
+	var errs []error
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		errs = append(errs, errors.New("--nats-cert and --nats-key go together"))
+	}
+	files := []struct{ flag, path string }{
+		{"--nats-creds", c.NATSCreds}, {"--nats-nkey", c.NATSNKey}, {"--nats-ca", c.NATSCA},
+		{"--nats-cert", c.NATSCert}, {"--nats-key", c.NATSKey},
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if c.NATSURL == "" {
+			errs = append(errs, fmt.Errorf("%s is for an external NATS: it needs --nats-url", f.flag))
+			continue
+		}
+		if err := readable(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
+		}
+	}
+	return errs
+}
+
+// readable reports why path cannot be read as a file, if it cannot.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if info.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
+	return nil
 }
 
 // Loopback reports whether addr listens only on this machine.
