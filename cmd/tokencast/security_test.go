@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,7 +319,35 @@ func TestAskRateLimit(t *testing.T) {
 // issuer is a local OpenID provider: discovery document and JWKS.
 type issuer struct {
 	srv *httptest.Server
-	key *rsa.PrivateKey
+	key *rsa.PrivateKey // signs as kid k1
+
+	mu   sync.Mutex
+	keys map[string]*rsa.PrivateKey // published in the JWKS, by kid
+}
+
+// rotate publishes a new signing key under kid, and withdraws the others.
+func (is *issuer) rotate(t *testing.T, kid string) *rsa.PrivateKey {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.mu.Lock()
+	is.keys = map[string]*rsa.PrivateKey{kid: key}
+	is.mu.Unlock()
+	return key
+}
+
+// kid is the key id a token signed with key carries: its own when the
+// issuer published it, else k1 (a forgery claiming the issuer's key).
+func (is *issuer) kid(key *rsa.PrivateKey) string {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	for kid, k := range is.keys {
+		if k == key {
+			return kid
+		}
+	}
+	return "k1"
 }
 
 func newIssuer(t *testing.T) *issuer {
@@ -326,7 +355,7 @@ func newIssuer(t *testing.T) *issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is := &issuer{key: key}
+	is := &issuer{key: key, keys: map[string]*rsa.PrivateKey{"k1": key}}
 	mux := http.NewServeMux()
 	is.srv = httptest.NewServer(mux)
 	t.Cleanup(is.srv.Close)
@@ -337,13 +366,19 @@ func newIssuer(t *testing.T) *issuer {
 		})
 	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+		is.mu.Lock()
+		var set jose.JSONWebKeySet
+		for kid, k := range is.keys {
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
+		}
+		is.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(set)
 	})
 	return is
 }
 
 func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims jwt.Claims) string {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", is.kid(key)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,5 +608,69 @@ func TestConnectionCapsCoverSSE(t *testing.T) {
 	}
 	if resp := openSSE(t, s, "X-Api-Key", keyA, "s-cap-a"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("an SSE stream on a full node: HTTP %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestBearerTokensAcrossAKeyRotation: when the issuer rotates its signing
+// key, tokens signed with the new key are accepted at once (the JWKS is
+// fetched again for an unknown key id) and those of the withdrawn key are
+// not; sessions belong to the configured user claim.
+func TestBearerTokensAcrossAKeyRotation(t *testing.T) {
+	is := newIssuer(t)
+	s := start(t, "", nil, append(fast, "--mode", "prod", "--oidc-issuer", is.srv.URL, "--oidc-audience", "tokencast", "--oidc-user-claim", "email")...)
+	now := time.Now()
+	claims := func(sub, email string) map[string]any {
+		return map[string]any{"iss": is.srv.URL, "aud": "tokencast", "sub": sub, "email": email,
+			"exp": now.Add(time.Hour).Unix(), "iat": now.Unix()}
+	}
+	sign := func(key *rsa.PrivateKey, c map[string]any) string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", is.kid(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := jwt.Signed(signer).Claims(c).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ask := func(tok, session string) gqlResponse {
+		body, _ := json.Marshal(map[string]any{"query": askQuery, "variables": map[string]any{"input": map[string]any{"sessionId": session, "message": "hi", "locale": "en"}}})
+		req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out gqlResponse
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	code := func(r gqlResponse) any {
+		if len(r.Errors) == 0 {
+			return nil
+		}
+		return r.Errors[0].Extensions["code"]
+	}
+	old := is.key
+	if r := ask(sign(old, claims("id-1", "alice@example.com")), "s-rot"); code(r) != nil {
+		t.Fatalf("before the rotation: %+v", r.Errors)
+	}
+	fresh := is.rotate(t, "k2")
+	// The user is the email claim: another subject with the same email is
+	// the same owner, another email is not.
+	if r := ask(sign(fresh, claims("id-2", "alice@example.com")), "s-rot"); code(r) != nil {
+		t.Fatalf("a token of the new key, same user: %+v", r.Errors)
+	}
+	if r := ask(sign(fresh, claims("id-1", "bob@example.com")), "s-rot"); code(r) != chat.CodeForbidden {
+		t.Fatalf("another user in alice's session: %+v, want FORBIDDEN", r.Errors)
+	}
+	if r := ask(sign(old, claims("id-1", "alice@example.com")), "s-rot-2"); code(r) != chat.CodeUnauthenticated {
+		t.Fatalf("a token of the withdrawn key: %+v, want UNAUTHENTICATED", r.Errors)
+	}
+	if r := ask(sign(fresh, map[string]any{"iss": is.srv.URL, "aud": "tokencast", "sub": "x", "exp": now.Add(time.Hour).Unix()}), "s-rot-3"); code(r) != chat.CodeUnauthenticated {
+		t.Fatalf("a token without the user claim: %+v, want UNAUTHENTICATED", r.Errors)
 	}
 }
