@@ -588,3 +588,53 @@ func TestShutdownTurnsReadinessFalseWhileDraining(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestDeadLettersAreForTheOperator: deadLetters lists the newest dead
+// letters, oldest first, to a service key only.
+func TestDeadLettersAreForTheOperator(t *testing.T) {
+	const clientKey, serviceKey = "client-key-0123456789", "service-key-0123456789"
+	natsAddr := freeAddr(t)
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": clientKey, "TOKENCAST_SERVICE_KEYS": "ops:" + serviceKey}, append(fast, "--nats-listen", natsAddr)...)
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Three records as the workers write them.
+	for i := range 3 {
+		rec := fmt.Sprintf(`{"request":{"id":"r-%d","sessionId":"s-dead","message":"secret question","locale":"en","model":"demo:default"},"deliveries":%d,"reason":"max deliveries reached","at":"2026-11-25T10:00:0%dZ"}`, i, 5+i, i)
+		if _, err := js.Publish(ctx, "tc.dead", []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const query = `query($n: Int!) { deadLetters(last: $n) { sessionId requestId model deliveries reason at } }`
+	status, resp := s.post(t, serviceKey, query, map[string]any{"n": 2})
+	var data struct {
+		DeadLetters []struct {
+			SessionID, RequestID, Model, Reason, At string
+			Deliveries                               int
+		} `json:"deadLetters"`
+	}
+	if err := json.Unmarshal(resp.Data, &data); status != http.StatusOK || len(resp.Errors) > 0 || err != nil {
+		t.Fatalf("deadLetters: %d %s %+v", status, resp.Data, resp.Errors)
+	}
+	got := data.DeadLetters
+	if len(got) != 2 || got[0].RequestID != "r-1" || got[1].RequestID != "r-2" || got[1].Deliveries != 7 ||
+		got[1].SessionID != "s-dead" || got[1].Model != "demo:default" || got[1].Reason != "max deliveries reached" || got[1].At != "2026-11-25T10:00:02Z" {
+		t.Fatalf("the last 2 dead letters: %+v", got)
+	}
+	if strings.Contains(string(resp.Data), "secret question") {
+		t.Fatal("the question's text is not part of a dead letter's listing")
+	}
+	_, resp = s.post(t, clientKey, query, map[string]any{"n": 2})
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeForbidden {
+		t.Fatalf("a client key: %+v, want FORBIDDEN", resp.Errors)
+	}
+	_, resp = s.post(t, serviceKey, query, map[string]any{"n": 100000})
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeBadInput {
+		t.Fatalf("last over the bound: %+v, want BAD_USER_INPUT", resp.Errors)
+	}
+}

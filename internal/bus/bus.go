@@ -1046,13 +1046,8 @@ func (b *Bus) WatchCancels(fn func(session, request string)) (stop func(), err e
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// DeadLetter is the operator's record of a request that could not be answered.
-type DeadLetter struct {
-	Request    chat.Request `json:"request"`
-	Deliveries uint64       `json:"deliveries"`
-	Reason     string       `json:"reason"`
-	At         time.Time    `json:"at"`
-}
+// DeadLetter is a request that failed on every delivery.
+type DeadLetter = chat.DeadLetter
 
 // WatchExhausted calls fn, on one node of the cluster, for each request whose
 // deliveries ran out (its workers kept dying or failing).
@@ -1118,8 +1113,8 @@ func (b *Bus) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
 	return nil
 }
 
-// DeadLetters returns the recorded dead letters, oldest first.
-func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+// DeadLetters returns the newest last dead letters, oldest first.
+func (b *Bus) DeadLetters(ctx context.Context, last int) ([]DeadLetter, error) {
 	s, err := b.js.Stream(ctx, deadStream)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
@@ -1128,8 +1123,15 @@ func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
-	var out []DeadLetter
-	err = readRange(ctx, s, deadSubj, info.State.FirstSeq, info.State.LastSeq, func(data []byte, seq uint64) error {
+	out := []DeadLetter{}
+	if last <= 0 || info.State.Msgs == 0 {
+		return out, nil
+	}
+	from := info.State.FirstSeq
+	if info.State.LastSeq >= uint64(last) {
+		from = max(from, info.State.LastSeq-uint64(last)+1)
+	}
+	err = readRange(ctx, s, deadSubj, from, info.State.LastSeq, func(data []byte, seq uint64) error {
 		var d DeadLetter
 		if err := json.Unmarshal(data, &d); err != nil {
 			return fmt.Errorf("decode dead letter %d: %w", seq, err)

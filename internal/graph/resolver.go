@@ -24,6 +24,7 @@ type Store interface {
 	Cancel(ctx context.Context, session, request string) error
 	LastEvent(ctx context.Context, session string) (*chat.Event, error)
 	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
+	DeadLetters(ctx context.Context, last int) ([]chat.DeadLetter, error)
 }
 
 // Authorizer decides whether a principal may touch a session.

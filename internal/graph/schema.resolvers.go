@@ -219,6 +219,36 @@ func (r *queryResolver) Models(ctx context.Context) ([]*model.ModelInfo, error) 
 	return out, nil
 }
 
+// DeadLetters is the resolver for the deadLetters field.
+func (r *queryResolver) DeadLetters(ctx context.Context, last int) ([]*model.DeadLetter, error) {
+	p := auth.FromContext(ctx)
+	if p == nil {
+		return nil, codeError(ctx, chat.CodeUnauthenticated, "an API key is required")
+	}
+	if !p.IsService() {
+		return nil, codeError(ctx, chat.CodeForbidden, "deadLetters needs a service key")
+	}
+	if last < 1 || last > 1000 {
+		return nil, codeError(ctx, chat.CodeBadInput, "last must be 1 to 1000")
+	}
+	dls, err := r.Store.DeadLetters(ctx, last)
+	if err != nil {
+		r.Log.Error("read dead letters", "err", err)
+		return nil, codeError(ctx, chat.CodeUnavailable, "could not read the dead letters, try again")
+	}
+	out := make([]*model.DeadLetter, len(dls))
+	for i, d := range dls {
+		out[i] = &model.DeadLetter{
+			SessionID: d.Request.SessionID, RequestID: d.Request.ID, Deliveries: int(d.Deliveries),
+			Reason: d.Reason, At: d.At.UTC().Format(time.RFC3339Nano),
+		}
+		if d.Request.Model != "" {
+			out[i].Model = &d.Request.Model
+		}
+	}
+	return out, nil
+}
+
 // OnSendMessage is never reached: subscriptions are served by the connection
 // engine (WebSocket and SSE), which projects hub events without running the
 // executor per event per subscriber.

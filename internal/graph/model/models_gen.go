@@ -20,6 +20,19 @@ type Conversation struct {
 	Turns     []*Turn `json:"turns"`
 }
 
+// A request that failed on every delivery: its client got ERROR, and the operator this record.
+type DeadLetter struct {
+	SessionID string `json:"sessionId"`
+	RequestID string `json:"requestId"`
+	// The model the request asked for; empty for the server's default.
+	Model *string `json:"model,omitempty"`
+	// How many times it was handed to a worker.
+	Deliveries int    `json:"deliveries"`
+	Reason     string `json:"reason"`
+	// When it was given up (ISO-8601).
+	At string `json:"at"`
+}
+
 type GetLlmResponse struct {
 	SessionID *string    `json:"sessionId,omitempty"`
 	Locale    *string    `json:"locale,omitempty"`
