@@ -615,7 +615,7 @@ func TestDeadLettersAreForTheOperator(t *testing.T) {
 	var data struct {
 		DeadLetters []struct {
 			SessionID, RequestID, Model, Reason, At string
-			Deliveries                               int
+			Deliveries                              int
 		} `json:"deadLetters"`
 	}
 	if err := json.Unmarshal(resp.Data, &data); status != http.StatusOK || len(resp.Errors) > 0 || err != nil {
