@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -673,4 +675,45 @@ func TestBearerTokensAcrossAKeyRotation(t *testing.T) {
 	if r := ask(sign(fresh, map[string]any{"iss": is.srv.URL, "aud": "tokencast", "sub": "x", "exp": now.Add(time.Hour).Unix()}), "s-rot-3"); code(r) != chat.CodeUnauthenticated {
 		t.Fatalf("a token without the user claim: %+v, want UNAUTHENTICATED", r.Errors)
 	}
+}
+
+// TestHTTPTimeouts: a client that dribbles its headers is cut off after
+// --http-read-header-timeout (slowloris), while an SSE stream longer than
+// --http-write-timeout goes on, its deadline moved with every frame.
+func TestHTTPTimeouts(t *testing.T) {
+	s := start(t, "", nil, "--http-read-header-timeout", "300ms", "--http-write-timeout", "500ms",
+		"--demo-ttft", "0", "--demo-token-interval", "60ms", "--coalesce-window", "0")
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Half the default header timeout: only the flag can end it in time.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	n, err := conn.Read(buf)
+	for err == nil {
+		// net/http may answer 408 before closing; the connection must end.
+		_, err = conn.Read(buf[n:])
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a client sending half its headers was still connected after 5 s")
+	}
+
+	resp := openSSE(t, s, "X-Api-Key", "", "s-long")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
+	began := time.Now()
+	req := s.ask(t, "", "s-long", "a long enough answer", "en")
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"type":"END"`) && strings.Contains(sc.Text(), req) {
+			return
+		}
+	}
+	t.Fatalf("the SSE stream ended after %v without its END: %v", time.Since(began), sc.Err())
 }

@@ -29,22 +29,24 @@ type Config struct {
 	MaxDeliver      int
 	WSReadLimit     int64
 	WriteTimeout    time.Duration
-	QueueSize       int
-	InitTimeout     time.Duration
-	MaxSubs         int
-	MaxPayload      int
-	KeepAlive       time.Duration
-	ConnTimeout     time.Duration
-	MaxBodyBytes    int64
-	TLSCert         string
-	TLSKey          string
-	SigV4MaxSkew    time.Duration
-	AllowedOrigins  []string
-	ShutdownTimeout time.Duration
-	DrainDelay      time.Duration
-	LogLevel        string
-	LogFormat       string
-	Mode            string
+	// HTTP server timeouts (a stream extends its write deadline per frame).
+	HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
+	QueueSize                                                                 int
+	InitTimeout                                                               time.Duration
+	MaxSubs                                                                   int
+	MaxPayload                                                                int
+	KeepAlive                                                                 time.Duration
+	ConnTimeout                                                               time.Duration
+	MaxBodyBytes                                                              int64
+	TLSCert                                                                   string
+	TLSKey                                                                    string
+	SigV4MaxSkew                                                              time.Duration
+	AllowedOrigins                                                            []string
+	ShutdownTimeout                                                           time.Duration
+	DrainDelay                                                                time.Duration
+	LogLevel                                                                  string
+	LogFormat                                                                 string
+	Mode                                                                      string
 
 	OIDCIssuer    string
 	OIDCAudience  string
@@ -122,6 +124,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 5, "how often one request may be handed to a worker")
 	fs.Int64Var(&c.WSReadLimit, "ws-read-limit", 256<<10, "largest WebSocket message accepted from a client, in bytes")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline for writing one frame to a client")
+	fs.DurationVar(&c.HTTPReadHeaderTimeout, "http-read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "how long a client may take to send a whole request")
+	fs.DurationVar(&c.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "how long writing a response may take (an SSE stream gets --write-timeout per frame instead)")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 120*time.Second, "how long a kept-alive HTTP connection may wait for its next request")
 	fs.IntVar(&c.QueueSize, "queue-size", 256, "frames queued per connection before a slow client is closed")
 	fs.DurationVar(&c.InitTimeout, "init-timeout", 3*time.Second, "time a WebSocket client has to send connection_init")
 	fs.IntVar(&c.MaxSubs, "max-subscriptions", 100, "subscriptions per WebSocket connection")
@@ -232,6 +238,8 @@ func (c *Config) validate() error {
 		"--ws-keepalive": int64(c.KeepAlive), "--appsync-connection-timeout": int64(c.ConnTimeout),
 		"--sigv4-max-skew": int64(c.SigV4MaxSkew),
 		"--write-timeout":  int64(c.WriteTimeout), "--init-timeout": int64(c.InitTimeout),
+		"--http-read-header-timeout": int64(c.HTTPReadHeaderTimeout), "--http-read-timeout": int64(c.HTTPReadTimeout),
+		"--http-write-timeout": int64(c.HTTPWriteTimeout), "--http-idle-timeout": int64(c.HTTPIdleTimeout),
 		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
 		"--max-conns": int64(c.MaxConns), "--max-conns-per-principal": int64(c.MaxConnsPerPrincipal),
 		"--max-depth": int64(c.MaxDepth), "--max-aliases": int64(c.MaxAliases), "--max-complexity": int64(c.MaxComplexity),
