@@ -575,8 +575,13 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if !b.nc.IsConnected() {
 		return errors.New("nats not connected")
 	}
-	if _, err := b.events.Info(ctx); err != nil {
-		return fmt.Errorf("events stream: %w", err)
+	for name, s := range map[string]jetstream.Stream{"requests": b.requests, "events": b.events, "turns": b.turns} {
+		if _, err := s.Info(ctx); err != nil {
+			return fmt.Errorf("%s stream: %w", name, err)
+		}
+	}
+	if _, err := b.work.Info(ctx); err != nil {
+		return fmt.Errorf("workers consumer: %w", err)
 	}
 	return nil
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -64,5 +66,39 @@ func TestWatchAttemptsSeesEveryClaimOnItsAnswer(t *testing.T) {
 	case got := <-seen:
 		t.Fatalf("attempt %d seen: not a claim on this answer", got)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestReadyNeedsNATSAndEveryStream: Ready fails, saying which, when a stream
+// is gone or NATS cannot be reached.
+func TestReadyNeedsNATSAndEveryStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := open(t)
+	if err := b.Ready(ctx); err != nil {
+		t.Fatalf("a fresh bus is not ready: %v", err)
+	}
+	if err := b.js.DeleteStream(ctx, turnsStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Ready(ctx); err == nil || !strings.Contains(err.Error(), "turns stream") {
+		t.Fatalf("Ready without the turns stream: %v", err)
+	}
+
+	srv := startExternalNATSServer(t, func(*server.Options) {})
+	ext, err := openExternal(t, Config{URLs: srv.ClientURL()}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ext.Ready(ctx); err != nil {
+		t.Fatalf("external bus not ready: %v", err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	// As /readyz asks: within 2 s.
+	short, stop := context.WithTimeout(ctx, 2*time.Second)
+	defer stop()
+	if err := ext.Ready(short); err == nil {
+		t.Fatal("ready with its NATS gone")
 	}
 }

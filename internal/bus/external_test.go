@@ -30,6 +30,12 @@ import (
 // Config.URLs, not in process. configure adds the server's auth and TLS.
 func startExternalNATS(t *testing.T, configure func(*server.Options)) string {
 	t.Helper()
+	return startExternalNATSServer(t, configure).ClientURL()
+}
+
+// startExternalNATSServer is startExternalNATS, returning the server.
+func startExternalNATSServer(t *testing.T, configure func(*server.Options)) *server.Server {
+	t.Helper()
 	opts := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
@@ -51,7 +57,7 @@ func startExternalNATS(t *testing.T, configure func(*server.Options)) string {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats server not ready")
 	}
-	return srv.ClientURL()
+	return srv
 }
 
 // openExternal opens the bus on an external NATS, giving up after wait: a
