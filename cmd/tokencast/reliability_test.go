@@ -307,17 +307,52 @@ func TestSlowConsumerIsClosedAndOthersAreUnaffected(t *testing.T) {
 	if m := slow.must(5 * time.Second); m.Type != "pong" {
 		t.Fatalf("got %s", m.Type)
 	}
-	var questions []string
+	other := subscribed(t, s, "s-calm", nil) // another session on the same node
+	var questions, requests []string
+	var resumeFrom string
 	for i := range answers {
 		q := fmt.Sprintf("flood %d", i)
 		questions = append(questions, q)
 		req := s.ask(t, "", "s-slow", q, "en")
+		requests = append(requests, req)
+		if i == 0 {
+			// The slow client sees the first event, then stalls.
+			resumeFrom = slow.next("1").Cursor
+		}
 		evs := normal.answer("1", req)
 		want := strings.Repeat(demoAnswer("en", questions...)+" ", repeat)
 		checkRepeated(t, evs, req, want[:len(want)-1])
+		if i == answers/2 {
+			// Meanwhile another session is answered as usual.
+			r := s.ask(t, "", "s-calm", "calm", "en")
+			calm := strings.Repeat(demoAnswer("en", "calm")+" ", repeat)
+			checkRepeated(t, other.answer("1", r), r, calm[:len(calm)-1])
+		}
 	}
 	if code, reason := slow.closeCode(); code != 1013 {
 		t.Fatalf("the slow subscriber was closed with %d %q, want 1013", code, reason)
+	}
+	// It resumes from its last cursor and gets every answer, in full.
+	back := dialWS(t, s)
+	back.init(nil)
+	back.send(map[string]any{"id": "r", "type": "subscribe", "payload": map[string]any{
+		"query":     resumeQuery,
+		"variables": map[string]any{"s": "s-slow", "a": resumeFrom},
+	}})
+	for i, req := range requests {
+		var evs []event
+		if i == 0 {
+			evs = append(evs, event{Type: "START", RequestID: req, Index: new(int)}) // seen before the stall
+		}
+		evs = append(evs, back.answer("r", req)...)
+		if len(evs) < 3 || evs[len(evs)-1].Type != "END" {
+			t.Fatalf("resumed answer %d: %s", i, types(evs))
+		}
+		for j, ev := range evs {
+			if *ev.Index != j {
+				t.Fatalf("resumed answer %d: event %d has index %d", i, j, *ev.Index)
+			}
+		}
 	}
 }
 
