@@ -64,6 +64,17 @@ spec:
         {{- if eq .component "worker" }}
         - {name: TOKENCAST_WORKERS, value: {{ $c.concurrency | quote }}}
         {{- end }}
+        {{- with $c.drainDelay }}
+        - {name: TOKENCAST_DRAIN_DELAY, value: {{ . | quote }}}
+        {{- end }}
+        {{- $auth := $root.Values.natsAuth }}
+        {{- if $auth.secretName }}
+        {{- range $flag, $file := dict "CREDS" $auth.creds "NKEY" $auth.nkey "CA" $auth.ca "CERT" $auth.cert "KEY" $auth.key }}
+        {{- if $file }}
+        - {name: TOKENCAST_NATS_{{ $flag }}, value: {{ printf "%s/%s" $auth.mountPath $file | quote }}}
+        {{- end }}
+        {{- end }}
+        {{- end }}
         {{- range $k, $v := merge (dict) $c.env $root.Values.env }}
         - {name: {{ $k }}, value: {{ $v | quote }}}
         {{- end }}
@@ -92,9 +103,18 @@ spec:
         {{- toYaml $root.Values.securityContext | nindent 8 }}
       volumeMounts:
         - {name: tmp, mountPath: /tmp}
+        {{- if $root.Values.natsAuth.secretName }}
+        - {name: nats-auth, mountPath: {{ $root.Values.natsAuth.mountPath | quote }}, readOnly: true}
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir: {}
+    {{- with $root.Values.natsAuth.secretName }}
+    - name: nats-auth
+      secret:
+        secretName: {{ . | quote }}
+        defaultMode: 0440
+    {{- end }}
   {{- with $c.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
