@@ -129,11 +129,24 @@ type gqlResponse struct {
 // post sends a GraphQL request as JSON and decodes the answer.
 func (s *server) post(t *testing.T, apiKey, query string, variables map[string]any) (int, gqlResponse) {
 	t.Helper()
+	return s.postAs(t, "X-Api-Key", apiKey, query, variables)
+}
+
+// postBearer is post with a bearer token.
+func (s *server) postBearer(t *testing.T, token, query string, variables map[string]any) (int, gqlResponse) {
+	t.Helper()
+	return s.postAs(t, "Authorization", "Bearer "+token, query, variables)
+}
+
+// postAs sends a GraphQL request with one auth header (none when value is
+// empty) and decodes the answer.
+func (s *server) postAs(t *testing.T, header, value, query string, variables map[string]any) (int, gqlResponse) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": variables})
 	req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	if apiKey != "" {
-		req.Header.Set("X-Api-Key", apiKey)
+	if value != "" && value != "Bearer " {
+		req.Header.Set(header, value)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {

@@ -107,6 +107,24 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// jetStreamAt connects to the NATS of a server started with --nats-listen,
+// as an operator's tools would; ctx bounds the test's calls.
+func jetStreamAt(t *testing.T, natsAddr string) (jetstream.JetStream, context.Context) {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return js, ctx
+}
+
 // workerArgs runs a worker process against an API process's NATS.
 func workerArgs(natsAddr string, extra ...string) []string {
 	return append([]string{"--role", "worker", "--nats-url", "nats://" + natsAddr, "--ack-wait", "1s",
@@ -194,14 +212,7 @@ func TestRequestThatKeepsFailingEndsInErrorAndADeadLetter(t *testing.T) {
 	if len(turns) != 2 || turns[1].Status != "ERROR" {
 		t.Fatalf("conversation %+v, want the answer stored as ERROR", turns)
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	js, ctx := jetStreamAt(t, natsAddr)
 	stream, err := js.Stream(ctx, "TC_DEAD")
 	if err != nil {
 		t.Fatal(err)
@@ -541,14 +552,7 @@ func TestSupersededAttemptStopsAtOnce(t *testing.T) {
 			t.Fatalf("got %+v, want %s", ev, want)
 		}
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	js, ctx := jetStreamAt(t, natsAddr)
 	kv, err := js.KeyValue(ctx, "TC_ATTEMPTS")
 	if err != nil {
 		t.Fatal(err)
@@ -630,14 +634,7 @@ func TestDeadLettersAreForTheOperator(t *testing.T) {
 	const clientKey, serviceKey = "client-key-0123456789", "service-key-0123456789"
 	natsAddr := freeAddr(t)
 	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": clientKey, "TOKENCAST_SERVICE_KEYS": "ops:" + serviceKey}, append(fast, "--nats-listen", natsAddr)...)
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	js, ctx := jetStreamAt(t, natsAddr)
 	// Three records as the workers write them.
 	for i := range 3 {
 		rec := fmt.Sprintf(`{"request":{"id":"r-%d","sessionId":"s-dead","message":"secret question","locale":"en","model":"demo:default"},"deliveries":%d,"reason":"max deliveries reached","at":"2026-11-25T10:00:0%dZ"}`, i, 5+i, i)

@@ -402,18 +402,7 @@ func TestBearerTokens(t *testing.T) {
 	none := "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + strings.Split(is.token(t, is.key, good), ".")[1] + "."
 
 	postWith := func(tok string) (int, gqlResponse) {
-		body, _ := json.Marshal(map[string]any{"query": askQuery, "variables": map[string]any{"input": map[string]any{"sessionId": "s-jwt", "message": "hi", "locale": "en"}}})
-		req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out gqlResponse
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
+		return s.postBearer(t, tok, askQuery, map[string]any{"input": map[string]any{"sessionId": "s-jwt", "message": "hi", "locale": "en"}})
 	}
 	for name, tok := range map[string]string{
 		"forged":         is.token(t, other, good),
@@ -637,17 +626,7 @@ func TestBearerTokensAcrossAKeyRotation(t *testing.T) {
 		return tok
 	}
 	ask := func(tok, session string) gqlResponse {
-		body, _ := json.Marshal(map[string]any{"query": askQuery, "variables": map[string]any{"input": map[string]any{"sessionId": session, "message": "hi", "locale": "en"}}})
-		req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out gqlResponse
-		_ = json.NewDecoder(resp.Body).Decode(&out)
+		_, out := s.postBearer(t, tok, askQuery, map[string]any{"input": map[string]any{"sessionId": session, "message": "hi", "locale": "en"}})
 		return out
 	}
 	code := func(r gqlResponse) any {
