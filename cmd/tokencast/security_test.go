@@ -527,13 +527,22 @@ func TestKeysFromTheConfigFileAreStoredHashed(t *testing.T) {
 // end it fails instead of hanging.
 func openSSE(t *testing.T, s *server, header, value, session string) *http.Response {
 	t.Helper()
+	return openSSEQuery(t, s, header, value, subscription, map[string]any{"sessionId": session})
+}
+
+// openSSEQuery is openSSE with any subscription; an empty value sends no
+// auth header.
+func openSSEQuery(t *testing.T, s *server, header, value, query string, variables map[string]any) *http.Response {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	body, _ := json.Marshal(map[string]any{"query": subscription, "variables": map[string]any{"sessionId": session}})
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": variables})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url(), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set(header, value)
+	if value != "" {
+		req.Header.Set(header, value)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

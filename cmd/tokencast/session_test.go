@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -295,17 +293,7 @@ func TestResumeOnEveryDialect(t *testing.T) {
 		check(t, onWS(c, "r"))
 	})
 	t.Run("sse", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		body, _ := json.Marshal(map[string]any{"query": resumeQuery, "variables": vars})
-		hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url(), bytes.NewReader(body))
-		hreq.Header.Set("Content-Type", "application/json")
-		hreq.Header.Set("Accept", "text/event-stream")
-		resp, err := http.DefaultClient.Do(hreq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp := openSSEQuery(t, s, "", "", resumeQuery, vars)
 		var rest []event
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
