@@ -379,7 +379,8 @@ func newIssuer(t *testing.T) *issuer {
 	return is
 }
 
-func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims jwt.Claims) string {
+// token signs claims (jwt.Claims, or a map for custom ones) with key.
+func (is *issuer) token(t *testing.T, key *rsa.PrivateKey, claims any) string {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", is.kid(key)))
 	if err != nil {
 		t.Fatal(err)
@@ -623,17 +624,7 @@ func TestBearerTokensAcrossAKeyRotation(t *testing.T) {
 		return map[string]any{"iss": is.srv.URL, "aud": "tokencast", "sub": sub, "email": email,
 			"exp": now.Add(time.Hour).Unix(), "iat": now.Unix()}
 	}
-	sign := func(key *rsa.PrivateKey, c map[string]any) string {
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", is.kid(key)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := jwt.Signed(signer).Claims(c).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	sign := func(key *rsa.PrivateKey, c map[string]any) string { return is.token(t, key, c) }
 	ask := func(tok, session string) gqlResponse {
 		_, out := s.postBearer(t, tok, askQuery, map[string]any{"input": map[string]any{"sessionId": session, "message": "hi", "locale": "en"}})
 		return out
