@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -72,6 +73,19 @@ func checkAnswer(t *testing.T, evs []event, request, want string) {
 	}
 	if end.StopReason == "" || end.Model != "demo:default" {
 		t.Fatalf("END stopReason %q model %q", end.StopReason, end.Model)
+	}
+}
+
+// TestOpenModeSaysSo: with no keys the server runs open, on loopback only,
+// and its banner says so.
+func TestOpenModeSaysSo(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	if out := s.stdout.String(); !strings.Contains(out, "open development mode: no TOKENCAST_API_KEYS, loopback only") {
+		t.Fatalf("banner %q does not say the server is open", out)
+	}
+	keyed := start(t, "", map[string]string{"TOKENCAST_API_KEYS": "client-key-0123456789"}, fast...)
+	if out := keyed.stdout.String(); strings.Contains(out, "open development mode") {
+		t.Fatalf("a server with keys says it is open: %q", out)
 	}
 }
 
@@ -358,6 +372,22 @@ func TestProtocolViolationsGetTheirCloseCodes(t *testing.T) {
 		}
 	})
 	t.Run("the x-api-key header of the upgrade also authenticates", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{
+			Subprotocols: []string{"graphql-transport-ws"}, HTTPHeader: http.Header{"X-Api-Key": {clientKey}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &wsClient{t: t, conn: conn}
+		t.Cleanup(func() { conn.CloseNow() })
+		c.send(map[string]any{"type": "connection_init"}) // no key in the payload
+		if m := c.must(5 * time.Second); m.Type != "connection_ack" {
+			t.Fatalf("init with the key only in the upgrade's header: %s %s", m.Type, m.Payload)
+		}
+	})
+	t.Run("without a key anywhere, an ask is refused", func(t *testing.T) {
 		status, resp := s.post(t, "", askQuery, map[string]any{"input": map[string]any{"sessionId": "s-1", "message": "hi", "locale": "en"}})
 		if status != http.StatusUnauthorized || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeUnauthenticated {
 			t.Fatalf("ask without a key: %d %+v", status, resp.Errors)
