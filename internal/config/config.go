@@ -180,7 +180,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of every stream (3 in a cluster)")
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "a request whose worker shows no sign of life for this long is handed to another worker")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
+		fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\nOther commands: chat, bench, version (\"tokencast help\" lists them).\n\nFlags:\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(out, "  --%s (env %s, default %q)\n        %s\n", f.Name, EnvName(f.Name), f.DefValue, f.Usage)
 		})
