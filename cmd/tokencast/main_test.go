@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -484,6 +486,40 @@ func TestReadmeStartsWithTheTwoCommandsAndListsEveryFlag(t *testing.T) {
 		name, _, _ = strings.Cut(name, " ")
 		if !strings.Contains(string(readme), "| `--"+name+"` | `"+config.EnvName(name)+"` |") {
 			t.Errorf("README's configuration table lacks --%s", name)
+		}
+	}
+}
+
+// TestDocsNameOnlyRealFlags: every --flag the README and docs/ write in
+// code spans is one that serve, chat or bench accepts, so the docs cannot
+// keep a flag that was renamed or removed.
+func TestDocsNameOnlyRealFlags(t *testing.T) {
+	var help syncBuffer
+	for _, cmd := range []string{"serve", "chat", "bench"} {
+		_ = run(context.Background(), []string{cmd, "--help"}, func(string) string { return "" }, strings.NewReader(""), &help, &help)
+	}
+	known := map[string]bool{"help": true}
+	for _, m := range regexp.MustCompile(`(?m)^\s+--?([a-z][a-z0-9-]+)`).FindAllStringSubmatch(help.String(), -1) {
+		known[m[1]] = true
+	}
+	if len(known) < 50 {
+		t.Fatalf("only %d flags found in the help of serve, chat and bench", len(known))
+	}
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md", "../../BENCHMARKS.md")
+	span := regexp.MustCompile("`[^`]*`")
+	flag := regexp.MustCompile(`--([a-z][a-z0-9-]+)`)
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, code := range span.FindAllString(string(text), -1) {
+			for _, m := range flag.FindAllStringSubmatch(code, -1) {
+				if !known[m[1]] {
+					t.Errorf("%s names --%s, which no tokencast command accepts", filepath.Base(f), m[1])
+				}
+			}
 		}
 	}
 }
