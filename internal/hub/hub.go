@@ -100,6 +100,7 @@ type session struct {
 	mu      sync.Mutex
 	subs    map[*Subscriber]struct{}
 	lastSeq uint64 // newest event position seen by this node
+	from    uint64 // the history position the watch started after
 	// attempts is the newest attempt seen live per request, so events of
 	// a superseded attempt still running somewhere are not fanned out.
 	attempts map[string]uint64
@@ -115,6 +116,10 @@ type Subscriber struct {
 	replaying bool
 	pending   []*Shared
 	closed    bool
+	// base is the newest history position dispatched before the subscriber
+	// could receive live events: everything after it reaches it live (held
+	// in pending while it replays), so replay must not go past it.
+	base uint64
 }
 
 // Subscribers reports how many subscriptions are attached on this node.
@@ -151,7 +156,7 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 		a.Attached()
 	}
 	sess.mu.Lock()
-	upTo := sess.lastSeq
+	upTo := sub.base
 	// Replay skips events of superseded attempts, as live delivery does.
 	newest := make(map[string]uint64, len(sess.attempts))
 	for req, attempt := range sess.attempts {
@@ -262,6 +267,7 @@ func (h *Hub) attach(ctx context.Context, id string, sub *Subscriber) (*session,
 	sub.sess = sess
 	sess.mu.Lock()
 	sess.subs[sub] = struct{}{}
+	sub.base = sess.lastSeq
 	sess.mu.Unlock()
 	h.mu.Unlock()
 	if !ok {
@@ -278,6 +284,11 @@ func (h *Hub) attach(ctx context.Context, id string, sub *Subscriber) (*session,
 		sub.Close()
 		return nil, sess.err
 	}
+	// Registered before the watch started: what came live came after its
+	// start.
+	sess.mu.Lock()
+	sub.base = max(sub.base, sess.from)
+	sess.mu.Unlock()
 	return sess, nil
 }
 
@@ -291,6 +302,7 @@ func (h *Hub) startWatch(ctx context.Context, sess *session) error {
 	}
 	sess.mu.Lock()
 	sess.lastSeq = max(sess.lastSeq, from)
+	sess.from = from
 	sess.mu.Unlock()
 	sess.stop = stop
 	return nil

@@ -187,3 +187,72 @@ func (s *encodingSink) Deliver(sh *Shared) bool {
 }
 
 func (s *encodingSink) Replay(ctx context.Context, sh *Shared) error { return nil }
+
+// attachSink runs onAttach at the moment its subscription is live.
+type attachSink struct {
+	sink
+	onAttach func()
+}
+
+func (s *attachSink) Attached() { s.onAttach() }
+
+// TestEventsFromTheMomentOfAttachingAreDelivered: a client that publishes
+// as soon as its subscription is acknowledged (AppSync's start_ack) gets
+// what it published, on a session this node watches already and on one it
+// starts watching; with an answer in flight it gets that answer from START
+// and the delta published as it attached.
+func TestEventsFromTheMomentOfAttachingAreDelivered(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		watched  bool // another subscriber watches the session already
+		inFlight bool // an answer started before, and has not ended
+	}{
+		{"new watch, nothing in flight", false, false},
+		{"new watch, an answer in flight", false, true},
+		{"watched, nothing in flight", true, false},
+		{"watched, an answer in flight", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMemory()
+			h := quietHub(m)
+			defer h.Close()
+			if tc.watched {
+				if _, err := h.Subscribe(context.Background(), "s", nil, &sink{ch: make(chan *Shared, 100)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What is published at the moment of attaching: a message, or
+			// the next delta of the answer in flight.
+			now := chat.Event{Type: chat.EventMessage, SessionID: "s", Message: "right away"}
+			var want []chat.EventType
+			if tc.inFlight {
+				m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r"})
+				want = append(want, chat.EventStart)
+				now = chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 1, Message: "a", StartSeq: 1}
+			}
+			s := &attachSink{sink: sink{ch: make(chan *Shared, 100)}}
+			s.onAttach = func() { m.publish(now) }
+			want = append(want, now.Type)
+			if _, err := h.Subscribe(context.Background(), "s", nil, s); err != nil {
+				t.Fatal(err)
+			}
+			var got []chat.EventType
+			for len(got) < len(want) {
+				select {
+				case sh := <-s.ch:
+					got = append(got, sh.Event.Type)
+				case <-time.After(time.Second):
+					t.Fatalf("got %v, want %v", got, want)
+				}
+			}
+			if len(s.ch) != 0 {
+				t.Fatalf("got %v and more, want %v", got, want)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("got %v, want %v", got, want)
+				}
+			}
+		})
+	}
+}
