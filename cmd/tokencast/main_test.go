@@ -591,3 +591,54 @@ func TestInternalListenerKeepsMetricsAndProfilesOffThePublicPort(t *testing.T) {
 		t.Fatalf("--pprof without --internal-addr: %v", err)
 	}
 }
+
+// TestLateJoinerGetsAServicesStreamFromItsStart: an orchestrator written for
+// AppSync streams through sendMessage, between the sample's markers; a tab
+// that subscribes mid-stream gets it from #START_STREAM#, as it would one
+// of tokencast's own answers, then the rest live.
+func TestLateJoinerGetsAServicesStreamFromItsStart(t *testing.T) {
+	const clientKey, serviceKey = "client-key-0123456789", "service-key-0123456789"
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": clientKey, "TOKENCAST_SERVICE_KEYS": "orchestrator:" + serviceKey}, fast...)
+	const mutation = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { type } }`
+	send := func(message string) {
+		t.Helper()
+		status, resp := s.post(t, serviceKey, mutation, map[string]any{"input": map[string]any{"sessionId": "s-sample", "message": message, "locale": "en"}})
+		if status != http.StatusOK || len(resp.Errors) > 0 {
+			t.Fatalf("sendMessage %q: %d %+v", message, status, resp.Errors)
+		}
+	}
+	send("an earlier, finished exchange")
+	send(chat.MarkerStart)
+	send("Hel")
+	send("lo")
+	late := dialWS(t, s)
+	late.init(map[string]any{"x-api-key": clientKey})
+	late.subscribe("1", "s-sample")
+	// Messages are handled in order: the pong comes once it is attached,
+	// after what it was replayed.
+	late.send(map[string]any{"type": "ping"})
+	var got []string
+	for {
+		m := late.must(10 * time.Second)
+		if m.Type == "pong" {
+			break
+		}
+		var p struct {
+			Data struct {
+				OnSendMessage event `json:"onSendMessage"`
+			} `json:"data"`
+		}
+		if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil {
+			t.Fatalf("got %s %s", m.Type, m.Payload)
+		}
+		got = append(got, p.Data.OnSendMessage.Message)
+	}
+	send(" world")
+	send(chat.MarkerEnd)
+	for len(got) < 5 {
+		got = append(got, late.next("1").Message)
+	}
+	if want := []string{chat.MarkerStart, "Hel", "lo", " world", chat.MarkerEnd}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("the late subscriber got %q, want %q", got, want)
+	}
+}

@@ -48,6 +48,19 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	case chat.MarkerError:
 		ev.Type = chat.EventError
 	}
+	// Between its markers, a service's stream is tied to its START as our
+	// own answers are, so a subscriber that joins mid-stream is replayed it
+	// from the beginning.
+	if ev.Type != chat.EventStart {
+		if last, err := r.Store.LastEvent(ctx, input.SessionID); err == nil && last != nil && last.RequestID == "" {
+			switch {
+			case last.Type == chat.EventStart:
+				ev.StartSeq = last.Seq
+			case last.StartSeq > 0 && !last.Type.Terminal():
+				ev.StartSeq = last.StartSeq
+			}
+		}
+	}
 	seq, err := r.Store.PublishEvent(ctx, ev, "")
 	if err != nil {
 		return nil, r.fromDomain(ctx, err)
