@@ -31,8 +31,8 @@ type dialect interface {
 	errorFrame(id string, errs gqlerror.List) []byte
 	// complete ends an operation from the server side.
 	complete(id string) []byte
-	// ack confirms a subscription is being set up, before its first event;
-	// nil when the dialect has no such message.
+	// ack confirms a subscription is live (sent once the hub has attached
+	// it, before its first event); nil when the dialect has no such message.
 	ack(id string) []byte
 }
 
@@ -242,15 +242,13 @@ func (c *conn) keepAliveTick() {
 	}
 	c.mu.Lock()
 	acked := c.acked
-	c.mu.Unlock()
-	if acked {
-		c.out.push(frameKeepAlive)
-	}
-	c.mu.Lock()
 	if c.ka != nil {
 		c.ka.Reset(c.s.cfg.KeepAlive)
 	}
 	c.mu.Unlock()
+	if acked {
+		c.out.push(frameKeepAlive)
+	}
 }
 
 // write sends one frame within the write deadline; false means the
