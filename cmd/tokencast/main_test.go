@@ -642,3 +642,73 @@ func TestLateJoinerGetsAServicesStreamFromItsStart(t *testing.T) {
 		t.Fatalf("the late subscriber got %q, want %q", got, want)
 	}
 }
+
+// TestLateJoinerGetsTheAnswerInFlightPastAServicesMessage: a service's
+// plain sendMessage lands in a session while one of tokencast's answers is
+// streaming there. It becomes the session's newest event, yet a tab that
+// joins just then must still be replayed the answer from its START, and the
+// conversation must still show the answer's partial text.
+func TestLateJoinerGetsTheAnswerInFlightPastAServicesMessage(t *testing.T) {
+	const clientKey, serviceKey = "client-key-0123456789", "service-key-0123456789"
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": clientKey, "TOKENCAST_SERVICE_KEYS": "orchestrator:" + serviceKey},
+		"--demo-ttft", "20ms", "--demo-token-interval", "60ms", "--coalesce-window", "0")
+	const session = "s-mixed"
+	early := subscribed(t, s, session, map[string]any{"x-api-key": clientKey})
+	request := s.ask(t, clientKey, session, "tell me something", "en")
+	var seen []event
+	for len(seen) < 3 { // START and two DELTAs: the answer is under way
+		seen = append(seen, early.next("1"))
+	}
+	const note = "a note from the service"
+	status, resp := s.post(t, serviceKey, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { type } }`,
+		map[string]any{"input": map[string]any{"sessionId": session, "message": note, "locale": "en"}})
+	if status != http.StatusOK || len(resp.Errors) > 0 {
+		t.Fatalf("sendMessage: %d %+v", status, resp.Errors)
+	}
+	turns := s.conversation(t, clientKey, session)
+	if len(turns) != 2 || turns[1].Status != "IN_PROGRESS" || turns[1].RequestID != request || turns[1].Text == "" {
+		t.Errorf("mid-answer, past the service's message, the conversation shows %+v; want the answer in progress with its text", turns)
+	}
+
+	late := dialWS(t, s)
+	late.init(map[string]any{"x-api-key": clientKey})
+	late.subscribe("1", session)
+	late.send(map[string]any{"type": "ping"})
+	var got []event
+	for {
+		m := late.must(10 * time.Second)
+		if m.Type == "pong" {
+			break
+		}
+		var p struct {
+			Data struct {
+				OnSendMessage event `json:"onSendMessage"`
+			} `json:"data"`
+		}
+		if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil {
+			t.Fatalf("got %s %s", m.Type, m.Payload)
+		}
+		got = append(got, p.Data.OnSendMessage)
+	}
+	if len(got) == 0 || got[0].Type != "START" || got[0].RequestID != request {
+		t.Fatalf("the late subscriber was replayed %+v; want the answer from its START", got)
+	}
+	for got[len(got)-1].Type != "END" {
+		got = append(got, late.next("1"))
+	}
+	for seen[len(seen)-1].Type != "END" {
+		seen = append(seen, early.next("1"))
+	}
+	var answer []event
+	notes := 0
+	for _, ev := range got {
+		if ev.Message == note {
+			notes++
+			continue
+		}
+		answer = append(answer, ev)
+	}
+	if notes != 1 || text(answer) != text(seen) || len(answer) != len(seen)-1 {
+		t.Fatalf("the late subscriber got %d notes and %q in %d events; the early one %q in %d (with the note)", notes, text(answer), len(answer), text(seen), len(seen))
+	}
+}

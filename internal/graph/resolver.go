@@ -83,22 +83,30 @@ func (r *Resolver) allowed(model string) bool {
 }
 
 // inProgress fills in the partial text of the answer being generated, read
-// from the session's event history.
+// from the session's event history. The newest event may be a service's
+// message sent mid-answer; it carries the answer's START position too.
 func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) error {
 	last, err := r.Store.LastEvent(ctx, conv.SessionID)
-	if err != nil || last == nil || last.Type.Terminal() || last.RequestID == "" {
+	if err != nil || last == nil || last.Type.Terminal() {
 		return err
 	}
 	start := last.StartSeq
 	if last.Type == chat.EventStart {
 		start = last.Seq
 	}
-	var text strings.Builder
+	if start == 0 {
+		return nil
+	}
+	var (
+		text   strings.Builder
+		answer *chat.Event // the answer's newest event
+	)
 	newest := map[string]uint64{}
 	err = r.Store.ReplayEvents(ctx, conv.SessionID, start, last.Seq, func(ev chat.Event) error {
-		if chat.Stale(newest, &ev) {
-			return nil
+		if ev.RequestID == "" || (answer != nil && ev.RequestID != answer.RequestID) || chat.Stale(newest, &ev) {
+			return nil // a service's message, or not this answer
 		}
+		answer = &ev
 		switch ev.Type {
 		case chat.EventDelta:
 			text.WriteString(ev.Message)
@@ -107,11 +115,11 @@ func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) erro
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || answer == nil || answer.Type.Terminal() {
 		return err
 	}
-	conv.Apply(chat.Turn{RequestID: last.RequestID, Role: chat.RoleAssistant, Text: text.String(),
-		Status: chat.StatusInProgress, Locale: last.Locale, Model: last.Model, At: last.TimeStamp})
+	conv.Apply(chat.Turn{RequestID: answer.RequestID, Role: chat.RoleAssistant, Text: text.String(),
+		Status: chat.StatusInProgress, Locale: answer.Locale, Model: answer.Model, At: answer.TimeStamp})
 	return nil
 }
 

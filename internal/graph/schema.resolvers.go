@@ -50,9 +50,11 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	}
 	// Between its markers, a service's stream is tied to its START as our
 	// own answers are, so a subscriber that joins mid-stream is replayed it
-	// from the beginning.
+	// from the beginning. A message sent while one of our answers streams
+	// is tied to that answer's START the same way: as the session's newest
+	// event, it must not hide the answer in flight from a late subscriber.
 	if ev.Type != chat.EventStart {
-		if last, err := r.Store.LastEvent(ctx, input.SessionID); err == nil && last != nil && last.RequestID == "" {
+		if last, err := r.Store.LastEvent(ctx, input.SessionID); err == nil && last != nil {
 			switch {
 			case last.Type == chat.EventStart:
 				ev.StartSeq = last.Seq
