@@ -95,16 +95,15 @@ func streamOf(text string) (int, bool) {
 // tokenText is token seq of stream id: "~<id hex>.<seq hex>" padded with '-'
 // to size bytes, ending in a space so coalesced tokens stay apart.
 func tokenText(id, seq, size int) string {
-	var b strings.Builder
-	b.WriteByte('~')
-	b.WriteString(strconv.FormatInt(int64(id), 16))
-	b.WriteByte('.')
-	b.WriteString(strconv.FormatInt(int64(seq), 16))
-	for b.Len() < size-1 {
-		b.WriteByte('-')
+	b := make([]byte, 0, max(size, 2+2*strconv.IntSize/4+1))
+	b = append(b, '~')
+	b = strconv.AppendInt(b, int64(id), 16)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(seq), 16)
+	for len(b) < size-1 {
+		b = append(b, '-')
 	}
-	b.WriteByte(' ')
-	return b.String()
+	return string(append(b, ' '))
 }
 
 // parseTokens calls fn for every token marker in text, in order.

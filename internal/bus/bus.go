@@ -665,7 +665,7 @@ func turnSubject(session string) string  { return turnsPrefix + session }
 // the session's watchers. It returns the event's position in the history.
 // msgID, when set, makes a retried publish of the same event a no-op.
 func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (uint64, error) {
-	data, err := json.Marshal(ev)
+	data, err := encodeEvent(&ev)
 	if err != nil {
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
@@ -745,7 +745,7 @@ func (b *Bus) History(ctx context.Context) (first, last uint64, err error) {
 
 func decodeEvent(data []byte, seq uint64) (chat.Event, error) {
 	var ev chat.Event
-	if err := json.Unmarshal(data, &ev); err != nil {
+	if err := unmarshalEvent(data, &ev); err != nil {
 		return ev, fmt.Errorf("decode event %d: %w", seq, err)
 	}
 	ev.Seq = seq

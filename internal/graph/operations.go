@@ -181,7 +181,7 @@ func Cursor(seq uint64) string { return strconv.FormatUint(seq, 10) }
 func (s *Shape) Encode(ev *chat.Event) []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, '{')
-	b = AppendString(b, s.key)
+	b = chat.AppendQuoted(b, s.key)
 	b = append(b, ':')
 	b = encodeEvent(b, s.fields, ev)
 	return append(b, '}')
@@ -193,21 +193,21 @@ func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, f.key)
+		b = chat.AppendQuoted(b, f.key)
 		b = append(b, ':')
 		switch f.name {
 		case "__typename":
-			b = AppendString(b, "SendMessageResponse")
+			b = chat.AppendQuoted(b, "SendMessageResponse")
 		case "sessionId":
-			b = AppendString(b, ev.SessionID)
+			b = chat.AppendQuoted(b, ev.SessionID)
 		case "message":
-			b = AppendString(b, ev.Message)
+			b = chat.AppendQuoted(b, ev.Message)
 		case "locale":
-			b = AppendString(b, ev.Locale)
+			b = chat.AppendQuoted(b, ev.Locale)
 		case "timeStamp":
-			b = AppendString(b, TimeStamp(ev.TimeStamp))
+			b = chat.AppendQuoted(b, TimeStamp(ev.TimeStamp))
 		case "type":
-			b = AppendString(b, string(ev.Type))
+			b = chat.AppendQuoted(b, string(ev.Type))
 		case "requestId":
 			b = appendOptString(b, ev.RequestID)
 		case "index":
@@ -220,7 +220,7 @@ func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
 			if ev.Seq == 0 {
 				b = append(b, "null"...)
 			} else {
-				b = AppendString(b, Cursor(ev.Seq))
+				b = chat.AppendQuoted(b, Cursor(ev.Seq))
 			}
 		case "stopReason":
 			b = appendOptString(b, ev.StopReason)
@@ -252,11 +252,11 @@ func encodeUsage(b []byte, fields []shapeField, u *chat.Usage) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, f.key)
+		b = chat.AppendQuoted(b, f.key)
 		b = append(b, ':')
 		switch f.name {
 		case "__typename":
-			b = AppendString(b, "Usage")
+			b = chat.AppendQuoted(b, "Usage")
 		case "inputTokens":
 			b = strconv.AppendInt(b, int64(u.InputTokens), 10)
 		case "outputTokens":
@@ -279,15 +279,15 @@ func encodeError(b []byte, fields []shapeField, e *chat.StreamError) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, f.key)
+		b = chat.AppendQuoted(b, f.key)
 		b = append(b, ':')
 		switch f.name {
 		case "__typename":
-			b = AppendString(b, "StreamError")
+			b = chat.AppendQuoted(b, "StreamError")
 		case "code":
-			b = AppendString(b, e.Code)
+			b = chat.AppendQuoted(b, e.Code)
 		case "message":
-			b = AppendString(b, e.Message)
+			b = chat.AppendQuoted(b, e.Message)
 		default:
 			b = append(b, "null"...)
 		}
@@ -299,38 +299,7 @@ func appendOptString(b []byte, s string) []byte {
 	if s == "" {
 		return append(b, "null"...)
 	}
-	return AppendString(b, s)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// AppendString appends s as a JSON string. Invalid UTF-8 is passed through
-// byte for byte; model output is valid UTF-8 by the providers' contracts.
-func AppendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return chat.AppendQuoted(b, s)
 }
 
 // EventModel converts an event to the generated GraphQL type, for resolvers

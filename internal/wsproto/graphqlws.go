@@ -9,7 +9,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tokencast/tokencast/internal/auth"
-	"github.com/tokencast/tokencast/internal/graph"
+	"github.com/tokencast/tokencast/internal/chat"
 )
 
 // The graphql-ws subprotocol is spoken by two protocols: the AppSync
@@ -203,14 +203,14 @@ func connectionError(errorType, message string, errorCode int) []byte {
 func dataFrame(id string, payload []byte) []byte {
 	b := make([]byte, 0, len(id)+len(payload)+40)
 	b = append(b, `{"type":"data","id":`...)
-	b = graph.AppendString(b, id)
+	b = chat.AppendQuoted(b, id)
 	b = append(b, `,"payload":`...)
 	b = append(b, payload...)
 	return append(b, '}')
 }
 
 func completeFrame(id string) []byte {
-	b := graph.AppendString([]byte(`{"type":"complete","id":`), id)
+	b := chat.AppendQuoted([]byte(`{"type":"complete","id":`), id)
 	return append(b, '}')
 }
 
@@ -235,7 +235,7 @@ func (d appSync) frame(id string, data []byte) []byte {
 func (appSync) result(id string, payload []byte) []byte { return dataFrame(id, payload) }
 
 func (appSync) ack(id string) []byte {
-	b := graph.AppendString([]byte(`{"type":"start_ack","id":`), id)
+	b := chat.AppendQuoted([]byte(`{"type":"start_ack","id":`), id)
 	return append(b, '}')
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/tokencast/tokencast/internal/graph"
+	"github.com/tokencast/tokencast/internal/chat"
 )
 
 // transportWS is graphql-transport-ws (enisdenjo/graphql-ws PROTOCOL.md).
@@ -111,7 +111,7 @@ func (transportWS) handle(c *conn, data []byte) {
 func (transportWS) frame(id string, data []byte) []byte {
 	b := make([]byte, 0, len(id)+len(data)+48)
 	b = append(b, `{"id":`...)
-	b = graph.AppendString(b, id)
+	b = chat.AppendQuoted(b, id)
 	b = append(b, `,"type":"next","payload":{"data":`...)
 	b = append(b, data...)
 	return append(b, "}}"...)
@@ -120,7 +120,7 @@ func (transportWS) frame(id string, data []byte) []byte {
 func (transportWS) result(id string, payload []byte) []byte {
 	b := make([]byte, 0, len(id)+len(payload)+40)
 	b = append(b, `{"id":`...)
-	b = graph.AppendString(b, id)
+	b = chat.AppendQuoted(b, id)
 	b = append(b, `,"type":"next","payload":`...)
 	b = append(b, payload...)
 	return append(b, '}')
@@ -130,7 +130,7 @@ func (transportWS) errorFrame(id string, errs gqlerror.List) []byte {
 	payload, _ := json.Marshal(errs)
 	b := make([]byte, 0, len(id)+len(payload)+40)
 	b = append(b, `{"id":`...)
-	b = graph.AppendString(b, id)
+	b = chat.AppendQuoted(b, id)
 	b = append(b, `,"type":"error","payload":`...)
 	b = append(b, payload...)
 	return append(b, '}')
@@ -139,6 +139,6 @@ func (transportWS) errorFrame(id string, errs gqlerror.List) []byte {
 func (transportWS) ack(string) []byte { return nil }
 
 func (transportWS) complete(id string) []byte {
-	b := graph.AppendString([]byte(`{"id":`), id)
+	b := chat.AppendQuoted([]byte(`{"id":`), id)
 	return append(b, `,"type":"complete"}`...)
 }
