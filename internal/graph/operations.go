@@ -168,10 +168,11 @@ func writeCanon(b *strings.Builder, fields []shapeField) {
 	b.WriteByte('}')
 }
 
+// timeStampLayout is AppSync's AWSDateTime as its events carry it.
+const timeStampLayout = "2006-01-02T15:04:05.000Z"
+
 // TimeStamp formats an event time as AppSync's AWSDateTime does.
-func TimeStamp(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z")
-}
+func TimeStamp(t time.Time) string { return t.UTC().Format(timeStampLayout) }
 
 // Cursor formats an event's history position for clients.
 func Cursor(seq uint64) string { return strconv.FormatUint(seq, 10) }
@@ -205,7 +206,9 @@ func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
 		case "locale":
 			b = chat.AppendQuoted(b, ev.Locale)
 		case "timeStamp":
-			b = chat.AppendQuoted(b, TimeStamp(ev.TimeStamp))
+			b = append(b, '"') // the layout's characters need no escaping
+			b = ev.TimeStamp.UTC().AppendFormat(b, timeStampLayout)
+			b = append(b, '"')
 		case "type":
 			b = chat.AppendQuoted(b, string(ev.Type))
 		case "requestId":
@@ -220,7 +223,9 @@ func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
 			if ev.Seq == 0 {
 				b = append(b, "null"...)
 			} else {
-				b = chat.AppendQuoted(b, Cursor(ev.Seq))
+				b = append(b, '"')
+				b = strconv.AppendUint(b, ev.Seq, 10)
+				b = append(b, '"')
 			}
 		case "stopReason":
 			b = appendOptString(b, ev.StopReason)
