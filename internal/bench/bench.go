@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,8 @@ type Config struct {
 	Floor      bool
 	JSON       bool
 	CPUProfile string // write a CPU profile of the tokencast run here
+	Trace      string // write a Go execution trace of the tokencast run here
+	MemProfile string // write an allocation profile of the tokencast run here
 
 	Idle int
 	// IdleSessions is how many distinct sessions the idle connections watch
@@ -81,6 +84,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	serverArgs := fs.String("server-args", "", "extra `tokencast serve` flags for the in-process server, space-separated (they win over the bench's own)")
 	fs.BoolVar(&c.Floor, "floor", false, "also run the same load through a bare WebSocket push server and print ratios to it")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the tokencast run (server and load generator) to this file")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile of the process after the tokencast run (allocations since start: go tool pprof -sample_index=alloc_space) to this file")
+	fs.StringVar(&c.Trace, "trace", "", "write a Go execution trace of the tokencast run (server and load generator) to this file, for go tool trace")
 	fs.BoolVar(&c.JSON, "json", false, "print one JSON object instead of tables")
 	fs.IntVar(&c.Idle, "idle", 0, "idle mode: hold this many subscribed WebSocket connections and report server memory and goroutines per connection")
 	fs.IntVar(&c.IdleSessions, "idle-sessions", 0, "idle mode: distinct sessions the connections subscribe to (0: a session each)")
@@ -203,11 +208,23 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		}
 		defer stopProfile()
 	}
+	if cfg.Trace != "" {
+		stopTrace, err := startTrace(cfg.Trace)
+		if err != nil {
+			return err
+		}
+		defer stopTrace()
+	}
 	res, err := runLoad(ctx, plan, loadTarget{name: "tc", dialect: dialect, asker: &graphqlAsker{url: graphqlURL, apiKey: cfg.APIKey, model: model, client: client}}, llm, probe)
 	if err != nil {
 		return fmt.Errorf("tokencast run: %w", err)
 	}
 	rep.LoadReport = summarise(res, plan, serverName(cfg), cfg.Dialect, scope)
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile); err != nil {
+			return err
+		}
+	}
 
 	if cfg.Floor {
 		floor, err := startFloor(llm)
@@ -262,6 +279,30 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return f.Close()
+}
+
+func startTrace(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--trace: %w", err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--trace: %w", err)
+	}
+	return func() { trace.Stop(); f.Close() }, nil
 }
 
 // inProcess is a tokencast served from this process for the bench.
