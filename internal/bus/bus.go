@@ -102,6 +102,11 @@ type Bus struct {
 	sessions jetstream.KeyValue
 	attempts jetstream.KeyValue
 
+	// Events are published through one goroutine (see publishEvents).
+	eventJS   jetstream.JetStream
+	toPublish chan *eventPublish
+	toAck     chan *eventPublish
+
 	watchMu sync.Mutex
 	watches map[*watch]struct{}
 	// keeperDone stops the watch keeper; keeperWG waits for it.
@@ -129,7 +134,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{})}
+	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{}),
+		toPublish: make(chan *eventPublish, publishQueue), toAck: make(chan *eventPublish, publishQueue)}
 	var err error
 	if cfg.URLs != "" {
 		b.nc, err = connectExternal(cfg, b.noteDialError)
@@ -152,6 +158,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		}
 	})
 	b.keeperWG.Go(func() { b.watchKeeper(reconnected, b.keeperDone) })
+	b.keeperWG.Go(b.publishEvents)
+	b.keeperWG.Go(b.awaitEventAcks)
 	return b, nil
 }
 
@@ -352,6 +360,9 @@ func (b *Bus) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.js = js
+	if b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue)); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	if b.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       requestsStream,
 		Subjects:   []string{requestsSubj},
@@ -669,18 +680,95 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 	if err != nil {
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
-	if msgID == "" {
-		ack, err := b.js.Publish(ctx, eventSubject(ev.SessionID), data)
-		if err != nil {
-			return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
-		}
-		return ack.Sequence, nil
+	var seq uint64
+	publish := func() (err error) {
+		seq, err = b.publishEvent(ctx, eventSubject(ev.SessionID), data, msgID)
+		return err
 	}
-	ack, err := b.publishRetrying(ctx, eventSubject(ev.SessionID), data, msgID)
+	if msgID == "" {
+		err = publish()
+	} else {
+		err = b.retrying(ctx, "publish "+eventSubject(ev.SessionID), publish)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
 	}
-	return ack.Sequence, nil
+	return seq, nil
+}
+
+// publishQueue bounds the events waiting for publishEvents, and those
+// published and waiting for their acknowledgement.
+const publishQueue = 4096
+
+// eventAckWait is how long a published event may wait for the stream's
+// acknowledgement before it counts as failed.
+const eventAckWait = 5 * time.Second
+
+// eventPublish is one event on its way through publishEvents.
+type eventPublish struct {
+	msg  *nats.Msg
+	fut  jetstream.PubAckFuture
+	seq  uint64
+	err  error
+	done chan struct{}
+}
+
+// publishEvent hands an event to publishEvents and waits for its ack.
+// Thousands of answers streaming at once would otherwise each take the
+// connection's lock for a request of their own, and convoy on it.
+func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msgID string) (uint64, error) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	p := &eventPublish{msg: m, done: make(chan struct{})}
+	select {
+	case b.toPublish <- p:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-b.keeperDone:
+		return 0, nats.ErrConnectionClosed
+	}
+	select {
+	case <-p.done:
+		return p.seq, p.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-b.keeperDone: // closing: it may or may not be published
+		return 0, nats.ErrConnectionClosed
+	}
+}
+
+// publishEvents publishes the queued events, without waiting for acks.
+func (b *Bus) publishEvents() {
+	defer close(b.toAck)
+	for {
+		select {
+		case <-b.keeperDone:
+			return // what is still queued is failed by its caller
+		case p := <-b.toPublish:
+			p.fut, p.err = b.eventJS.PublishMsgAsync(p.msg)
+			if p.err != nil {
+				close(p.done)
+				continue
+			}
+			b.toAck <- p
+		}
+	}
+}
+
+// awaitEventAcks hands each published event its ack (or failure), in the
+// order they were published.
+func (b *Bus) awaitEventAcks() {
+	for p := range b.toAck {
+		select {
+		case ack := <-p.fut.Ok():
+			p.seq = ack.Sequence
+		case p.err = <-p.fut.Err():
+		}
+		close(p.done)
+	}
 }
 
 // publishRetryFor is how long an idempotent publish keeps trying: long

@@ -2,9 +2,12 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,4 +104,89 @@ func TestReadyNeedsNATSAndEveryStream(t *testing.T) {
 	if err := ext.Ready(short); err == nil {
 		t.Fatal("ready with its NATS gone")
 	}
+}
+
+// TestConcurrentPublishesEachGetTheirOwnPosition: many answers publish at
+// once through the one publishing goroutine; each publish returns the
+// position its own event was stored at, and every event is stored once.
+func TestConcurrentPublishesEachGetTheirOwnPosition(t *testing.T) {
+	b := open(t)
+	ctx := context.Background()
+	const sessions, perSession = 50, 40
+	errs := make(chan error, sessions)
+	for s := range sessions {
+		go func() {
+			session := "s" + strconv.Itoa(s)
+			for i := range perSession {
+				ev := chat.Event{Type: chat.EventDelta, SessionID: session, RequestID: "r", Index: i, Message: strconv.Itoa(i), TimeStamp: time.Now()}
+				seq, err := b.PublishEvent(ctx, ev, session+".r."+strconv.Itoa(i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				var stored *chat.Event
+				err = b.ReplayEvents(ctx, session, seq, seq, func(got chat.Event) error { stored = &got; return nil })
+				if err != nil || stored == nil || stored.Index != i || stored.Message != ev.Message {
+					errs <- fmt.Errorf("%s event %d: position %d holds %+v (%v)", session, i, seq, stored, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, last, err := b.History(ctx); err != nil || last != sessions*perSession {
+		t.Fatalf("history ends at %d (%v), want %d events", last, err, sessions*perSession)
+	}
+}
+
+// TestPublishFailsOnceClosed: a publish after the bus closed returns an
+// error instead of waiting for an acknowledgement that cannot come.
+func TestPublishFailsOnceClosed(t *testing.T) {
+	b, err := Open(context.Background(), Config{DataDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.PublishEvent(context.Background(), chat.Event{Type: chat.EventDelta, SessionID: "s", TimeStamp: time.Now()}, "")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a publish on a closed bus succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a publish on a closed bus is still waiting")
+	}
+}
+
+// BenchmarkPublishEventConcurrent: 1,000 answers publishing at once, as a
+// node streaming 1,000 answers does.
+func BenchmarkPublishEventConcurrent(b *testing.B) {
+	bus, err := Open(context.Background(), Config{DataDir: b.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	var n atomic.Int64
+	b.SetParallelism(500) // × GOMAXPROCS goroutines
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		session := "s" + strconv.FormatInt(n.Add(1), 10)
+		ev := chat.Event{Type: chat.EventDelta, SessionID: session, RequestID: "r", Message: "token ", TimeStamp: time.Now()}
+		for i := 0; pb.Next(); i++ {
+			ev.Index = i
+			if _, err := bus.PublishEvent(context.Background(), ev, session+".r."+strconv.Itoa(i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
