@@ -105,7 +105,9 @@ type Bus struct {
 	// Events are published through one goroutine (see publishEvents).
 	eventJS   jetstream.JetStream
 	toPublish chan *eventPublish
-	toAck     chan *eventPublish
+	// awaiting holds the published events waiting for their ack, by message.
+	awaitMu  sync.Mutex
+	awaiting map[*nats.Msg]*eventPublish
 
 	watchMu sync.Mutex
 	watches map[*watch]struct{}
@@ -135,7 +137,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		cfg.Replicas = 1
 	}
 	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{}),
-		toPublish: make(chan *eventPublish, publishQueue), toAck: make(chan *eventPublish, publishQueue)}
+		toPublish: make(chan *eventPublish, publishQueue), awaiting: make(map[*nats.Msg]*eventPublish)}
 	var err error
 	if cfg.URLs != "" {
 		b.nc, err = connectExternal(cfg, b.noteDialError)
@@ -159,7 +161,6 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	})
 	b.keeperWG.Go(func() { b.watchKeeper(reconnected, b.keeperDone) })
 	b.keeperWG.Go(b.publishEvents)
-	b.keeperWG.Go(b.awaitEventAcks)
 	return b, nil
 }
 
@@ -360,7 +361,9 @@ func (b *Bus) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.js = js
-	if b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue)); err != nil {
+	if b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { b.acked(m, ack.Sequence, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.acked(m, 0, err) })); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	if b.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -707,7 +710,6 @@ const eventAckWait = 5 * time.Second
 // eventPublish is one event on its way through publishEvents.
 type eventPublish struct {
 	msg  *nats.Msg
-	fut  jetstream.PubAckFuture
 	seq  uint64
 	err  error
 	done chan struct{}
@@ -740,35 +742,36 @@ func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msg
 	}
 }
 
-// publishEvents publishes the queued events, without waiting for acks.
+// publishEvents publishes the queued events without waiting for their acks:
+// JetStream's ack (or a failure: a timeout after eventAckWait, a lost
+// connection) comes to acked.
 func (b *Bus) publishEvents() {
-	defer close(b.toAck)
 	for {
 		select {
 		case <-b.keeperDone:
 			return // what is still queued is failed by its caller
 		case p := <-b.toPublish:
-			p.fut, p.err = b.eventJS.PublishMsgAsync(p.msg)
-			if p.err != nil {
-				close(p.done)
-				continue
+			b.awaitMu.Lock()
+			b.awaiting[p.msg] = p
+			b.awaitMu.Unlock()
+			if _, err := b.eventJS.PublishMsgAsync(p.msg); err != nil {
+				b.acked(p.msg, 0, err)
 			}
-			b.toAck <- p
 		}
 	}
 }
 
-// awaitEventAcks hands each published event its ack (or failure), in the
-// order they were published.
-func (b *Bus) awaitEventAcks() {
-	for p := range b.toAck {
-		select {
-		case ack := <-p.fut.Ok():
-			p.seq = ack.Sequence
-		case p.err = <-p.fut.Err():
-		}
-		close(p.done)
+// acked hands a published event its position, or why it failed, once.
+func (b *Bus) acked(m *nats.Msg, seq uint64, err error) {
+	b.awaitMu.Lock()
+	p := b.awaiting[m]
+	delete(b.awaiting, m)
+	b.awaitMu.Unlock()
+	if p == nil {
+		return
 	}
+	p.seq, p.err = seq, err
+	close(p.done)
 }
 
 // publishRetryFor is how long an idempotent publish keeps trying: long
