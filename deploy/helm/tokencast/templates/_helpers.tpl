@@ -75,7 +75,14 @@ spec:
         {{- end }}
         {{- end }}
         {{- end }}
-        {{- range $k, $v := merge (dict) $c.env $root.Values.env }}
+        {{- $env := merge (dict) $c.env $root.Values.env }}
+        {{- if and (($c.resources).limits).memory (not (hasKey $env "GOMEMLIMIT")) }}
+        # Go's soft memory limit at the pod's: near it the collector works
+        # harder rather than the pod being killed (docs/scaling.md).
+        - name: GOMEMLIMIT
+          valueFrom: {resourceFieldRef: {resource: limits.memory}}
+        {{- end }}
+        {{- range $k, $v := $env }}
         - {name: {{ $k }}, value: {{ $v | quote }}}
         {{- end }}
       {{- if or $root.Values.existingSecret $root.Values.secretEnv }}
