@@ -321,68 +321,95 @@ func (d *eventDecoder) intField(dst *int) bool {
 	return ok
 }
 
-// event reads the object appendEvent writes, each key at most once.
-func (d *eventDecoder) event(ev *chat.Event) bool {
+// object reads an object's members: field reads the value of key and says
+// which bit of the object's keys it is (0: not one this decoder takes), so a
+// repeated key is refused.
+func (d *eventDecoder) object(field func(key []byte) (bit uint32, ok bool)) bool {
 	var seen uint32
 	for first := true; ; first = false {
 		key, done, ok := d.next(first)
 		if done || !ok {
 			return ok
 		}
-		var bit uint32
-		switch string(key) {
-		case "type":
-			bit = 1 << 0
-			var s string
-			s, ok = d.string()
-			ev.Type = chat.EventType(s)
-		case "sessionId":
-			bit = 1 << 1
-			ev.SessionID, ok = d.string()
-		case "requestId":
-			bit = 1 << 2
-			ev.RequestID, ok = d.string()
-		case "index":
-			bit = 1 << 3
-			ok = d.intField(&ev.Index)
-		case "message":
-			bit = 1 << 4
-			ev.Message, ok = d.string()
-		case "locale":
-			bit = 1 << 5
-			ev.Locale, ok = d.string()
-		case "timeStamp":
-			bit = 1 << 6
-			ok = d.time(&ev.TimeStamp)
-		case "usage":
-			bit = 1 << 7
-			ev.Usage = new(chat.Usage)
-			ok = d.usage(ev.Usage)
-		case "stopReason":
-			bit = 1 << 8
-			ev.StopReason, ok = d.string()
-		case "model":
-			bit = 1 << 9
-			ev.Model, ok = d.string()
-		case "error":
-			bit = 1 << 10
-			ev.Error = new(chat.StreamError)
-			ok = d.streamError(ev.Error)
-		case "ttftMs":
-			bit = 1 << 11
-			ev.TTFTMillis, ok = d.int(64)
-		case "startSeq":
-			bit = 1 << 12
-			ev.StartSeq, ok = d.uint(64)
-		case "attempt":
-			bit = 1 << 13
-			ev.Attempt, ok = d.uint(64)
-		}
+		bit, ok := field(key)
 		if !ok || bit == 0 || seen&bit != 0 {
 			return false
 		}
 		seen |= bit
 	}
+}
+
+// event reads the object appendEvent writes.
+func (d *eventDecoder) event(ev *chat.Event) bool {
+	return d.object(func(key []byte) (bit uint32, ok bool) {
+		switch string(key) {
+		case "type":
+			var s string
+			s, ok = d.string()
+			ev.Type = chat.EventType(s)
+			return 1 << 0, ok
+		case "sessionId":
+			ev.SessionID, ok = d.string()
+			return 1 << 1, ok
+		case "requestId":
+			ev.RequestID, ok = d.string()
+			return 1 << 2, ok
+		case "index":
+			return 1 << 3, d.intField(&ev.Index)
+		case "message":
+			ev.Message, ok = d.string()
+			return 1 << 4, ok
+		case "locale":
+			ev.Locale, ok = d.string()
+			return 1 << 5, ok
+		case "timeStamp":
+			return 1 << 6, d.time(&ev.TimeStamp)
+		case "usage":
+			u := new(chat.Usage)
+			ev.Usage = u
+			return 1 << 7, d.object(func(key []byte) (uint32, bool) {
+				switch string(key) {
+				case "inputTokens":
+					return 1, d.intField(&u.InputTokens)
+				case "outputTokens":
+					return 2, d.intField(&u.OutputTokens)
+				case "totalTokens":
+					return 4, d.intField(&u.TotalTokens)
+				}
+				return 0, false
+			})
+		case "stopReason":
+			ev.StopReason, ok = d.string()
+			return 1 << 8, ok
+		case "model":
+			ev.Model, ok = d.string()
+			return 1 << 9, ok
+		case "error":
+			e := new(chat.StreamError)
+			ev.Error = e
+			return 1 << 10, d.object(func(key []byte) (bit uint32, ok bool) {
+				switch string(key) {
+				case "code":
+					e.Code, ok = d.string()
+					return 1, ok
+				case "message":
+					e.Message, ok = d.string()
+					return 2, ok
+				}
+				return 0, false
+			})
+		case "ttftMs":
+			ev.TTFTMillis, ok = d.int(64)
+			return 1 << 11, ok
+		case "startSeq":
+			ev.StartSeq, ok = d.uint(64)
+			return 1 << 12, ok
+		case "attempt":
+			ev.Attempt, ok = d.uint(64)
+			return 1 << 13, ok
+		}
+		return 0, false
+	})
 }
 
 // time reads a timestamp as time.Time's UnmarshalJSON does: RFC 3339. What
@@ -398,53 +425,4 @@ func (d *eventDecoder) time(t *time.Time) bool {
 	}
 	*t = parsed
 	return true
-}
-
-func (d *eventDecoder) usage(u *chat.Usage) bool {
-	var seen uint32
-	for first := true; ; first = false {
-		key, done, ok := d.next(first)
-		if done || !ok {
-			return ok
-		}
-		var bit uint32
-		switch string(key) {
-		case "inputTokens":
-			bit = 1
-			ok = d.intField(&u.InputTokens)
-		case "outputTokens":
-			bit = 2
-			ok = d.intField(&u.OutputTokens)
-		case "totalTokens":
-			bit = 4
-			ok = d.intField(&u.TotalTokens)
-		}
-		if !ok || bit == 0 || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-	}
-}
-
-func (d *eventDecoder) streamError(e *chat.StreamError) bool {
-	var seen uint32
-	for first := true; ; first = false {
-		key, done, ok := d.next(first)
-		if done || !ok {
-			return ok
-		}
-		var bit uint32
-		switch string(key) {
-		case "code":
-			bit = 1
-			e.Code, ok = d.string()
-		case "message":
-			bit = 2
-			e.Message, ok = d.string()
-		}
-		if !ok || bit == 0 || seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-	}
 }
