@@ -179,7 +179,8 @@ func (b *Bus) setupWhenReady(ctx context.Context) error {
 		err = b.whyNotConnected(err)
 		// nats.go closes the connection for good when a server refuses the
 		// same credentials twice: waiting longer cannot help.
-		if ctx.Err() != nil || time.Now().After(deadline) || b.nc.IsClosed() {
+		// Nor can it when TLS failed on a certificate, ours or the server's.
+		if ctx.Err() != nil || time.Now().After(deadline) || b.nc.IsClosed() || certificateRefused(b.lastConnError()) {
 			return err
 		}
 		b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
@@ -189,6 +190,15 @@ func (b *Bus) setupWhenReady(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// certificateRefused says err is a TLS certificate problem on either side:
+// this process does not trust the server's certificate, or the server
+// refused this process's. A configuration error, not an outage.
+func certificateRefused(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var alert tls.AlertError
+	return errors.As(err, &verify) || errors.As(err, &alert)
 }
 
 // whyNotConnected adds to err, when NATS is not connected, the reason the

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,3 +313,44 @@ func writePEM(t *testing.T, dir, name, kind string, der []byte) string {
 	}
 	return path
 }
+
+// TestExternalNATSCertificateProblemFailsAtOnce: a NATS whose certificate
+// this process does not trust is a configuration error: Open says so after
+// its first attempt instead of retrying while a cluster would form.
+func TestExternalNATSCertificateProblemFailsAtOnce(t *testing.T) {
+	pki := newTestPKI(t)
+	url := startExternalNATS(t, func(o *server.Options) {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: pki.serverCert, KeyFile: pki.serverKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.TLSConfig, o.TLS, o.TLSTimeout = tc, true, 2
+	})
+	var logged strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	// Long enough that retrying would be seen in the log before it ends.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := Open(ctx, Config{DataDir: t.TempDir(), URLs: url}, log) // no --nats-ca
+	if err == nil {
+		b.Close()
+		t.Fatal("Open trusted a certificate from an unknown authority")
+	}
+	if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("Open: %v, want it to say the certificate's authority is unknown", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logged.String(), "retrying") {
+		t.Fatalf("Open retried a certificate problem:\n%s", logged.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
