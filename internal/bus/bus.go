@@ -109,6 +109,12 @@ type Bus struct {
 	awaitMu  sync.Mutex
 	awaiting map[*nats.Msg]*eventPublish
 
+	// attemptWatches are WatchAttempts' callers by claim key, all fed by
+	// claimSub, one subscription to every claim.
+	attemptMu      sync.Mutex
+	attemptWatches map[string]map[*attemptWatch]struct{}
+	claimSub       *nats.Subscription
+
 	watchMu sync.Mutex
 	watches map[*watch]struct{}
 	// keeperDone stops the watch keeper; keeperWG waits for it.
@@ -137,7 +143,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		cfg.Replicas = 1
 	}
 	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{}),
-		toPublish: make(chan *eventPublish, publishQueue), awaiting: make(map[*nats.Msg]*eventPublish)}
+		toPublish: make(chan *eventPublish, publishQueue), awaiting: make(map[*nats.Msg]*eventPublish),
+		attemptWatches: make(map[string]map[*attemptWatch]struct{})}
 	var err error
 	if cfg.URLs != "" {
 		b.nc, err = connectExternal(cfg, b.noteDialError)
@@ -1036,37 +1043,79 @@ func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (s
 
 // WatchAttempts calls fn with the attempt of every claim on one answer until
 // stop is called, so a worker learns when a newer attempt has taken its
-// request over. It listens to the claims themselves (the KV bucket's subject
-// for that one key), not to the session's events, so it costs nothing per
-// token.
+// request over. It listens to the claims themselves (the KV bucket's
+// subject), not to the session's events, so it costs nothing per token; one
+// subscription of the process serves every answer's watch, so it costs no
+// goroutine and no round trip per answer either.
 func (b *Bus) WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error) {
-	sub, err := b.nc.Subscribe("$KV."+attemptBucket+"."+attemptKey(session, request), func(m *nats.Msg) {
+	key := attemptKey(session, request)
+	w := &attemptWatch{fn: fn}
+	b.attemptMu.Lock()
+	if err := b.watchClaims(); err != nil {
+		b.attemptMu.Unlock()
+		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
+	}
+	if b.attemptWatches[key] == nil {
+		b.attemptWatches[key] = make(map[*attemptWatch]struct{})
+	}
+	b.attemptWatches[key][w] = struct{}{}
+	b.attemptMu.Unlock()
+	stop = func() {
+		b.attemptMu.Lock()
+		defer b.attemptMu.Unlock()
+		if delete(b.attemptWatches[key], w); len(b.attemptWatches[key]) == 0 {
+			delete(b.attemptWatches, key)
+		}
+	}
+	// A claim made before the watch was registered is read instead.
+	e, err := b.attempts.Get(context.Background(), key)
+	var rec attemptRecord
+	if err == nil && json.Unmarshal(e.Value(), &rec) == nil {
+		fn(rec.Attempt)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		stop()
+		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
+	}
+	return stop, nil
+}
+
+// attemptWatch is one WatchAttempts caller.
+type attemptWatch struct{ fn func(attempt uint64) }
+
+// watchClaims subscribes, once, to every claim in the attempts bucket and
+// hands each to the watches of its key; b.attemptMu is held.
+func (b *Bus) watchClaims() error {
+	if b.claimSub != nil {
+		return nil
+	}
+	prefix := "$KV." + attemptBucket + "."
+	sub, err := b.nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		key := strings.TrimPrefix(m.Subject, prefix)
+		b.attemptMu.Lock()
+		watches := make([]*attemptWatch, 0, len(b.attemptWatches[key]))
+		for w := range b.attemptWatches[key] {
+			watches = append(watches, w)
+		}
+		b.attemptMu.Unlock()
 		var rec attemptRecord
-		if json.Unmarshal(m.Data, &rec) == nil {
-			fn(rec.Attempt)
+		if len(watches) == 0 || json.Unmarshal(m.Data, &rec) != nil {
+			return // nobody here works on it, or a deletion
+		}
+		for _, w := range watches {
+			w.fn(rec.Attempt)
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
+		return err
 	}
-	// A claim made before the subscription took hold is read instead.
-	err = b.nc.Flush()
-	if err == nil {
-		var e jetstream.KeyValueEntry
-		e, err = b.attempts.Get(context.Background(), attemptKey(session, request))
-		var rec attemptRecord
-		if err == nil && json.Unmarshal(e.Value(), &rec) == nil {
-			fn(rec.Attempt)
-		}
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			err = nil
-		}
-	}
-	if err != nil {
+	// Claims made from here on reach the watches registered after this.
+	if err := b.nc.Flush(); err != nil {
 		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("watch attempts of %s: %w", request, err)
+		return err
 	}
-	return func() { _ = sub.Unsubscribe() }, nil
+	b.claimSub = sub
+	return nil
 }
 
 // AppendTurn stores a turn record of a conversation. A record with the same
