@@ -4,7 +4,9 @@ package bus
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -418,7 +420,7 @@ func (b *Bus) setup(ctx context.Context) error {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      b.cfg.EventRetention,
-		Duplicates:  min(2*time.Minute, b.cfg.EventRetention),
+		Duplicates:  eventDedupWindow(b.cfg),
 		AllowDirect: true,
 		Replicas:    b.cfg.Replicas,
 		RePublish:   &jetstream.RePublish{Source: eventsPrefix + ">", Destination: livePrefix + ">"},
@@ -465,6 +467,26 @@ func (b *Bus) setup(ctx context.Context) error {
 		return fmt.Errorf("create bucket %s: %w", attemptBucket, err)
 	}
 	return nil
+}
+
+// eventDedupWindow is how long the events stream remembers a message id:
+// long enough for a publish to be retried (publishRetryFor, plus the wait
+// for its ack) and for a request to be redelivered after its worker died
+// (twice the ack wait), so the event a new attempt publishes again is a
+// no-op. No longer: the stream holds every id of the window in memory, one
+// per token, and at tens of thousands of tokens a second two minutes of them
+// was most of the live heap.
+func eventDedupWindow(cfg Config) time.Duration {
+	return min(max(publishRetryFor+eventAckWait, 2*cfg.AckWait), cfg.EventRetention)
+}
+
+// compactID is the message id an event is published under: 22 characters
+// (128 bits of SHA-256) instead of the ~85 of session, request, attempt,
+// index and type, as each is stored with its event, sent with its live copy
+// and held by the stream for the dedup window.
+func compactID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 // ErrSuperseded says a newer attempt has claimed the request.
@@ -739,7 +761,7 @@ func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msg
 	m := nats.NewMsg(subject)
 	m.Data = data
 	if msgID != "" {
-		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		m.Header.Set(jetstream.MsgIDHeader, compactID(msgID))
 	}
 	p := &eventPublish{msg: m, done: make(chan struct{})}
 	select {

@@ -190,3 +190,43 @@ func BenchmarkPublishEventConcurrent(b *testing.B) {
 		}
 	})
 }
+
+// TestRepublishedEventIsStoredOnce: an event published again under its id
+// (a retried publish, a new attempt publishing the END an earlier one
+// committed) is a no-op that returns the first copy's position, for as long
+// as a redelivery can take; and no longer, since the stream holds every id
+// of that window in memory.
+func TestRepublishedEventIsStoredOnce(t *testing.T) {
+	b, err := Open(context.Background(), Config{DataDir: t.TempDir(), AckWait: 45 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	ev := chat.Event{Type: chat.EventEnd, SessionID: "s1", RequestID: "r1", Index: 3, TimeStamp: time.Now()}
+	first, err := b.PublishEvent(ctx, ev, "s1.r1.1.3.END")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.PublishEvent(ctx, ev, "s1.r1.2.3.END") // another attempt's own END
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.PublishEvent(ctx, ev, "s1.r1.1.3.END")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first || other == first {
+		t.Fatalf("positions %d, %d, then %d again: want the republished event at its first position", first, other, again)
+	}
+	if _, last, _ := b.History(ctx); last != other {
+		t.Fatalf("history ends at %d, want %d: the republished event was stored again", last, other)
+	}
+	info, err := b.events.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Duplicates != 90*time.Second {
+		t.Fatalf("ids are remembered for %v, want twice the ack wait (90s)", info.Config.Duplicates)
+	}
+}
