@@ -104,7 +104,9 @@ type Bus struct {
 	sessions jetstream.KeyValue
 	attempts jetstream.KeyValue
 
-	// Events are published through one goroutine (see publishEvents).
+	// Events are published through one goroutine (see publishEvents), on a
+	// connection of their own that buffers nothing while reconnecting.
+	pubNC     *nats.Conn
 	eventJS   jetstream.JetStream
 	toPublish chan *eventPublish
 	// awaiting holds the published events waiting for their ack, by message.
@@ -160,6 +162,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.connectPublisher(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	reconnected := make(chan struct{}, 1)
 	b.nc.SetReconnectHandler(func(*nats.Conn) {
 		b.noteDialError(nil)
@@ -171,6 +177,31 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	b.keeperWG.Go(func() { b.watchKeeper(reconnected, b.keeperDone) })
 	b.keeperWG.Go(b.publishEvents)
 	return b, nil
+}
+
+// connectPublisher opens the connection events are published on. It keeps
+// nothing to send again after a reconnect (nats.go would otherwise buffer a
+// publish made while disconnected and send it once reconnected, after the
+// publish was reported failed): a DELTA carries no message id, and a failed
+// one is looked for in the history before it is published again
+// (PublishEventAfter), so it must not land behind that look's back.
+func (b *Bus) connectPublisher() error {
+	var err error
+	if b.cfg.URLs != "" {
+		b.pubNC, err = connectExternal(b.cfg, b.noteDialError, nats.ReconnectBufSize(-1))
+	} else {
+		b.pubNC, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name("tokencast events"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	}
+	if err != nil {
+		return fmt.Errorf("connect nats for events: %w", err)
+	}
+	b.eventJS, err = jetstream.New(b.pubNC, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { b.acked(m, ack.Sequence, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.acked(m, 0, err) }))
+	if err != nil {
+		return fmt.Errorf("jetstream for events: %w", err)
+	}
+	return nil
 }
 
 // setupWhenReady creates the streams, waiting while a cluster forms: until
@@ -335,7 +366,7 @@ func splitHostPort(what, addr string) (string, int, error) {
 
 // connectExternal connects to a NATS cluster, reconnecting forever. It tells
 // noteDialError why each failed attempt failed, and nil once one succeeds.
-func connectExternal(cfg Config, noteDialError func(error)) (*nats.Conn, error) {
+func connectExternal(cfg Config, noteDialError func(error), extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("tokencast"),
 		nats.MaxReconnects(-1),
@@ -367,7 +398,7 @@ func connectExternal(cfg Config, noteDialError func(error)) (*nats.Conn, error) 
 		}
 		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
-	nc, err := nats.Connect(cfg.URLs, opts...)
+	nc, err := nats.Connect(cfg.URLs, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", cfg.URLs, err)
 	}
@@ -380,11 +411,6 @@ func (b *Bus) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.js = js
-	if b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
-		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { b.acked(m, ack.Sequence, nil) }),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.acked(m, 0, err) })); err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	if b.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       requestsStream,
 		Subjects:   []string{requestsSubj},
@@ -610,6 +636,13 @@ func (b *Bus) ClaimSession(ctx context.Context, session, owner string) (string, 
 func (b *Bus) Close() {
 	close(b.keeperDone)
 	b.keeperWG.Wait()
+	if b.pubNC != nil {
+		_ = b.pubNC.Drain()
+		for i := 0; i < 100 && !b.pubNC.IsClosed(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.pubNC.Close()
+	}
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
@@ -736,6 +769,98 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
 	}
 	return seq, nil
+}
+
+// PublishEventAfter publishes an event of an answer whose previous event is
+// at position after, without a message id: the stream would remember one for
+// every token for its whole dedup window. A publish that fails may still have
+// landed (its ack was lost), so before publishing it again it is looked for
+// among the session's events after the previous one; the events connection
+// buffers nothing, so a failed publish cannot land after that look.
+func (b *Bus) PublishEventAfter(ctx context.Context, ev chat.Event, after uint64) (uint64, error) {
+	data, err := encodeEvent(&ev)
+	if err != nil {
+		return 0, fmt.Errorf("encode event: %w", err)
+	}
+	subject := eventSubject(ev.SessionID)
+	var seq uint64
+	failed := false
+	err = b.retrying(ctx, "publish "+subject, func() (err error) {
+		if failed {
+			var found bool
+			if seq, found, err = b.landed(ctx, &ev, after); err != nil || found {
+				if found {
+					b.log.Info("a publish reported failed had landed", "session", ev.SessionID, "request", ev.RequestID, "index", ev.Index, "seq", seq)
+				}
+				return err
+			}
+		}
+		seq, err = b.publishEvent(ctx, subject, data, "")
+		failed = err != nil
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
+	}
+	return seq, nil
+}
+
+// landed looks for ev among its session's events after position after:
+// the same answer, attempt, index and type.
+func (b *Bus) landed(ctx context.Context, ev *chat.Event, after uint64) (seq uint64, found bool, err error) {
+	subject := eventSubject(ev.SessionID)
+	for from := after + 1; ; from = seq + 1 {
+		var data []byte
+		data, seq, found, err = b.leaderNext(ctx, subject, from)
+		if err != nil || !found {
+			return 0, false, err
+		}
+		got, err := decodeEvent(data, seq)
+		if err == nil && got.RequestID == ev.RequestID && got.Attempt == ev.Attempt && got.Index == ev.Index && got.Type == ev.Type {
+			return seq, true, nil
+		}
+	}
+}
+
+// leaderNext reads the first message of subject at or after position from
+// in the events stream, from the stream's leader: a direct get may be
+// answered by a replica that has not caught up with what was acknowledged.
+func (b *Bus) leaderNext(ctx context.Context, subject string, from uint64) (data []byte, seq uint64, found bool, err error) {
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{from, subject})
+	if err != nil {
+		return nil, 0, false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+eventsStream, req)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("read %s from %d: %w", subject, from, err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, false, fmt.Errorf("read %s from %d: %w", subject, from, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return nil, 0, false, nil
+	case resp.Error != nil:
+		return nil, 0, false, fmt.Errorf("read %s from %d: %s", subject, from, resp.Error.Description)
+	case resp.Message == nil:
+		return nil, 0, false, fmt.Errorf("read %s from %d: an empty answer", subject, from)
+	}
+	return resp.Message.Data, resp.Message.Seq, true, nil
 }
 
 // publishQueue bounds the events waiting for publishEvents, and those

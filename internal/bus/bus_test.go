@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -228,5 +229,53 @@ func TestRepublishedEventIsStoredOnce(t *testing.T) {
 	}
 	if info.Config.Duplicates != 90*time.Second {
 		t.Fatalf("ids are remembered for %v, want twice the ack wait (90s)", info.Config.Duplicates)
+	}
+}
+
+// TestDeltaPublishedWithoutIDIsFoundAfterItsPredecessor: a DELTA is stored
+// without a message id (nothing for the stream to remember per token), and
+// the look a failed publish makes before publishing again finds it after the
+// answer's previous event, past other sessions' events and a service's
+// message in the same session, and finds nothing for an event never stored.
+func TestDeltaPublishedWithoutIDIsFoundAfterItsPredecessor(t *testing.T) {
+	b := open(t)
+	ctx := context.Background()
+	start := chat.Event{Type: chat.EventStart, SessionID: "s1", RequestID: "r1", Attempt: 2, TimeStamp: time.Now()}
+	after, err := b.PublishEvent(ctx, start, "s1.r1.2.0.START")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PublishEvent(ctx, chat.Event{Type: chat.EventDelta, SessionID: "s2", RequestID: "r9", Index: 1, Attempt: 2, TimeStamp: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PublishEvent(ctx, chat.Event{Type: chat.EventMessage, SessionID: "s1", Message: "from a service", TimeStamp: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	delta := chat.Event{Type: chat.EventDelta, SessionID: "s1", RequestID: "r1", Index: 1, Attempt: 2, Message: "Hel", TimeStamp: time.Now()}
+	seq, err := b.PublishEventAfter(ctx, delta, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.events.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := raw.Header.Get(jetstream.MsgIDHeader); id != "" {
+		t.Errorf("the DELTA was stored under message id %q", id)
+	}
+	if got, found, err := b.landed(ctx, &delta, after); err != nil || !found || got != seq {
+		t.Fatalf("looking for the DELTA after %d: %d, %v, %v; want it at %d", after, got, found, err, seq)
+	}
+	for name, ev := range map[string]chat.Event{
+		"the next index":     {Type: chat.EventDelta, SessionID: "s1", RequestID: "r1", Index: 2, Attempt: 2},
+		"an earlier attempt": {Type: chat.EventDelta, SessionID: "s1", RequestID: "r1", Index: 1, Attempt: 1},
+		"another session":    {Type: chat.EventDelta, SessionID: "s3", RequestID: "r1", Index: 1, Attempt: 2},
+	} {
+		if got, found, err := b.landed(ctx, &ev, after); err != nil || found {
+			t.Errorf("%s: found at %d (%v), but it was never stored", name, got, err)
+		}
+	}
+	if _, found, err := b.landed(ctx, &delta, seq); err != nil || found {
+		t.Errorf("found the DELTA after its own position (%v)", err)
 	}
 }

@@ -30,6 +30,7 @@ type Provider interface {
 type Queue interface {
 	NextRequest(ctx context.Context) (*bus.Delivery, error)
 	PublishEvent(ctx context.Context, ev chat.Event, msgID string) (uint64, error)
+	PublishEventAfter(ctx context.Context, ev chat.Event, after uint64) (uint64, error)
 	AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	Conversation(ctx context.Context, session string) (chat.Conversation, error)
 	Cancelled(ctx context.Context, session, request string) (bool, error)
@@ -413,6 +414,7 @@ type answer struct {
 	model    string
 	index    int
 	startSeq uint64
+	lastSeq  uint64 // the position of this attempt's newest event
 	text     strings.Builder
 	log      *slog.Logger
 	began    time.Time     // when this worker took the request
@@ -490,9 +492,18 @@ func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	if a.superseded.Load() {
 		return 0, errSuperseded
 	}
-	seq, err := a.o.queue.PublishEvent(ctx, ev, eventID(ev))
+	var seq uint64
+	var err error
+	if ev.Type == chat.EventDelta && a.lastSeq > 0 {
+		// One per token: published without a message id, which the stream
+		// would hold in memory for its whole dedup window.
+		seq, err = a.o.queue.PublishEventAfter(ctx, ev, a.lastSeq)
+	} else {
+		seq, err = a.o.queue.PublishEvent(ctx, ev, eventID(ev))
+	}
 	a.index++
 	if err == nil {
+		a.lastSeq = seq
 		a.o.cfg.Recorder.Published()
 	}
 	return seq, err
