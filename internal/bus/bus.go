@@ -104,9 +104,7 @@ type Bus struct {
 	sessions jetstream.KeyValue
 	attempts jetstream.KeyValue
 
-	// Events are published through one goroutine (see publishEvents), on a
-	// connection of their own that buffers nothing while reconnecting.
-	pubNC     *nats.Conn
+	// Events are published through one goroutine (see publishEvents).
 	eventJS   jetstream.JetStream
 	toPublish chan *eventPublish
 	// awaiting holds the published events waiting for their ack, by message.
@@ -179,23 +177,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	return b, nil
 }
 
-// connectPublisher opens the connection events are published on. It keeps
-// nothing to send again after a reconnect (nats.go would otherwise buffer a
-// publish made while disconnected and send it once reconnected, after the
-// publish was reported failed): a DELTA carries no message id, and a failed
-// one is looked for in the history before it is published again
-// (PublishEventAfter), so it must not land behind that look's back.
+// connectPublisher readies the asynchronous publishing of events.
 func (b *Bus) connectPublisher() error {
 	var err error
-	if b.cfg.URLs != "" {
-		b.pubNC, err = connectExternal(b.cfg, b.noteDialError, nats.ReconnectBufSize(-1))
-	} else {
-		b.pubNC, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name("tokencast events"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
-	}
-	if err != nil {
-		return fmt.Errorf("connect nats for events: %w", err)
-	}
-	b.eventJS, err = jetstream.New(b.pubNC, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
+	b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { b.acked(m, ack.Sequence, nil) }),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.acked(m, 0, err) }))
 	if err != nil {
@@ -308,7 +293,8 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 		srv.Shutdown()
 		return nil, nil, errors.New("embedded nats did not become ready")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("tokencast"), nats.MaxReconnects(-1))
+	// No reconnect buffer, as for an external NATS (connectExternal).
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("tokencast"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
 	if err != nil {
 		srv.Shutdown()
 		return nil, nil, fmt.Errorf("connect embedded nats: %w", err)
@@ -366,10 +352,14 @@ func splitHostPort(what, addr string) (string, int, error) {
 
 // connectExternal connects to a NATS cluster, reconnecting forever. It tells
 // noteDialError why each failed attempt failed, and nil once one succeeds.
-func connectExternal(cfg Config, noteDialError func(error), extra ...nats.Option) (*nats.Conn, error) {
+func connectExternal(cfg Config, noteDialError func(error)) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("tokencast"),
 		nats.MaxReconnects(-1),
+		// Nothing is kept to send again after a reconnect: a publish made
+		// while disconnected fails at once, instead of landing later,
+		// after it was reported failed (PublishEventAfter relies on it).
+		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { noteDialError(err) }),
@@ -398,7 +388,7 @@ func connectExternal(cfg Config, noteDialError func(error), extra ...nats.Option
 		}
 		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
-	nc, err := nats.Connect(cfg.URLs, append(opts, extra...)...)
+	nc, err := nats.Connect(cfg.URLs, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", cfg.URLs, err)
 	}
@@ -636,13 +626,6 @@ func (b *Bus) ClaimSession(ctx context.Context, session, owner string) (string, 
 func (b *Bus) Close() {
 	close(b.keeperDone)
 	b.keeperWG.Wait()
-	if b.pubNC != nil {
-		_ = b.pubNC.Drain()
-		for i := 0; i < 100 && !b.pubNC.IsClosed(); i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-		b.pubNC.Close()
-	}
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
@@ -775,8 +758,9 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 // at position after, without a message id: the stream would remember one for
 // every token for its whole dedup window. A publish that fails may still have
 // landed (its ack was lost), so before publishing it again it is looked for
-// among the session's events after the previous one; the events connection
-// buffers nothing, so a failed publish cannot land after that look.
+// among the session's events after the previous one; the connection keeps
+// nothing to send after a reconnect, so a failed publish cannot land after
+// that look.
 func (b *Bus) PublishEventAfter(ctx context.Context, ev chat.Event, after uint64) (uint64, error) {
 	data, err := encodeEvent(&ev)
 	if err != nil {
