@@ -208,7 +208,13 @@ func (b *Bus) setupWhenReady(ctx context.Context) error {
 		if ctx.Err() != nil || time.Now().After(deadline) || b.nc.IsClosed() || certificateRefused(b.lastConnError()) {
 			return err
 		}
-		b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
+		if b.nc.IsConnected() || b.lastConnError() != nil {
+			b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
+		} else {
+			// The first connection attempt has not finished: with no
+			// reconnect buffer, requests fail at once until it has.
+			b.log.Debug("NATS not connected yet; retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return b.whyNotConnected(ctx.Err())
