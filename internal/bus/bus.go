@@ -160,7 +160,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 		b.Close()
 		return nil, err
 	}
-	if err := b.connectPublisher(); err != nil {
+	if err := b.startPublisher(); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -177,8 +177,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	return b, nil
 }
 
-// connectPublisher readies the asynchronous publishing of events.
-func (b *Bus) connectPublisher() error {
+// startPublisher readies the asynchronous publishing of events (see
+// publishEvents).
+func (b *Bus) startPublisher() error {
 	var err error
 	b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { b.acked(m, ack.Sequence, nil) }),
@@ -773,8 +774,12 @@ func (b *Bus) PublishEventAfter(ctx context.Context, ev chat.Event, after uint64
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
 	subject := eventSubject(ev.SessionID)
-	var seq uint64
-	failed := false
+	var (
+		seq       uint64
+		failed    bool
+		timedOut  time.Time // when a publish last went unacknowledged
+		errUnseen = errors.New("an unacknowledged publish has not landed yet")
+	)
 	err = b.retrying(ctx, "publish "+subject, func() (err error) {
 		if failed {
 			var found bool
@@ -784,9 +789,17 @@ func (b *Bus) PublishEventAfter(ctx context.Context, ev chat.Event, after uint64
 				}
 				return err
 			}
+			// Unacknowledged is not lost: a stream far behind may store it
+			// yet. It is given as long again before it is published again.
+			if !timedOut.IsZero() && time.Since(timedOut) < eventAckWait {
+				return errUnseen
+			}
 		}
 		seq, err = b.publishEvent(ctx, subject, data, "")
 		failed = err != nil
+		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			timedOut = time.Now()
+		}
 		return err
 	})
 	if err != nil {
