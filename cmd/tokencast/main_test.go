@@ -613,25 +613,9 @@ func TestLateJoinerGetsAServicesStreamFromItsStart(t *testing.T) {
 	send("lo")
 	late := dialWS(t, s)
 	late.init(map[string]any{"x-api-key": clientKey})
-	late.subscribe("1", "s-sample")
-	// Messages are handled in order: the pong comes once it is attached,
-	// after what it was replayed.
-	late.send(map[string]any{"type": "ping"})
 	var got []string
-	for {
-		m := late.must(10 * time.Second)
-		if m.Type == "pong" {
-			break
-		}
-		var p struct {
-			Data struct {
-				OnSendMessage event `json:"onSendMessage"`
-			} `json:"data"`
-		}
-		if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil {
-			t.Fatalf("got %s %s", m.Type, m.Payload)
-		}
-		got = append(got, p.Data.OnSendMessage.Message)
+	for _, ev := range late.subscribeReplayed("1", "s-sample") {
+		got = append(got, ev.Message)
 	}
 	send(" world")
 	send(chat.MarkerEnd)
@@ -672,24 +656,7 @@ func TestLateJoinerGetsTheAnswerInFlightPastAServicesMessage(t *testing.T) {
 
 	late := dialWS(t, s)
 	late.init(map[string]any{"x-api-key": clientKey})
-	late.subscribe("1", session)
-	late.send(map[string]any{"type": "ping"})
-	var got []event
-	for {
-		m := late.must(10 * time.Second)
-		if m.Type == "pong" {
-			break
-		}
-		var p struct {
-			Data struct {
-				OnSendMessage event `json:"onSendMessage"`
-			} `json:"data"`
-		}
-		if m.Type != "next" || json.Unmarshal(m.Payload, &p) != nil {
-			t.Fatalf("got %s %s", m.Type, m.Payload)
-		}
-		got = append(got, p.Data.OnSendMessage)
-	}
+	got := late.subscribeReplayed("1", session)
 	if len(got) == 0 || got[0].Type != "START" || got[0].RequestID != request {
 		t.Fatalf("the late subscriber was replayed %+v; want the answer from its START", got)
 	}
@@ -710,5 +677,30 @@ func TestLateJoinerGetsTheAnswerInFlightPastAServicesMessage(t *testing.T) {
 	}
 	if notes != 1 || text(answer) != text(seen) || len(answer) != len(seen)-1 {
 		t.Fatalf("the late subscriber got %d notes and %q in %d events; the early one %q in %d (with the note)", notes, text(answer), len(answer), text(seen), len(seen))
+	}
+}
+
+// subscribeReplayed subscribes and returns the events the subscription was
+// replayed before it went live. Messages are handled in order: the pong to a
+// ping sent after the subscribe comes once it is attached, after its replay.
+func (c *wsClient) subscribeReplayed(id, session string) []event {
+	c.t.Helper()
+	c.subscribe(id, session)
+	c.send(map[string]any{"type": "ping"})
+	var got []event
+	for {
+		m := c.must(10 * time.Second)
+		if m.Type == "pong" {
+			return got
+		}
+		var p struct {
+			Data struct {
+				OnSendMessage event `json:"onSendMessage"`
+			} `json:"data"`
+		}
+		if m.Type != "next" || m.ID != id || json.Unmarshal(m.Payload, &p) != nil {
+			c.t.Fatalf("got %s %s", m.Type, m.Payload)
+		}
+		got = append(got, p.Data.OnSendMessage)
 	}
 }

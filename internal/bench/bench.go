@@ -270,15 +270,25 @@ func write(w io.Writer, cfg *Config, rep *Report) error {
 }
 
 func startCPUProfile(path string) (func(), error) {
+	return startRecording("--cpuprofile", path, pprof.StartCPUProfile, pprof.StopCPUProfile)
+}
+
+func startTrace(path string) (func(), error) {
+	return startRecording("--trace", path, trace.Start, trace.Stop)
+}
+
+// startRecording starts writing a profile or trace to path until the
+// returned func is called; flag names the option in errors.
+func startRecording(flag, path string, start func(io.Writer) error, stop func()) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() { stop(); f.Close() }, nil
 }
 
 func writeHeapProfile(path string) error {
@@ -291,18 +301,6 @@ func writeHeapProfile(path string) error {
 		return fmt.Errorf("--memprofile: %w", err)
 	}
 	return f.Close()
-}
-
-func startTrace(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--trace: %w", err)
-	}
-	if err := trace.Start(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--trace: %w", err)
-	}
-	return func() { trace.Stop(); f.Close() }, nil
 }
 
 // inProcess is a tokencast served from this process for the bench.
