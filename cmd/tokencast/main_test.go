@@ -220,6 +220,15 @@ func TestProviderFailureIsLocalizedAndCoded(t *testing.T) {
 	if evs[0].Type != "START" {
 		t.Fatalf("events %s", types(evs))
 	}
+	// The demo fails after some text: as the AWS sample's orchestrator does,
+	// the apology opens a message of its own with a second #START_STREAM#,
+	// which typed clients see as a MESSAGE that adds no text.
+	if opener := evs[len(evs)-3]; opener.Type != "MESSAGE" || opener.Message != chat.MarkerStart || opener.RequestID != req {
+		t.Fatalf("before the apology: %+v, want MESSAGE %s of %s (events %s)", opener, chat.MarkerStart, req, types(evs))
+	}
+	if evs[len(evs)-4].Type != "DELTA" {
+		t.Fatalf("no text before the failure: events %s", types(evs))
+	}
 }
 
 func TestSSEDeliversTheSameAnswer(t *testing.T) {

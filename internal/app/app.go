@@ -163,7 +163,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		mux http.Handler
 	)
 	if api {
-		h = hub.New(b, log, cfg.QueueSize*4)
+		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow})
 		defer h.Close()
 		guard := auth.NewGuard(b)
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{

@@ -84,6 +84,15 @@ type Event struct {
 	Seq uint64 `json:"-"`
 }
 
+// AnswerStart is the history position of the START of the answer ev belongs
+// to, or 0 when it belongs to none (a service's free-standing message).
+func (ev *Event) AnswerStart() uint64 {
+	if ev.Type == EventStart {
+		return ev.Seq
+	}
+	return ev.StartSeq
+}
+
 // Role says who wrote a turn.
 type Role string
 
@@ -287,24 +296,32 @@ type Final struct {
 	StopReason string
 }
 
-// Localized apology texts sent before #STREAM_ERROR#, by language.
+// Localized apology texts sent before #STREAM_ERROR#, by locale then by
+// language. English, French and Chinese are the AWS sample orchestrator's own
+// (translations/common.py, error_response), character for character; the
+// others say the same.
 var errorTexts = map[string]string{
-	"en": "Sorry, something went wrong while generating the answer. Please try again.",
-	"fr": "Désolé, une erreur est survenue pendant la génération de la réponse. Veuillez réessayer.",
-	"de": "Entschuldigung, beim Erzeugen der Antwort ist ein Fehler aufgetreten. Bitte versuchen Sie es erneut.",
-	"es": "Lo sentimos, algo salió mal al generar la respuesta. Inténtelo de nuevo.",
-	"it": "Spiacenti, si è verificato un errore durante la generazione della risposta. Riprova.",
-	"pt": "Desculpe, algo deu errado ao gerar a resposta. Tente novamente.",
-	"ja": "申し訳ありません。回答の生成中にエラーが発生しました。もう一度お試しください。",
+	"en":    "Sorry, I was not able to answer your question.",
+	"fr":    "Désolé, je n’ai pas pu répondre à votre question.",
+	"zh":    "抱歉，我无法回答你的问题",
+	"zh_hk": "抱歉，我無法回答你的問題",
+	"zh_tw": "抱歉，我無法回答你的問題",
+	"zh_sg": "抱歉，我無法回答你的問題",
+	"de":    "Entschuldigung, ich konnte Ihre Frage nicht beantworten.",
+	"es":    "Lo siento, no he podido responder a su pregunta.",
+	"it":    "Spiacente, non sono riuscito a rispondere alla tua domanda.",
+	"pt":    "Desculpe, não consegui responder à sua pergunta.",
+	"ja":    "申し訳ありません。ご質問にお答えできませんでした。",
 }
 
 // ErrorText returns the apology shown to a user in their locale's language,
 // English when the language is not known.
 func ErrorText(locale string) string {
-	lang := strings.ToLower(locale)
-	if i := strings.IndexAny(lang, "-_"); i >= 0 {
-		lang = lang[:i]
+	loc := strings.ReplaceAll(strings.ToLower(locale), "-", "_")
+	if t, ok := errorTexts[loc]; ok {
+		return t
 	}
+	lang, _, _ := strings.Cut(loc, "_")
 	if t, ok := errorTexts[lang]; ok {
 		return t
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	DemoTokenGap    time.Duration
 	DemoRepeat      int
 	EventRetention  time.Duration
+	LateJoinWindow  time.Duration
 	MaxDeliver      int
 	WSReadLimit     int64
 	WriteTimeout    time.Duration
@@ -121,6 +122,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.DemoTokenGap, "demo-token-interval", 40*time.Millisecond, "demo model: delay between tokens")
 	fs.IntVar(&c.DemoRepeat, "demo-repeat", 1, "demo model: repeat each answer this many times (for load tests)")
 	fs.DurationVar(&c.EventRetention, "event-retention", 24*time.Hour, "how long a session's events stay replayable for late joiners")
+	fs.DurationVar(&c.LateJoinWindow, "late-join-window", 10*time.Second, "a subscription without a cursor is replayed the session's latest answer if it ended less than this long ago (a client that asks before its subscription is live loses nothing; 0: only answers in flight)")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 5, "how often one request may be handed to a worker")
 	fs.Int64Var(&c.WSReadLimit, "ws-read-limit", 256<<10, "largest WebSocket message accepted from a client, in bytes")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline for writing one frame to a client")
@@ -248,6 +250,9 @@ func (c *Config) validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.LateJoinWindow < 0 || c.LateJoinWindow > c.EventRetention {
+		errs = append(errs, errors.New("--late-join-window must not be negative nor longer than --event-retention"))
 	}
 	if c.CoalesceWindow < 0 || c.CoalesceBytes < 0 || c.CoalesceChunks < 0 || c.DemoTTFT < 0 || c.DemoTokenGap < 0 {
 		errs = append(errs, errors.New("coalescing and demo settings must not be negative"))

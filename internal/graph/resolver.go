@@ -90,10 +90,7 @@ func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) erro
 	if err != nil || last == nil || last.Type.Terminal() {
 		return err
 	}
-	start := last.StartSeq
-	if last.Type == chat.EventStart {
-		start = last.Seq
-	}
+	start := last.AnswerStart()
 	if start == 0 {
 		return nil
 	}

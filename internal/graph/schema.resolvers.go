@@ -54,13 +54,8 @@ func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMess
 	// is tied to that answer's START the same way: as the session's newest
 	// event, it must not hide the answer in flight from a late subscriber.
 	if ev.Type != chat.EventStart {
-		if last, err := r.Store.LastEvent(ctx, input.SessionID); err == nil && last != nil {
-			switch {
-			case last.Type == chat.EventStart:
-				ev.StartSeq = last.Seq
-			case last.StartSeq > 0 && !last.Type.Terminal():
-				ev.StartSeq = last.StartSeq
-			}
+		if last, err := r.Store.LastEvent(ctx, input.SessionID); err == nil && last != nil && !last.Type.Terminal() {
+			ev.StartSeq = last.AnswerStart()
 		}
 	}
 	seq, err := r.Store.PublishEvent(ctx, ev, "")

@@ -77,18 +77,34 @@ type Hub struct {
 	// maxPending bounds the live events a subscriber may hold back while it
 	// replays history.
 	maxPending int
+	// lateJoin is how long after an answer ended a subscriber without a
+	// cursor is still replayed it (see Subscribe).
+	lateJoin time.Duration
+	now      func() time.Time
 
 	mu       sync.Mutex
 	sessions map[string]*session
 	wg       sync.WaitGroup // releases started from inside a watch callback
 }
 
+// Config tunes a hub.
+type Config struct {
+	// MaxPending bounds the live events a subscriber may hold back while it
+	// replays history (default 1024).
+	MaxPending int
+	// LateJoinWindow is how long after an answer ended a new subscriber
+	// without a cursor is still replayed it from its START: a client that
+	// asks before its subscription is live (the AWS sample's UI does) must
+	// not lose a fast answer. 0 replays only answers still in flight.
+	LateJoinWindow time.Duration
+}
+
 // New returns a hub reading from src.
-func New(src Source, log *slog.Logger, maxPending int) *Hub {
-	if maxPending <= 0 {
-		maxPending = 1024
+func New(src Source, log *slog.Logger, cfg Config) *Hub {
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1024
 	}
-	return &Hub{src: src, log: log, maxPending: maxPending, sessions: make(map[string]*session)}
+	return &Hub{src: src, log: log, maxPending: cfg.MaxPending, lateJoin: cfg.LateJoinWindow, now: time.Now, sessions: make(map[string]*session)}
 }
 
 type session struct {
@@ -144,8 +160,10 @@ func (h *Hub) Sessions() int {
 
 // Subscribe attaches sink to a session. It first attaches to live events, then
 // replays what the subscriber must not miss: everything after the cursor
-// "after" when it is set, otherwise the answer in flight from its START. Only
-// then do live events flow, so nothing is lost, duplicated or reordered.
+// "after" when it is set, otherwise the answer in flight from its START (or
+// the session's latest answer, if it ended less than the late-join window
+// ago). Only then do live events flow, so nothing is lost, duplicated or
+// reordered.
 func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, sink Sink) (*Subscriber, error) {
 	sub := &Subscriber{hub: h, sink: sink, replaying: true}
 	sess, err := h.attach(ctx, sessionID, sub)
@@ -242,16 +260,21 @@ func (h *Hub) replayStart(ctx context.Context, sessionID string, after *uint64, 
 	if last == nil {
 		return upTo + 1, nil
 	}
-	start := last.StartSeq
-	if last.Type == chat.EventStart {
-		start = last.Seq
-	}
+	start := last.AnswerStart()
 	// An answer is in flight if the newest event does not end it, or if it
 	// ended after the point this node has delivered (its start may be before).
-	if start > 0 && start <= upTo && (!last.Type.Terminal() || last.Seq > upTo) {
+	// One that ended just now is replayed too: its asker may have sent the
+	// question before subscribing.
+	if start > 0 && start <= upTo && (!last.Type.Terminal() || last.Seq > upTo || h.endedRecently(last)) {
 		return start, nil
 	}
 	return upTo + 1, nil
+}
+
+// endedRecently reports whether ev ends an answer less than the late-join
+// window ago.
+func (h *Hub) endedRecently(ev *chat.Event) bool {
+	return ev.Type.Terminal() && h.lateJoin > 0 && h.now().Sub(ev.TimeStamp) < h.lateJoin
 }
 
 // attach adds sub to the session's watch, starting the watch if this is the

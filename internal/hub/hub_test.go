@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -94,7 +95,7 @@ func (s *sink) Replay(ctx context.Context, sh *Shared) error {
 }
 
 func quietHub(src Source) *Hub {
-	return New(src, slog.New(slog.NewTextHandler(io.Discard, nil)), 64)
+	return New(src, slog.New(slog.NewTextHandler(io.Discard, nil)), Config{MaxPending: 64})
 }
 
 func TestLateSubscriberGetsTheAnswerInFlightFromStart(t *testing.T) {
@@ -129,6 +130,51 @@ func TestLateSubscriberGetsTheAnswerInFlightFromStart(t *testing.T) {
 	}
 	if h.Sessions() != 1 || h.Subscribers() != 2 {
 		t.Fatalf("%d sessions, %d subscribers", h.Sessions(), h.Subscribers())
+	}
+}
+
+// An answer that ended just before a subscription without a cursor started
+// is replayed to it whole, once; an older one, or one the subscriber passed a
+// cursor beyond, is not.
+func TestLateJoinWindowReplaysAnAnswerThatJustEnded(t *testing.T) {
+	ended := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	m := newMemory()
+	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "old"})
+	m.publish(chat.Event{Type: chat.EventEnd, SessionID: "s", RequestID: "old", Index: 1, StartSeq: 1, TimeStamp: ended.Add(-time.Minute)})
+	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r"})
+	m.publish(chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 1, Message: "a", StartSeq: 3})
+	m.publish(chat.Event{Type: chat.EventError, SessionID: "s", RequestID: "r", Index: 2, StartSeq: 3, TimeStamp: ended})
+	cursor := uint64(5)
+	for _, tc := range []struct {
+		name  string
+		since time.Duration // from the end to the subscription
+		after *uint64
+		want  []chat.EventType
+	}{
+		{"within the window", 9 * time.Second, nil, []chat.EventType{chat.EventStart, chat.EventDelta, chat.EventError}},
+		{"past the window", 11 * time.Second, nil, nil},
+		{"a cursor at its end", time.Second, &cursor, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)), Config{MaxPending: 64, LateJoinWindow: 10 * time.Second})
+			defer h.Close()
+			h.now = func() time.Time { return ended.Add(tc.since) }
+			s := &sink{ch: make(chan *Shared, 100)}
+			if _, err := h.Subscribe(context.Background(), "s", tc.after, s); err != nil {
+				t.Fatal(err)
+			}
+			var got []chat.EventType
+			for len(s.ch) > 0 {
+				sh := <-s.ch
+				if sh.Event.RequestID != "r" {
+					t.Fatalf("replayed %+v", sh.Event)
+				}
+				got = append(got, sh.Event.Type)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("replayed %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -581,6 +581,15 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 	}); err != nil {
 		return err
 	}
+	// As the AWS sample's orchestrator does: once text was shown, the
+	// apology opens a message of its own with a second #START_STREAM#
+	// (the sample's UI starts a new bubble on it). Typed clients see a
+	// MESSAGE of this answer, which adds no text.
+	if a.text.Len() > 0 {
+		if _, err := a.publish(ctx, a.event(chat.EventMessage, chat.MarkerStart)); err != nil {
+			return err
+		}
+	}
 	if err := a.delta(ctx, chat.ErrorText(a.req.Locale)); err != nil {
 		return err
 	}

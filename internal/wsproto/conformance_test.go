@@ -78,7 +78,7 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := hub.New(o.source(b), log, 64)
+	h := hub.New(o.source(b), log, hub.Config{MaxPending: 64})
 	clients, _ := auth.ParseKeys(clientKey, auth.Client)
 	services, _ := auth.ParseKeys(serviceKey, auth.Service)
 	guard := auth.NewGuard(b)
