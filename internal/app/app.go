@@ -163,13 +163,18 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		mux http.Handler
 	)
 	if api {
+		proxies, err := auth.ParseProxies(cfg.TrustedProxies)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		refusals := ratelimit.NewRefusals(log)
 		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow})
 		defer h.Close()
 		guard := auth.NewGuard(b)
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
 			ModelNames: modelNames, DefaultModel: defaultModel,
-			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst),
+			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst), Refusals: refusals,
 			Accepting: func() bool { return !stopping.Load() },
 			Asked:     met.Asked,
 		}})
@@ -180,7 +185,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		ws = wsproto.NewServer(wsproto.Config{
 			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
-			Conns: conns, TokenGrace: cfg.TokenGrace,
+			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
 			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
 			OnSlow: met.SlowConsumer, OnConn: met.Connected,
 		}, ops, h, authn, log)
@@ -199,7 +204,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
 			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 			OnSSE: func(delta int) { met.Connected("sse", delta) },
-			Conns: conns, TokenGrace: cfg.TokenGrace,
+			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {
@@ -328,6 +333,12 @@ func authenticator(ctx context.Context, cfg *config.Config, file modelFile) (*au
 	}
 	if err := clients.Add(strings.Join(file.APIKeys, ","), auth.Client); err != nil {
 		return nil, fmt.Errorf("--config api_keys: %w", err)
+	}
+	if err := clients.AddPublic(cfg.PublicKeys); err != nil {
+		return nil, fmt.Errorf("TOKENCAST_PUBLIC_KEYS: %w", err)
+	}
+	if err := clients.AddPublic(strings.Join(file.PublicKeys, ",")); err != nil {
+		return nil, fmt.Errorf("--config public_keys: %w", err)
 	}
 	services, err := auth.ParseKeys(cfg.ServiceKeys, auth.Service)
 	if err != nil {

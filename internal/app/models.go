@@ -29,6 +29,9 @@ type modelFile struct {
 	// TOKENCAST_SERVICE_KEYS; "name:sha256:<hex>" keeps only a hash here.
 	APIKeys     []string `yaml:"api_keys"`
 	ServiceKeys []string `yaml:"service_keys"`
+	// PublicKeys are client keys public by design (browser-embedded),
+	// read like TOKENCAST_PUBLIC_KEYS: limits count per client address.
+	PublicKeys []string `yaml:"public_keys"`
 	// DefaultModel names the model used when a request names none
 	// (--model wins over it).
 	DefaultModel string `yaml:"default_model"`

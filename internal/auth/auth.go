@@ -31,6 +31,10 @@ type Principal struct {
 	Kind Kind
 	// Expires is when the credential stops being valid; zero for never.
 	Expires time.Time
+	// Public marks a key that is public by design (embedded in a browser
+	// app's JavaScript): every visitor of the site holds it, so its limits
+	// count per client address (see LimitKey).
+	Public bool
 }
 
 // IsService reports whether p may publish into sessions.
@@ -77,7 +81,14 @@ func ParseKeys(list string, kind Kind) (*Keys, error) {
 }
 
 // Add adds keys from a list as ParseKeys reads it.
-func (k *Keys) Add(list string, kind Kind) error {
+func (k *Keys) Add(list string, kind Kind) error { return k.add(list, kind, false) }
+
+// AddPublic adds client keys that are public by design (browser-embedded):
+// the same list syntax, named "key:<name>" as other client keys, with
+// limits per client address.
+func (k *Keys) AddPublic(list string) error { return k.add(list, Client, true) }
+
+func (k *Keys) add(list string, kind Kind, public bool) error {
 	for i, item := range strings.Split(list, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -104,7 +115,7 @@ func (k *Keys) Add(list string, kind Kind) error {
 		if kind == Service {
 			prefix = "service:"
 		}
-		k.keys = append(k.keys, key{hash: h, principal: &Principal{ID: prefix + name, Kind: kind}})
+		k.keys = append(k.keys, key{hash: h, principal: &Principal{ID: prefix + name, Kind: kind, Public: public}})
 	}
 	return nil
 }

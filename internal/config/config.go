@@ -43,6 +43,7 @@ type Config struct {
 	TLSKey                                                                    string
 	SigV4MaxSkew                                                              time.Duration
 	AllowedOrigins                                                            []string
+	TrustedProxies                                                            string
 	ShutdownTimeout                                                           time.Duration
 	DrainDelay                                                                time.Duration
 	LogLevel                                                                  string
@@ -96,6 +97,7 @@ type Config struct {
 
 	// Secrets come from the environment only, so they never show in ps.
 	APIKeys     string
+	PublicKeys  string
 	ServiceKeys string
 	SigV4Keys   string
 }
@@ -138,6 +140,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.ConnTimeout, "appsync-connection-timeout", 5*time.Minute, "AppSync dialect: connectionTimeoutMs announced in connection_ack (clients reconnect after this long without a ka)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest HTTP request body, in bytes")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed besides the server's own: WebSocket Origin check and CORS (\"*\" allows any)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of the proxies in front of this server whose X-Forwarded-For / Forwarded say which client they forward for (a public key's limits count per client address); a header from any other peer is ignored")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and wss:// on --addr (needs --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.DurationVar(&c.SigV4MaxSkew, "sigv4-max-skew", 5*time.Minute, "SigV4-signed requests: largest accepted difference between X-Amz-Date and server time")
@@ -189,6 +192,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 		fmt.Fprintf(out, "\nSecrets (environment only):\n"+
 			"  TOKENCAST_API_KEYS      comma-separated client keys, each name:secret or secret (16+ chars);\n"+
 			"                          clients send one as x-api-key. None set: open development mode, loopback only.\n"+
+			"  TOKENCAST_PUBLIC_KEYS   client keys, as above, that are public by design (embedded in a browser app,\n"+
+			"                          like an AppSync API key): their ask rate and connection caps count per client\n"+
+			"                          address (see --trusted-proxies), not for the key as a whole.\n"+
 			"  TOKENCAST_SERVICE_KEYS  comma-separated service keys, allowed to publish with sendMessage.\n"+
 			"  TOKENCAST_SIGV4_KEYS    comma-separated ACCESS_KEY_ID:SECRET pairs; requests signed with one\n"+
 			"                          (SigV4, service appsync) are services, as with a service key.\n")
@@ -222,6 +228,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	}
 	c.Getenv = getenv
 	c.APIKeys = getenv("TOKENCAST_API_KEYS")
+	c.PublicKeys = getenv("TOKENCAST_PUBLIC_KEYS")
 	c.ServiceKeys = getenv("TOKENCAST_SERVICE_KEYS")
 	c.SigV4Keys = getenv("TOKENCAST_SIGV4_KEYS")
 	return c, c.validate()

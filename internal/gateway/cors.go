@@ -46,6 +46,7 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 			h.Add("Vary", "Access-Control-Request-Method")
 			h.Add("Vary", "Access-Control-Request-Headers")
 			if !allowed {
+				g.cfg.Refusals.Origin(r.Context(), g.cfg.Proxies.ClientAddr(r), origin, "CORS preflight")
 				w.WriteHeader(http.StatusForbidden)
 				return
 			}

@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
+	"github.com/tokencast/tokencast/internal/ratelimit"
 )
 
 // Operations is what the gateway needs to run GraphQL outside gqlgen's handler.
@@ -70,6 +73,12 @@ type Config struct {
 	Conns ConnLimiter
 	// TokenGrace is how long an SSE subscription outlives its token.
 	TokenGrace time.Duration
+	// Proxies may say which client they forward for; a public key's limits
+	// count per client address.
+	Proxies auth.Proxies
+	// Refusals logs refused origins, credentials and connections; nil
+	// logs them through the gateway's logger.
+	Refusals *ratelimit.Refusals
 }
 
 // ConnLimiter caps streaming connections per node and per principal.
@@ -109,6 +118,9 @@ func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Opera
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.Refusals == nil {
+		cfg.Refusals = ratelimit.NewRefusals(log)
 	}
 	srv := handler.New(es)
 	// JSON POST only: no GET and no form bodies, which a cross-site page
@@ -172,11 +184,12 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	p, ok := g.authenticate(w, r, body)
+	addr := g.cfg.Proxies.ClientAddr(r)
+	p, ok := g.authenticate(w, r, body, addr)
 	if !ok {
 		return
 	}
-	r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+	r = r.WithContext(auth.WithClientAddr(auth.WithPrincipal(r.Context(), p), addr))
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		g.serveSSE(w, r)
 		return
@@ -186,27 +199,25 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 
 // authenticate finds the caller of a GraphQL request: a SigV4 signature
 // (service appsync), a bearer token or an x-api-key. It has answered when ok is false.
-func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, body []byte) (p *auth.Principal, ok bool) {
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, body []byte, addr netip.Addr) (p *auth.Principal, ok bool) {
+	refuse := func(msg string, err error, fix string) (*auth.Principal, bool) {
+		g.cfg.Refusals.Credentials(r.Context(), addr, r.Header.Get("Origin"), err, fix)
+		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: msg, Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
+		return nil, false
+	}
 	if auth.IsSigV4(r) {
-		refuse := func(msg string) (*auth.Principal, bool) {
-			writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: msg, Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
-			return nil, false
-		}
 		if g.cfg.SigV4 == nil {
-			return refuse("SigV4 signatures are not accepted here: no access keys are configured")
+			return refuse("SigV4 signatures are not accepted here: no access keys are configured", errors.New("a SigV4 signature"), "TOKENCAST_SIGV4_KEYS")
 		}
 		p, err := g.cfg.SigV4.Verify(r.Context(), r, body)
 		if err != nil {
-			g.log.Info("sigv4 refused", "err", err)
-			return refuse("the request signature does not verify")
+			return refuse("the request signature does not verify", err, "TOKENCAST_SIGV4_KEYS")
 		}
 		return p, true
 	}
 	p, err := g.auth.Authenticate(r.Context(), auth.Credentials{APIKey: r.Header.Get("X-Api-Key"), Authorization: r.Header.Get("Authorization")})
 	if err != nil {
-		g.log.Debug("refused credentials", "err", err)
-		writeErrors(w, http.StatusUnauthorized, gqlerror.List{{Message: "a valid API key or token is required", Extensions: map[string]any{"code": chat.CodeUnauthenticated}}})
-		return nil, false
+		return refuse("a valid API key or token is required", err, ratelimit.FixCredentials)
 	}
 	return p, true
 }

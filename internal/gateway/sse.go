@@ -33,18 +33,22 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 	p := auth.FromContext(r.Context())
 	if op.Subscription != nil && g.cfg.Conns != nil {
 		// A subscription is a connection like a WebSocket: the same caps.
+		addr := auth.ClientAddrFrom(r.Context())
 		if !g.cfg.Conns.Open() {
+			g.cfg.Refusals.Connection(r.Context(), addr, principalID(p), r.Header.Get("Origin"), "--max-conns")
 			w.Header().Set("Retry-After", "5")
 			writeErrors(w, http.StatusServiceUnavailable, gqlerror.List{{Message: "too many connections on this node", Extensions: map[string]any{"code": chat.CodeUnavailable}}})
 			return
 		}
 		defer g.cfg.Conns.Close()
 		if p != nil {
-			if !g.cfg.Conns.Admit(p.ID) {
+			key := p.LimitKey(addr)
+			if !g.cfg.Conns.Admit(key) {
+				g.cfg.Refusals.Connection(r.Context(), addr, p.ID, r.Header.Get("Origin"), "--max-conns-per-principal")
 				writeErrors(w, http.StatusTooManyRequests, gqlerror.List{{Message: "too many connections for this principal", Extensions: map[string]any{"code": chat.CodeTooManyConnections}}})
 				return
 			}
-			defer g.cfg.Conns.Release(p.ID)
+			defer g.cfg.Conns.Release(key)
 		}
 	}
 	rc := http.NewResponseController(w)
@@ -212,4 +216,11 @@ func writeErrors(w http.ResponseWriter, status int, errs gqlerror.List) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"errors": errs})
+}
+
+func principalID(p *auth.Principal) string {
+	if p == nil {
+		return ""
+	}
+	return p.ID
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -37,6 +38,11 @@ type RateLimiter interface {
 	Allow(key string) (ok bool, retryAfter time.Duration)
 }
 
+// AskRefusals logs a question refused over its rate.
+type AskRefusals interface {
+	Ask(ctx context.Context, addr netip.Addr, principal, limitKey string, retryAfter time.Duration)
+}
+
 // Resolver answers queries and mutations. Subscriptions do not go through it:
 // the connection engine serves them from the hub (see Subscription).
 type Resolver struct {
@@ -48,6 +54,8 @@ type Resolver struct {
 	DefaultModel string
 	Sessions     Authorizer
 	Asks         RateLimiter
+	// Refusals logs asks refused over their rate; may be nil.
+	Refusals AskRefusals
 	// Accepting reports whether new asks are taken (false while shutting down).
 	Accepting func() bool
 	// Asked counts questions accepted ("OK") or refused (the code); may be nil.

@@ -126,7 +126,11 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if gerr != nil {
 		return nil, gerr
 	}
-	if ok, wait := r.Asks.Allow(p.ID); !ok {
+	addr := auth.ClientAddrFrom(ctx)
+	if ok, wait := r.Asks.Allow(p.LimitKey(addr)); !ok {
+		if r.Refusals != nil {
+			r.Refusals.Ask(ctx, addr, p.ID, p.LimitKey(addr), wait)
+		}
 		e := codeError(ctx, chat.CodeRateLimited, "too many questions; wait before asking again")
 		e.Extensions["retryAfter"] = int(wait/time.Second) + 1
 		return nil, e

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
+	"github.com/tokencast/tokencast/internal/ratelimit"
 )
 
 // dialect is one GraphQL-over-WebSocket protocol.
@@ -67,8 +69,14 @@ type conn struct {
 	expiry *time.Timer // closes the connection when its token expires
 	ka     *time.Timer // AppSync keep-alive; under mu
 
+	// addr and origin are where the connection comes from, for the caps
+	// of a public key and for the log.
+	addr   netip.Addr
+	origin string
+
 	mu        sync.Mutex
 	principal *auth.Principal
+	limitKey  string // what the principal's connection cap counts
 	acked     bool
 	inits     int
 	subs      map[string]*subscription
@@ -87,6 +95,7 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 	obj, _, err := requestAuthObject(r)
 	c := &conn{
 		s: s, ws: ws, reqAuth: obj, reqAuthErr: err, ctx: ctx, cancel: cancel,
+		addr: s.cfg.Proxies.ClientAddr(r), origin: r.Header.Get("Origin"),
 		closing: make(chan struct{}),
 		readEnd: make(chan struct{}),
 		closed:  make(chan struct{}),
@@ -135,10 +144,11 @@ func (c *conn) run() {
 	}
 	subs := c.subs
 	c.subs = nil
-	p := c.principal
+	p, key := c.principal, c.limitKey
+	c.principal = nil
 	c.mu.Unlock()
 	if p != nil {
-		c.s.release(p.ID)
+		c.s.cfg.Conns.Release(key)
 	}
 	for _, sub := range subs {
 		if sub != nil && sub.hub != nil { // nil: reserved, never started
@@ -366,15 +376,30 @@ func (c *conn) authenticate(payload map[string]any) error {
 	}
 	p, err := c.s.auth.Authenticate(c.ctx, creds)
 	if err != nil {
-		c.s.log.Debug("refused credentials", "err", err)
+		c.s.cfg.Refusals.Credentials(c.ctx, c.addr, c.origin, err, ratelimit.FixCredentials)
 		return err
 	}
-	if !c.s.admit(p.ID) {
-		return errTooManyConns
+	// A connection holds one slot whatever it sends: a second init keeps
+	// the slot it holds, or gives it back for one of another principal.
+	key := p.LimitKey(c.addr)
+	c.mu.Lock()
+	held, heldKey := c.principal != nil, c.limitKey
+	c.mu.Unlock()
+	if !held || heldKey != key {
+		if !c.s.cfg.Conns.Admit(key) {
+			c.s.cfg.Refusals.Connection(c.ctx, c.addr, p.ID, c.origin, "--max-conns-per-principal")
+			return errTooManyConns
+		}
+		if held {
+			c.s.cfg.Conns.Release(heldKey)
+		}
 	}
 	c.mu.Lock()
-	c.principal = p
+	c.principal, c.limitKey = p, key
 	c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop() // a second init's credentials replace the first's
+	}
 	if !p.Expires.IsZero() {
 		c.expiry = time.AfterFunc(time.Until(p.Expires)+c.s.cfg.TokenGrace, func() {
 			c.close(4401, "token expired")
@@ -414,7 +439,7 @@ func opError(code, message string) errOperation {
 // answers once and completes, a subscription attaches to the hub. The id must
 // be reserved.
 func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
-	ctx := auth.WithPrincipal(c.ctx, p)
+	ctx := auth.WithClientAddr(auth.WithPrincipal(c.ctx, p), c.addr)
 	op, errs := c.s.ops.Prepare(ctx, params)
 	if len(errs) > 0 && errs[0].Extensions["code"] == chat.CodeForbidden {
 		c.finish(id)

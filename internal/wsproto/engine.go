@@ -101,6 +101,12 @@ type Config struct {
 	// AllowedOrigins lists browser origins besides the server's own that may
 	// open a WebSocket; "*" allows any.
 	AllowedOrigins []string
+	// Proxies may say which client they forward for; a public key's caps
+	// count per client address.
+	Proxies auth.Proxies
+	// Refusals logs refused origins, credentials and connections; nil logs
+	// them through the engine's logger.
+	Refusals *ratelimit.Refusals
 }
 
 // Server accepts WebSocket connections.
@@ -149,6 +155,9 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	if cfg.Conns == nil {
 		cfg.Conns = ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
 	}
+	if cfg.Refusals == nil {
+		cfg.Refusals = ratelimit.NewRefusals(log)
+	}
 	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}),
 		connectionAck: connectionAck(cfg.ConnectionTimeout.Milliseconds())}
 	s.upgrader = websocket.Upgrader{
@@ -189,6 +198,7 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 			return true
 		}
 	}
+	s.cfg.Refusals.Origin(r.Context(), s.cfg.Proxies.ClientAddr(r), origin, "WebSocket upgrade")
 	return false
 }
 
@@ -202,6 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.cfg.Conns.Open() {
 		s.mu.Unlock()
+		s.cfg.Refusals.Connection(r.Context(), s.cfg.Proxies.ClientAddr(r), "", r.Header.Get("Origin"), "--max-conns")
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many connections on this node", http.StatusServiceUnavailable)
 		return
@@ -256,11 +267,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-// admit counts an authenticated connection against its principal's cap.
-func (s *Server) admit(id string) bool { return s.cfg.Conns.Admit(id) }
-
-func (s *Server) release(id string) { s.cfg.Conns.Release(id) }
 
 // Conns reports the open connections.
 func (s *Server) Conns() int {
