@@ -178,7 +178,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			Accepting: func() bool { return !stopping.Load() },
 			Asked:     met.Asked,
 		}})
-		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, Introspection: dev}
+		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev}
 		ops := graph.NewOperations(es, limits, guard)
 		// One set of connection caps for WebSocket and SSE alike.
 		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)

@@ -63,6 +63,7 @@ type Config struct {
 	MaxDepth             int
 	MaxAliases           int
 	MaxComplexity        int
+	MaxFields            int
 
 	InternalAddr string
 	Pprof        bool
@@ -161,6 +162,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
+	fs.IntVar(&c.MaxFields, "max-fields", 500, "fields a GraphQL document may write, and an operation select with its fragments expanded (checked before validation)")
 	fs.StringVar(&c.Model, "model", "", `default model, a name from --config or a reference "provider:model-id" (bedrock:…, openai:…, azure:…, anthropic:…, ollama:…, demo:default); default: the config file's default_model, else demo:default`)
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file declaring named models (ref, max_tokens, temperature, system_prompt, fallbacks); see docs/providers.md")
 	fs.StringVar(&c.SystemPrompt, "system-prompt", "Answer in {{.Language}} (the user's locale is {{.Locale}}).", "system prompt template for models without their own; {{.Locale}} and {{.Language}} name the user's locale")
@@ -251,7 +253,7 @@ func (c *Config) validate() error {
 		"--http-write-timeout": int64(c.HTTPWriteTimeout), "--http-idle-timeout": int64(c.HTTPIdleTimeout),
 		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
 		"--max-conns": int64(c.MaxConns), "--max-conns-per-principal": int64(c.MaxConnsPerPrincipal),
-		"--max-depth": int64(c.MaxDepth), "--max-aliases": int64(c.MaxAliases), "--max-complexity": int64(c.MaxComplexity),
+		"--max-depth": int64(c.MaxDepth), "--max-aliases": int64(c.MaxAliases), "--max-complexity": int64(c.MaxComplexity), "--max-fields": int64(c.MaxFields),
 	}
 	for name, v := range positive {
 		if v <= 0 {

@@ -35,6 +35,9 @@ func FuzzPrepare(f *testing.F) {
 		`{"query":"subscription { onSendMessage(sessionId: \"s\") { type } }","operationName":"nope"}`,
 		`[]`,
 		`{"query":` + `"{ a { a { a { a { a { a { a { a { a { a { a { a } } } } } } } } } } } }"}`,
+		`{"query":"{...F2} fragment F0 on Query{__typename} fragment F1 on Query{...F0 ...F0 ...F0} fragment F2 on Query{...F1 ...F1 ...F1}"}`,
+		`{"query":"{...C} fragment C on Query{...C}"}`,
+		`{"query":"{__typename __typename __typename __typename}"}`,
 	} {
 		f.Add([]byte(seed))
 	}

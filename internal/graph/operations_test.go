@@ -13,7 +13,7 @@ import (
 
 func newOps() *Operations {
 	es := NewExecutableSchema(Config{Resolvers: &Resolver{}})
-	return NewOperations(es, Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, allowAll{})
+	return NewOperations(es, Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200, MaxFields: 500}, allowAll{})
 }
 
 var endEvent = chat.Event{
