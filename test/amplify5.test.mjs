@@ -1,11 +1,12 @@
-// aws-amplify 5.3 (the AWS sample's UI), API_KEY mode, against the server
-// over TLS: https:// for the question, wss://…/graphql/realtime with the
-// auth object in ?header= for the subscription.
+// aws-amplify 5.3.27, the version the AWS sample's UI locks
+// (chat-bot-ui/package-lock.json), API_KEY mode, against the server over TLS:
+// https:// for the question, wss://…/graphql/realtime with the auth object in
+// a header-… subprotocol for the subscription.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
-import { ASK, CLIENT_KEY, SUBSCRIBE, WRONG_KEY, checkAnswer, collector, countingWebSocket, demoAnswer, sleep, startServer, within } from './lib.mjs';
+import { ASK, CLIENT_KEY, SUBSCRIBE, WRONG_KEY, answered, checkAnswer, collector, countingWebSocket, demoAnswer, sleep, startServer, within } from './lib.mjs';
 
 const { WebSocket: Counting, counter } = countingWebSocket(WebSocket);
 globalThis.WebSocket = Counting;
@@ -42,7 +43,9 @@ test('Amplify v5 streams the whole answer in order over wss://…/graphql/realti
     const url = new URL(counter.urls.at(-1));
     assert.equal(url.protocol, 'wss:');
     assert.equal(url.pathname, '/graphql/realtime');
-    assert.ok(url.searchParams.get('header'), 'auth object in ?header=');
+    const protocols = counter.protocols.at(-1);
+    assert.equal(protocols[0], 'graphql-ws');
+    assert.ok(protocols.some((p) => p.startsWith('header-')), `auth object in a header-… subprotocol: ${protocols}`);
   } finally {
     sub.unsubscribe();
   }
@@ -92,5 +95,27 @@ test('Amplify v5: each subscription is authorized by its own auth object', async
     checkAnswer(assert, events, res.data.getLlmResponse.requestId, demoAnswer('en', 'still there?'));
   } finally {
     good.unsubscribe();
+  }
+});
+
+// The sample's UI sends getLlmResponse without waiting for its subscription to
+// be acknowledged. AppSync would lose an answer that ended before the
+// subscription landed; tokencast replays it (--late-join-window).
+test('Amplify v5: an answer that ended before the subscription started arrives whole, once', async () => {
+  configure(CLIENT_KEY);
+  const question = 'Was I too quick?';
+  const res = await API.graphql({ query: ASK, variables: { input: { sessionId: 'amp5-4', message: question, locale: 'en-US' } } });
+  const requestId = res.data.getLlmResponse.requestId;
+  await answered(srv, { sessionId: 'amp5-4', requestId });
+  const c = collector();
+  const sub = API.graphql({ query: SUBSCRIBE, variables: { sessionId: 'amp5-4' } }).subscribe({
+    next: ({ value }) => { assert.equal(value.errors, undefined); c.push(value.data.onSendMessage); },
+    error: (err) => assert.fail(`subscription error ${JSON.stringify(err?.error ?? err)}`),
+  });
+  try {
+    const events = await within(15_000, c.done, 'the replayed answer');
+    checkAnswer(assert, events, requestId, demoAnswer('en-US', question));
+  } finally {
+    sub.unsubscribe();
   }
 });

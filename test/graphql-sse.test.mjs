@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createClient } from 'graphql-sse';
-import { CLIENT_KEY, SUBSCRIBE, WRONG_KEY, ask, checkAnswer, collector, demoAnswer, sleep, startServer, within } from './lib.mjs';
+import { CLIENT_KEY, SUBSCRIBE, WRONG_KEY, answered, ask, checkAnswer, collector, demoAnswer, sleep, startServer, within } from './lib.mjs';
 
 let srv;
 before(async () => { srv = await startServer(); });
@@ -27,6 +27,26 @@ test('graphql-sse streams the whole answer in order', async () => {
     const requestId = await ask(srv, { sessionId: 'sse-1', message: 'Events, please', locale: 'it' });
     const events = await within(15_000, c.done, 'answer');
     checkAnswer(assert, events, requestId, demoAnswer('it', 'Events, please'));
+    unsubscribe();
+  } finally {
+    client.dispose();
+  }
+});
+
+test('graphql-sse: an answer that ended before the subscription started arrives whole, once', async () => {
+  const question = 'Asked before subscribing';
+  const requestId = await ask(srv, { sessionId: 'sse-3', message: question, locale: 'fr' });
+  await answered(srv, { sessionId: 'sse-3', requestId });
+  const client = createClient({ url: srv.url, headers: { 'x-api-key': CLIENT_KEY }, retryAttempts: 0 });
+  try {
+    const c = collector();
+    const unsubscribe = client.subscribe({ query: SUBSCRIBE, variables: { sessionId: 'sse-3' } }, {
+      next: ({ data, errors }) => { assert.equal(errors, undefined); c.push(data.onSendMessage); },
+      error: (err) => assert.fail(`subscription error ${err}`),
+      complete: () => {},
+    });
+    const events = await within(15_000, c.done, 'the replayed answer');
+    checkAnswer(assert, events, requestId, demoAnswer('fr', question));
     unsubscribe();
   } finally {
     client.dispose();

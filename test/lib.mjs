@@ -77,6 +77,38 @@ export const SUBSCRIBE = `subscription Watch($sessionId: String!) {
   onSendMessage(sessionId: $sessionId) { sessionId message locale timeStamp type requestId index }
 }`;
 
+/** The same events with their resume cursor, from after a cursor when given. */
+export const SUBSCRIBE_AFTER = `subscription Watch($sessionId: String!, $after: String) {
+  onSendMessage(sessionId: $sessionId, after: $after) { sessionId message locale timeStamp type requestId index cursor }
+}`;
+
+const CONVERSATION = `query Conversation($sessionId: String!) {
+  conversation(sessionId: $sessionId) { turns { requestId role status } }
+}`;
+
+/**
+ * Resolves once the conversation shows the answer to requestId with status
+ * (COMPLETE by default): the answer is over. (The turn is stored just before
+ * its END is published; a subscriber that starts in between is replayed the
+ * answer as one in flight, which a user cannot tell apart.)
+ */
+export async function answered(srv, { sessionId, requestId, status = 'COMPLETE', key = CLIENT_KEY }, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const res = await fetch(srv.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify({ query: CONVERSATION, variables: { sessionId } }),
+    });
+    const body = await res.json();
+    if (!res.ok || body.errors) throw new Error(`conversation: ${res.status} ${JSON.stringify(body)}`);
+    const turn = body.data.conversation.turns.find((t) => t.requestId === requestId && t.role === 'ASSISTANT');
+    if (turn?.status === status) return;
+    if (Date.now() > deadline) throw new Error(`answer ${requestId} still ${JSON.stringify(turn)}`);
+    await sleep(20);
+  }
+}
+
 /** Asks a question over plain HTTP and returns its requestId. */
 export async function ask(srv, { sessionId, message, locale = 'en', key = CLIENT_KEY }) {
   const res = await fetch(srv.url, {
