@@ -226,6 +226,8 @@ const subscription = `subscription Watch($sessionId: String!) {
 type wsClient struct {
 	t    *testing.T
 	conn *websocket.Conn
+	// replayed holds the frames a subscription got before subscribed's pong.
+	replayed []wsMsg
 }
 
 func dialWS(t *testing.T, s *server) *wsClient {
@@ -307,17 +309,25 @@ func (c *wsClient) subscribe(id, session string) {
 }
 
 // subscribed dials, inits and subscribes, then proves the subscription is
-// attached with a ping round trip (the server handles frames in order).
+// attached with a ping round trip (the server handles frames in order). What
+// the subscription was replayed before the pong (an answer that ended within
+// the late-join window) is kept in replayed.
 func subscribed(t *testing.T, s *server, session string, initPayload map[string]any) *wsClient {
 	t.Helper()
 	c := dialWS(t, s)
 	c.init(initPayload)
 	c.subscribe("1", session)
 	c.send(map[string]any{"type": "ping"})
-	if m := c.must(5 * time.Second); m.Type != "pong" {
-		t.Fatalf("got %s %s, want pong", m.Type, m.Payload)
+	for {
+		m := c.must(5 * time.Second)
+		if m.Type == "pong" {
+			return c
+		}
+		if m.Type != "next" || m.ID != "1" {
+			t.Fatalf("got %s %s, want pong", m.Type, m.Payload)
+		}
+		c.replayed = append(c.replayed, m)
 	}
-	return c
 }
 
 // next returns the next onSendMessage event of subscription id.

@@ -252,6 +252,8 @@ func TestQueryShapeLimits(t *testing.T) {
 	}{
 		{"depth 50", depth50, "QUERY_TOO_DEEP"},
 		{"1000 aliases", aliases.String(), "TOO_MANY_ALIASES"},
+		{"fragment bomb", fragmentBomb(8), "TOO_MANY_FIELDS"},
+		{"20,000 repeated fields", "{" + strings.Repeat("__typename ", 20000) + "}", "TOO_MANY_FIELDS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, resp := s.post(t, "", tc.query, nil)
@@ -272,12 +274,28 @@ func TestQueryShapeLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
 		var out gqlResponse
-		_ = json.NewDecoder(resp.Body).Decode(&out)
+		_ = json.Unmarshal(raw, &out)
 		if resp.StatusCode == http.StatusOK && len(out.Errors) == 0 {
 			t.Fatalf("a batch was executed: %d %s", resp.StatusCode, out.Data)
 		}
+		// A stable code and a fixed message: the body is not echoed.
+		if len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != chat.CodeBadInput || strings.Contains(string(raw), "models") {
+			t.Fatalf("a batch was refused with %d %s", resp.StatusCode, raw)
+		}
 	})
+}
+
+// fragmentBomb spreads each fragment ten times in the next: 10^levels fields
+// in a document under a kilobyte.
+func fragmentBomb(levels int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{...F%d}\nfragment F0 on Query{__typename}\n", levels)
+	for i := 1; i <= levels; i++ {
+		fmt.Fprintf(&b, "fragment F%d on Query{%s}\n", i, strings.TrimSpace(strings.Repeat(fmt.Sprintf("...F%d ", i-1), 10)))
+	}
+	return b.String()
 }
 
 func TestIntrospectionOnlyInDevelopmentMode(t *testing.T) {
@@ -289,6 +307,16 @@ func TestIntrospectionOnlyInDevelopmentMode(t *testing.T) {
 	prod := start(t, "", map[string]string{"TOKENCAST_API_KEYS": keyA}, append(fast, "--mode", "prod")...)
 	if _, resp := prod.post(t, keyA, q, nil); len(resp.Errors) == 0 {
 		t.Fatalf("prod mode answered introspection: %s", resp.Data)
+	}
+	// A misspelt field: development mode suggests the right one, production
+	// names nothing of the schema.
+	const typo = `{ modelz { name } }`
+	if _, resp := dev.post(t, "", typo, nil); len(resp.Errors) == 0 || !strings.Contains(resp.Errors[0].Message, "Did you mean") {
+		t.Fatalf("dev mode: %+v", resp.Errors)
+	}
+	_, resp := prod.post(t, keyA, typo, nil)
+	if len(resp.Errors) == 0 || strings.Contains(resp.Errors[0].Message, "Did you mean") || strings.Contains(resp.Errors[0].Message, `"models"`) || resp.Errors[0].Extensions["code"] == nil {
+		t.Fatalf("prod mode: %+v", resp.Errors)
 	}
 }
 
@@ -695,4 +723,48 @@ func TestHTTPTimeouts(t *testing.T) {
 		}
 	}
 	t.Fatalf("the SSE stream ended after %v without its END: %v", time.Since(began), sc.Err())
+}
+
+// DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 is
+// same-origin with a development server; its Host header gives it away.
+func TestDevelopmentModeAnswersOnlyLoopbackHosts(t *testing.T) {
+	s := start(t, "", nil, append(fast, "--allowed-hosts", "dev.test")...)
+	_, port, _ := net.SplitHostPort(s.addr)
+	post := func(host string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, s.url(), strings.NewReader(`{"query":"{ models { name } }"}`))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", "http://"+host)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for host, want := range map[string]int{
+		"evil.example:" + port: http.StatusForbidden,
+		"localhost:" + port:    http.StatusOK,
+		"127.0.0.1:" + port:    http.StatusOK,
+		"[::1]:" + port:        http.StatusOK,
+		"dev.test:" + port:     http.StatusOK,
+	} {
+		if got := post(host); got != want {
+			t.Errorf("POST with Host %s: %d, want %d", host, got, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{
+		Subprotocols: []string{"graphql-transport-ws"},
+		Host:         "evil.example:" + port,
+		HTTPHeader:   http.Header{"Origin": {"http://evil.example:" + port}},
+	})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("WebSocket with a foreign Host: %v %v", resp, err)
+	}
+	if logs := s.stderr.String(); !strings.Contains(logs, `msg="refused a Host header"`) || !strings.Contains(logs, "fix=--allowed-hosts") {
+		t.Errorf("the refused Host was not logged:\n%s", logs)
+	}
 }

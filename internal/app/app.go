@@ -178,7 +178,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			Accepting: func() bool { return !stopping.Load() },
 			Asked:     met.Asked,
 		}})
-		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev}
+		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev, Suggestions: dev}
 		ops := graph.NewOperations(es, limits, guard)
 		// One set of connection caps for WebSocket and SSE alike.
 		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
@@ -205,6 +205,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 			OnSSE: func(delta int) { met.Connected("sse", delta) },
 			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
+			LoopbackHostsOnly: dev, AllowedHosts: cfg.AllowedHosts,
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {

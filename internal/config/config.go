@@ -44,6 +44,7 @@ type Config struct {
 	SigV4MaxSkew                                                              time.Duration
 	AllowedOrigins                                                            []string
 	TrustedProxies                                                            string
+	AllowedHosts                                                              []string
 	ShutdownTimeout                                                           time.Duration
 	DrainDelay                                                                time.Duration
 	LogLevel                                                                  string
@@ -140,6 +141,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.KeepAlive, "ws-keepalive", 20*time.Second, "graphql-ws (AppSync, legacy Apollo): how often a \"ka\" keep-alive is sent")
 	fs.DurationVar(&c.ConnTimeout, "appsync-connection-timeout", 5*time.Minute, "AppSync dialect: connectionTimeoutMs announced in connection_ack (clients reconnect after this long without a ka)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 1<<20, "largest HTTP request body, in bytes")
+	hosts := fs.String("allowed-hosts", "", "development mode: comma-separated Host names accepted besides localhost, 127.0.0.1 and [::1] (any other is refused, against DNS rebinding)")
 	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed besides the server's own: WebSocket Origin check and CORS (\"*\" allows any)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs of the proxies in front of this server whose X-Forwarded-For / Forwarded say which client they forward for (a public key's limits count per client address); a header from any other peer is ignored")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve HTTPS and wss:// on --addr (needs --tls-key)")
@@ -223,6 +225,11 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for _, h := range strings.Split(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
+	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			c.AllowedOrigins = append(c.AllowedOrigins, o)
@@ -260,8 +267,8 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
 	}
-	if c.LateJoinWindow < 0 || c.LateJoinWindow > c.EventRetention {
-		errs = append(errs, errors.New("--late-join-window must not be negative nor longer than --event-retention"))
+	if c.LateJoinWindow < 0 {
+		errs = append(errs, errors.New("--late-join-window must not be negative"))
 	}
 	if c.CoalesceWindow < 0 || c.CoalesceBytes < 0 || c.CoalesceChunks < 0 || c.DemoTTFT < 0 || c.DemoTokenGap < 0 {
 		errs = append(errs, errors.New("coalescing and demo settings must not be negative"))

@@ -76,6 +76,10 @@ type Config struct {
 	// Proxies may say which client they forward for; a public key's limits
 	// count per client address.
 	Proxies auth.Proxies
+	// LoopbackHostsOnly (development mode) refuses a Host header that is
+	// not localhost, a loopback address or one of AllowedHosts.
+	LoopbackHostsOnly bool
+	AllowedHosts      []string
 	// Refusals logs refused origins, credentials and connections; nil
 	// logs them through the gateway's logger.
 	Refusals *ratelimit.Refusals
@@ -129,6 +133,7 @@ func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Opera
 	for _, ext := range limits.Extensions() {
 		srv.Use(ext)
 	}
+	srv.SetDisableSuggestion(!limits.Suggestions)
 	srv.SetErrorPresenter(presentError(log))
 	srv.SetRecoverFunc(func(ctx context.Context, err any) error {
 		log.Error("resolver panic", "panic", err)
@@ -181,6 +186,12 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
 	if err != nil {
 		writeErrors(w, http.StatusRequestEntityTooLarge, gqlerror.List{{Message: "the request body is larger than the server accepts", Extensions: map[string]any{"code": "BODY_TOO_LARGE"}}})
+		return
+	}
+	// One JSON object: a batch (an array) or broken JSON gets a fixed
+	// message and code, never the body echoed back.
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(body) {
+		writeErrors(w, http.StatusBadRequest, gqlerror.List{{Message: "the body must be one JSON object: {\"query\": …}; batches are not accepted", Extensions: map[string]any{"code": chat.CodeBadInput}}})
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))

@@ -18,7 +18,7 @@ func (g *Gateway) Handler() http.Handler {
 	if g.cfg.Metrics != nil {
 		mux.Handle("GET /metrics", g.cfg.Metrics)
 	}
-	return g.cors(mux)
+	return g.hosts(g.cors(mux))
 }
 
 // InternalHandler serves the internal listener: metrics and, when asked

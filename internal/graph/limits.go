@@ -20,6 +20,9 @@ type Limits struct {
 	MaxFields int
 	// Introspection is allowed only in development mode.
 	Introspection bool
+	// Suggestions ("Did you mean …?") in validation errors name schema
+	// fields and types: development mode only.
+	Suggestions bool
 }
 
 // Extensions returns the gqlgen extensions that enforce the limits; every
@@ -64,11 +67,6 @@ func (l shapeLimit) MutateOperationParameters(ctx context.Context, params *graph
 	if err != nil {
 		return nil // the executor reports syntax errors itself
 	}
-	// The document as written, fragments counted once: bounds the work of
-	// validation rules that look at every fragment, used or not.
-	if l.MaxFields > 0 && writtenFields(doc) > l.MaxFields {
-		return limitError("query selects more fields than the server allows", "TOO_MANY_FIELDS")
-	}
 	m := measurer{frags: map[string]*ast.FragmentDefinition{}, sizes: map[string]size{}, busy: map[string]bool{}}
 	for _, f := range doc.Fragments {
 		m.frags[f.Name] = f
@@ -78,11 +76,16 @@ func (l shapeLimit) MutateOperationParameters(ctx context.Context, params *graph
 		switch {
 		case l.MaxDepth > 0 && sz.depth > l.MaxDepth:
 			return limitError("query is nested deeper than the server allows", "QUERY_TOO_DEEP")
-		case l.MaxFields > 0 && sz.fields > l.MaxFields:
-			return limitError("query selects more fields than the server allows", "TOO_MANY_FIELDS")
 		case l.MaxAliases > 0 && sz.aliases > l.MaxAliases:
 			return limitError("query uses more aliases than the server allows", "TOO_MANY_ALIASES")
+		case l.MaxFields > 0 && sz.fields > l.MaxFields:
+			return limitError("query selects more fields than the server allows", "TOO_MANY_FIELDS")
 		}
+	}
+	// The document as written, fragments counted once: bounds the work of
+	// validation rules that look at every fragment, used or not.
+	if l.MaxFields > 0 && writtenFields(doc) > l.MaxFields {
+		return limitError("query selects more fields than the server allows", "TOO_MANY_FIELDS")
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ func NewOperations(es graphql.ExecutableSchema, limits Limits, sessions Authoriz
 	for _, ext := range limits.Extensions() {
 		exec.Use(ext)
 	}
+	exec.SetDisableSuggestion(!limits.Suggestions)
 	return &Operations{exec: exec, sessions: sessions, shapes: make(map[string]*Shape)}
 }
 

@@ -114,3 +114,10 @@ func (r *Refusals) Ask(ctx context.Context, addr netip.Addr, principal, limitKey
 	r.Warn(ctx, "ask "+limitKey, "refused a question over the ask rate",
 		"principal", principal, "addr", addr.String(), "retry_after", retryAfter.Round(time.Millisecond), "fix", "--ask-rate, --ask-burst")
 }
+
+// Host logs a request refused for its Host header (development mode answers
+// only to loopback names).
+func (r *Refusals) Host(ctx context.Context, addr netip.Addr, host string) {
+	r.Warn(ctx, "host "+addr.String(), "refused a Host header",
+		"host", host, "addr", addr.String(), "fix", "--allowed-hosts")
+}
