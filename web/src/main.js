@@ -23,7 +23,10 @@ const LOCALES = [
 
 const state = {
   sessionId: '',
-  turns: [], // {requestId, role, text, status, model, usage, error, lastIndex, askedAt, startAt, firstAt, endAt}
+  // {requestId, role, text, status, model, usage, error, lastIndex, settled, askedAt, startAt, firstAt, endAt};
+  // settled: the server said the answer had ended before this page saw any
+  // of its events, so its stored text is whole and replayed events add nothing.
+  turns: [],
   cursor: null,
   dispose: null, // stops the current watch
   retry: 0,
@@ -151,7 +154,7 @@ ui.newChat.addEventListener('click', () => { closeSidebar(); openSession(newId('
 function fromServer(t) {
   return {
     requestId: t.requestId, role: t.role === 'USER' ? 'user' : 'assistant', text: t.text,
-    status: t.status, model: t.model, usage: t.usage, lastIndex: -1,
+    status: t.status, model: t.model, usage: t.usage, lastIndex: -1, settled: t.status !== 'IN_PROGRESS',
   };
 }
 
@@ -170,7 +173,7 @@ function mergeConversation(serverTurns) {
     if (!l) { out.push(s); continue; }
     if (l.role === 'assistant') {
       if (s.status !== 'IN_PROGRESS' && l.status === 'IN_PROGRESS') {
-        Object.assign(l, { text: s.text, status: s.status, usage: s.usage || l.usage, model: s.model || l.model });
+        Object.assign(l, { text: s.text, status: s.status, usage: s.usage || l.usage, model: s.model || l.model, settled: l.lastIndex < 0 });
       } else if (l.status === 'IN_PROGRESS' && l.lastIndex < 0 && s.text.length > l.text.length) {
         l.text = s.text;
       }
@@ -230,6 +233,16 @@ function onEvent(ev) {
     if (!findTurn(ev.requestId, 'user')) refreshConversation();
     scheduleRender(true);
   }
+  if (t.settled) {
+    // An answer loaded whole from the conversation, replayed to a new
+    // subscription (the server's late-join window): showing it again would
+    // stream it a second time. Only a RESTART reopens it.
+    if (ev.type !== 'RESTART') {
+      saveResume();
+      return;
+    }
+    t.settled = false;
+  }
   const index = typeof ev.index === 'number' ? ev.index : t.lastIndex + 1;
   if (ev.type !== 'RESTART' && index <= t.lastIndex) return; // seen already
   const now = performance.now();
@@ -283,8 +296,9 @@ function startWatch(after) {
     onWatchEnd(err);
   });
   if (!after) {
-    // Without a cursor the server replays only the answer still in flight:
-    // one that ended meanwhile is read from the stored conversation.
+    // Without a cursor the server replays the answer still in flight, or
+    // the latest one if it ended less than its late-join window ago: one
+    // that ended longer ago is read from the stored conversation.
     setTimeout(() => {
       if (sid === state.sessionId && state.turns.some((t) => t.role === 'assistant' && t.status === 'IN_PROGRESS' && t.lastIndex < 0)) {
         refreshConversation();

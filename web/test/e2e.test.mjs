@@ -366,6 +366,46 @@ describe('chat page', { timeout: 120000 }, () => {
     await b.context().close();
   });
 
+  test('a tab opened right after an answer ended shows it once, without streaming it again', async () => {
+    const a = await newPage(open);
+    await waitForConnected(a);
+    const session = await sessionOf(a);
+    const q = 'Ended just before the second tab';
+    await send(a, q);
+    await waitForStatus(a, 'COMPLETE');
+    const endCursor = await a.evaluate((s) => JSON.parse(localStorage.getItem('tokencast.resume.' + s)).cursor, session);
+    // The new tab has no cursor of its own, so the server replays it the
+    // answer that ended less than --late-join-window ago, after the page
+    // loaded that answer from the conversation. Record every state the
+    // answer shows in between.
+    const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+    await context.addInitScript(() => {
+      window.seen = [];
+      new MutationObserver(() => {
+        const turns = [...document.querySelectorAll('.turn.assistant')];
+        window.seen.push({ turns: turns.length, status: turns.map((t) => t.dataset.status).join(), text: turns.map((t) => t.querySelector('.content').textContent.trim()).join('|') });
+      }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    const b = await context.newPage();
+    b.errors = [];
+    b.on('pageerror', (e) => b.errors.push(e.message));
+    await b.goto(open.url + '/#' + session);
+    // The replay reached the tab once it resumes from the END's cursor.
+    await b.waitForFunction(([s, c]) => JSON.parse(localStorage.getItem('tokencast.resume.' + s) || '{}').cursor === c, [session, endCursor], { timeout: 10000 });
+    const want = demoAnswer('en', q);
+    const seen = await b.evaluate(() => window.seen.filter((s) => s.turns > 0));
+    assert.ok(seen.length > 0, 'the answer was shown');
+    for (const s of seen) {
+      assert.deepEqual(s, { turns: 1, status: 'COMPLETE', text: want }, 'the answer is only ever shown whole, once');
+    }
+    assert.equal(await b.locator('.turn.assistant').count(), 1);
+    assert.equal((await lastAnswer(b).locator('.content').textContent()).trim(), want);
+    assert.doesNotMatch(await lastAnswer(b).locator('.meta').textContent(), /TTFT/, 'no timing made up from the replay');
+    assert.deepEqual([...a.errors, ...b.errors], []);
+    await a.context().close();
+    await context.close();
+  });
+
   test('Markdown renders with highlighting and hostile markup stays inert', async () => {
     const page = await newPage(open);
     await waitForConnected(page);
