@@ -768,3 +768,22 @@ func TestDevelopmentModeAnswersOnlyLoopbackHosts(t *testing.T) {
 		t.Errorf("the refused Host was not logged:\n%s", logs)
 	}
 }
+
+// A query result over --max-result-bytes is refused with a stable code on a
+// WebSocket, instead of being queued whole for a client that may not read.
+func TestLargeResultIsRefusedOnWebSocket(t *testing.T) {
+	s := start(t, "", nil, append(fast, "--max-result-bytes", "300")...)
+	c := subscribed(t, s, "s-big", nil)
+	r := s.ask(t, "", "s-big", strings.Repeat("a long question ", 20), "en")
+	c.answer("1", r)
+	c.send(map[string]any{"id": "q", "type": "subscribe", "payload": map[string]any{"query": conversationQuery, "variables": map[string]any{"s": "s-big"}}})
+	m := c.must(5 * time.Second)
+	if m.Type != "error" || m.ID != "q" || !strings.Contains(string(m.Payload), `"code":"RESULT_TOO_LARGE"`) {
+		t.Fatalf("got %s(%s) %s, want error RESULT_TOO_LARGE", m.Type, m.ID, m.Payload)
+	}
+	// The connection lives on.
+	c.send(map[string]any{"type": "ping"})
+	if m := c.must(5 * time.Second); m.Type != "pong" {
+		t.Fatalf("got %s after the refusal", m.Type)
+	}
+}

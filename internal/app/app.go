@@ -184,6 +184,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
 		ws = wsproto.NewServer(wsproto.Config{
 			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
+			QueueBytes: cfg.QueueBytes, MaxResultBytes: cfg.MaxResultBytes,
 			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
 			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
 			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
@@ -201,7 +202,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			verifier = sigv4
 		}
 		gw = gateway.New(gateway.Config{
-			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout,
+			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout, MaxResultBytes: cfg.MaxResultBytes,
 			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 			OnSSE: func(delta int) { met.Connected("sse", delta) },
 			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,

@@ -181,6 +181,9 @@ const (
 	// CodeTooManyConnections: the principal holds as many streaming
 	// connections as it may.
 	CodeTooManyConnections = "TOO_MANY_CONNECTIONS"
+	// CodeResultTooLarge: a query's result is larger than a streaming
+	// connection may be sent at once.
+	CodeResultTooLarge = "RESULT_TOO_LARGE"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

@@ -33,6 +33,8 @@ type Config struct {
 	// HTTP server timeouts (a stream extends its write deadline per frame).
 	HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPWriteTimeout, HTTPIdleTimeout time.Duration
 	QueueSize                                                                 int
+	QueueBytes                                                                int
+	MaxResultBytes                                                            int
 	InitTimeout                                                               time.Duration
 	MaxSubs                                                                   int
 	MaxPayload                                                                int
@@ -135,6 +137,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.HTTPWriteTimeout, "http-write-timeout", 30*time.Second, "how long writing a response may take (an SSE stream gets --write-timeout per frame instead)")
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 120*time.Second, "how long a kept-alive HTTP connection may wait for its next request")
 	fs.IntVar(&c.QueueSize, "queue-size", 256, "frames queued per connection before a slow client is closed")
+	fs.IntVar(&c.QueueBytes, "queue-bytes", 1<<20, "bytes queued per WebSocket connection before a slow client is closed (1013; it resumes from its cursor)")
+	fs.IntVar(&c.MaxResultBytes, "max-result-bytes", 5<<20, "largest query result sent over a WebSocket or SSE, in bytes (RESULT_TOO_LARGE beyond)")
 	fs.DurationVar(&c.InitTimeout, "init-timeout", 3*time.Second, "time a WebSocket client has to send connection_init")
 	fs.IntVar(&c.MaxSubs, "max-subscriptions", 100, "subscriptions per WebSocket connection")
 	fs.IntVar(&c.MaxPayload, "appsync-max-payload", 240<<10, "AppSync dialect: largest subscription payload (start message or event), in bytes")
@@ -251,7 +255,7 @@ func (c *Config) validate() error {
 	positive := map[string]int64{
 		"--workers": int64(c.Workers), "--max-message-bytes": int64(c.MaxMessageBytes),
 		"--max-deliver": int64(c.MaxDeliver), "--ws-read-limit": c.WSReadLimit,
-		"--queue-size": int64(c.QueueSize), "--max-subscriptions": int64(c.MaxSubs),
+		"--queue-size": int64(c.QueueSize), "--queue-bytes": int64(c.QueueBytes), "--max-result-bytes": int64(c.MaxResultBytes), "--max-subscriptions": int64(c.MaxSubs),
 		"--max-body-bytes": c.MaxBodyBytes, "--appsync-max-payload": int64(c.MaxPayload),
 		"--ws-keepalive": int64(c.KeepAlive), "--appsync-connection-timeout": int64(c.ConnTimeout),
 		"--sigv4-max-skew": int64(c.SigV4MaxSkew),

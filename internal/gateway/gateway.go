@@ -57,7 +57,9 @@ type SignatureVerifier interface {
 type Config struct {
 	MaxBodyBytes int64
 	QueueSize    int
-	WriteTimeout time.Duration
+	// MaxResultBytes bounds a query result sent over SSE (default 5 MiB).
+	MaxResultBytes int
+	WriteTimeout   time.Duration
 	// AllowedOrigins may call the API from a browser page (CORS); "*" is any.
 	AllowedOrigins []string
 	// SigV4 verifies requests signed with AWS SigV4; nil refuses them.
@@ -119,6 +121,9 @@ func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Opera
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 256
+	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = 5 << 20
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 10 * time.Second

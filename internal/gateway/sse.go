@@ -63,6 +63,9 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
+		if len(data) > g.cfg.MaxResultBytes {
+			data, _ = json.Marshal(map[string]any{"errors": gqlerror.List{{Message: "the result is larger than the server sends at once", Extensions: map[string]any{"code": chat.CodeResultTooLarge}}}})
+		}
 		_, _ = w.Write(sseEvent("next", data))
 		_, _ = w.Write([]byte("event: complete\ndata: \n\n"))
 		_ = rc.Flush()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -101,7 +102,7 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 		closed:  make(chan struct{}),
 		subs:    make(map[string]*subscription),
 	}
-	c.out = newOutbox(s.cfg.QueueSize, func() { go c.writeLoop() })
+	c.out = newOutbox(s.cfg.QueueSize, s.cfg.QueueBytes, func() { go c.writeLoop() })
 	return c
 }
 
@@ -460,7 +461,11 @@ func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 		data, err := json.Marshal(resp)
 		c.finish(id)
 		if err != nil {
-			c.send(c.dialect.errorFrame(id, gqlerror.List{{Message: "could not encode the result"}}))
+			c.send(c.dialect.errorFrame(id, gqlerror.List{{Message: "could not encode the result", Extensions: map[string]any{"code": chat.CodeInternal}}}))
+			return
+		}
+		if len(data) > c.s.cfg.MaxResultBytes {
+			c.send(c.dialect.errorFrame(id, opError(chat.CodeResultTooLarge, "the result is larger than "+strconv.Itoa(c.s.cfg.MaxResultBytes)+" bytes").errs))
 			return
 		}
 		c.send(c.dialect.result(id, data))

@@ -72,9 +72,14 @@ type Authenticator interface {
 
 // Config bounds every connection.
 type Config struct {
-	ReadLimit        int64
-	WriteTimeout     time.Duration
-	QueueSize        int
+	ReadLimit    int64
+	WriteTimeout time.Duration
+	QueueSize    int
+	// QueueBytes bounds a connection's queue in bytes as QueueSize does in
+	// frames: a client that stops reading holds at most this much.
+	QueueBytes int
+	// MaxResultBytes bounds one query result sent on a connection.
+	MaxResultBytes   int
 	InitTimeout      time.Duration
 	MaxSubscriptions int
 	// MaxConns bounds the connections of this node; MaxConnsPerPrincipal
@@ -136,6 +141,12 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 256
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 1 << 20
+	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = 5 << 20
 	}
 	if cfg.InitTimeout <= 0 {
 		cfg.InitTimeout = 3 * time.Second

@@ -7,31 +7,37 @@ import "sync"
 // goroutine either: a writer is started when a frame is queued and exits once
 // the queue is drained, so an idle connection costs a few words.
 type outbox struct {
-	max   int
-	start func() // runs a writer on a new goroutine
+	max      int    // frames queued
+	maxBytes int    // bytes queued or being written; 0: no bound
+	start    func() // runs a writer on a new goroutine
 
 	mu      sync.Mutex
 	frames  [][]byte
 	spare   [][]byte
+	queued  int  // bytes in frames
+	writing int  // bytes of the batch the writer holds
 	running bool // a writer is draining (or closing)
 	closing bool // the writer must close the connection
 
 	room chan struct{} // signalled when the writer takes frames
 }
 
-func newOutbox(max int, start func()) *outbox {
-	return &outbox{max: max, start: start, room: make(chan struct{}, 1)}
+func newOutbox(max, maxBytes int, start func()) *outbox {
+	return &outbox{max: max, maxBytes: maxBytes, start: start, room: make(chan struct{}, 1)}
 }
 
 // push queues a frame and sees that a writer runs; false when the queue is
-// full.
+// full, in frames or in bytes. A frame larger than the byte bound alone
+// still goes when nothing else is pending (results have their own bound).
 func (o *outbox) push(frame []byte) bool {
 	o.mu.Lock()
-	if len(o.frames) >= o.max {
+	pending := o.queued + o.writing
+	if len(o.frames) >= o.max || (o.maxBytes > 0 && pending > 0 && pending+len(frame) > o.maxBytes) {
 		o.mu.Unlock()
 		return false
 	}
 	o.frames = append(o.frames, frame)
+	o.queued += len(frame)
 	o.wake()
 	return true
 }
@@ -58,6 +64,7 @@ func (o *outbox) wake() {
 // the writer must exit; the next push starts another.
 func (o *outbox) next() (batch [][]byte, closing bool) {
 	o.mu.Lock()
+	o.writing = 0 // the previous batch is written
 	if o.closing {
 		o.mu.Unlock()
 		return nil, true
@@ -89,6 +96,7 @@ func (o *outbox) take() [][]byte {
 // until the next swap. o.mu is held.
 func (o *outbox) swap() [][]byte {
 	batch := o.frames
+	o.writing, o.queued = o.queued, 0
 	clear(o.spare)
 	o.frames, o.spare = o.spare[:0], batch
 	if cap(o.frames) > 4*o.max {
