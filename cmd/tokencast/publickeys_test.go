@@ -221,3 +221,41 @@ func TestRefusedOriginsAreLoggedOncePerSource(t *testing.T) {
 		t.Fatalf("not at warn:\n%s", s.stderr.String())
 	}
 }
+
+// Sockets that never authenticate hold slots of their own budget, per
+// address: an attacker without a key who keeps upgrading cannot take the
+// connections of a user who has one.
+func TestUnauthenticatedSocketsDoNotStarveUsers(t *testing.T) {
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": "app:" + keyA},
+		append(fast, "--max-conns", "5", "--max-pending-conns-per-addr", "3", "--init-timeout", "1m")...)
+	attacker := from(t, "127.0.0.2")
+	upgraded := 0
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, resp, err := websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}, HTTPClient: attacker})
+		cancel()
+		if err == nil {
+			upgraded++
+			t.Cleanup(func() { conn.CloseNow() })
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("an unauthenticated upgrade over the budget: %v %v", resp, err)
+		}
+	}
+	if upgraded != 3 {
+		t.Fatalf("%d unauthenticated sockets from one address held, want 3", upgraded)
+	}
+	// The user fills the node's five slots, unhindered.
+	user := from(t, "127.0.0.1")
+	for i := range 5 {
+		c := dialFrom(t, s, user)
+		c.send(map[string]any{"type": "connection_init", "payload": map[string]any{"x-api-key": keyA}})
+		if m, err := c.read(5 * time.Second); err != nil || m.Type != "connection_ack" {
+			t.Fatalf("the user's connection %d: %v %v", i+1, m, err)
+		}
+	}
+	if !strings.Contains(s.stderr.String(), "--max-pending-conns-per-addr") {
+		t.Errorf("the refused upgrades were not logged:\n%s", s.stderr.String())
+	}
+}

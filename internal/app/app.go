@@ -181,7 +181,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev, Suggestions: dev}
 		ops := graph.NewOperations(es, limits, guard)
 		// One set of connection caps for WebSocket and SSE alike.
-		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
+		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPendingConns, cfg.MaxPendingPerAddr)
 		ws = wsproto.NewServer(wsproto.Config{
 			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 			QueueBytes: cfg.QueueBytes, MaxResultBytes: cfg.MaxResultBytes,

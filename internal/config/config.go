@@ -63,6 +63,8 @@ type Config struct {
 	AskBurst             int
 	MaxConns             int
 	MaxConnsPerPrincipal int
+	MaxPendingConns      int
+	MaxPendingPerAddr    int
 	MaxDepth             int
 	MaxAliases           int
 	MaxComplexity        int
@@ -165,6 +167,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.AskBurst, "ask-burst", 10, "questions a principal may ask at once before the rate applies")
 	fs.IntVar(&c.MaxConns, "max-conns", 10000, "streaming connections (WebSocket and SSE subscriptions) this node accepts")
 	fs.IntVar(&c.MaxConnsPerPrincipal, "max-conns-per-principal", 1000, "streaming connections (WebSocket and SSE subscriptions) one principal may hold on this node")
+	fs.IntVar(&c.MaxPendingConns, "max-pending-conns", 1000, "WebSocket connections not yet authenticated (before connection_init) this node holds; they do not count in --max-conns")
+	fs.IntVar(&c.MaxPendingPerAddr, "max-pending-conns-per-addr", 32, "WebSocket connections not yet authenticated one client address may hold on this node")
 	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
@@ -264,6 +268,7 @@ func (c *Config) validate() error {
 		"--http-write-timeout": int64(c.HTTPWriteTimeout), "--http-idle-timeout": int64(c.HTTPIdleTimeout),
 		"--event-retention": int64(c.EventRetention), "--shutdown-timeout": int64(c.ShutdownTimeout),
 		"--max-conns": int64(c.MaxConns), "--max-conns-per-principal": int64(c.MaxConnsPerPrincipal),
+		"--max-pending-conns": int64(c.MaxPendingConns), "--max-pending-conns-per-addr": int64(c.MaxPendingPerAddr),
 		"--max-depth": int64(c.MaxDepth), "--max-aliases": int64(c.MaxAliases), "--max-complexity": int64(c.MaxComplexity), "--max-fields": int64(c.MaxFields),
 	}
 	for name, v := range positive {

@@ -357,7 +357,7 @@ func TestLegacyApolloConformance(t *testing.T) {
 		{name: "a validation error is an error message with message and errors", subprotocols: gws, steps: []step{
 			{send: initKey, want: []string{ack, ka}},
 			{send: start("1", `subscription { onSendMessage(sessionId: "s1") { nope } }`, `{}`), want: []string{
-				`{"type":"error","id":"1","payload":{"message":"Cannot query field \"nope\" on type \"SendMessageResponse\". Did you mean \"type\"?","errors":[{"message":"Cannot query field \"nope\" on type \"SendMessageResponse\". Did you mean \"type\"?","locations":[{"line":1,"column":49}],"extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}]}}`,
+				`{"type":"error","id":"1","payload":{"message":"Cannot query field \"nope\" on type \"SendMessageResponse\".","errors":[{"message":"Cannot query field \"nope\" on type \"SendMessageResponse\".","locations":[{"line":1,"column":49}],"extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}]}}`,
 			}},
 		}},
 		{name: "connection_terminate closes normally", subprotocols: gws, steps: []step{

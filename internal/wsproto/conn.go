@@ -78,6 +78,9 @@ type conn struct {
 	mu        sync.Mutex
 	principal *auth.Principal
 	limitKey  string // what the principal's connection cap counts
+	// pending: the connection holds a pending slot (not authenticated
+	// yet); once it has a principal it holds a node slot instead.
+	pending bool
 	acked     bool
 	inits     int
 	subs      map[string]*subscription
@@ -96,7 +99,7 @@ func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
 	obj, _, err := requestAuthObject(r)
 	c := &conn{
 		s: s, ws: ws, reqAuth: obj, reqAuthErr: err, ctx: ctx, cancel: cancel,
-		addr: s.cfg.Proxies.ClientAddr(r), origin: r.Header.Get("Origin"),
+		addr: s.cfg.Proxies.ClientAddr(r), origin: r.Header.Get("Origin"), pending: true,
 		closing: make(chan struct{}),
 		readEnd: make(chan struct{}),
 		closed:  make(chan struct{}),
@@ -145,11 +148,15 @@ func (c *conn) run() {
 	}
 	subs := c.subs
 	c.subs = nil
-	p, key := c.principal, c.limitKey
-	c.principal = nil
+	p, key, pending := c.principal, c.limitKey, c.pending
+	c.principal, c.pending = nil, false
 	c.mu.Unlock()
+	if pending {
+		c.s.cfg.Conns.ClosePending(c.addr.String())
+	}
 	if p != nil {
 		c.s.cfg.Conns.Release(key)
+		c.s.cfg.Conns.Close()
 	}
 	for _, sub := range subs {
 		if sub != nil && sub.hub != nil { // nil: reserved, never started
@@ -386,8 +393,15 @@ func (c *conn) authenticate(payload map[string]any) error {
 	c.mu.Lock()
 	held, heldKey := c.principal != nil, c.limitKey
 	c.mu.Unlock()
+	if !held && !c.s.cfg.Conns.Open() {
+		c.s.cfg.Refusals.Connection(c.ctx, c.addr, p.ID, c.origin, "--max-conns")
+		return errTooManyConns
+	}
 	if !held || heldKey != key {
 		if !c.s.cfg.Conns.Admit(key) {
+			if !held {
+				c.s.cfg.Conns.Close()
+			}
 			c.s.cfg.Refusals.Connection(c.ctx, c.addr, p.ID, c.origin, "--max-conns-per-principal")
 			return errTooManyConns
 		}
@@ -397,7 +411,12 @@ func (c *conn) authenticate(payload map[string]any) error {
 	}
 	c.mu.Lock()
 	c.principal, c.limitKey = p, key
+	pending := c.pending
+	c.pending = false
 	c.mu.Unlock()
+	if pending {
+		c.s.cfg.Conns.ClosePending(c.addr.String())
+	}
 	if c.expiry != nil {
 		c.expiry.Stop() // a second init's credentials replace the first's
 	}

@@ -46,12 +46,16 @@ const (
 	CloseInternalError = 4500
 )
 
-// ConnLimiter caps connections per node and per principal.
+// ConnLimiter caps connections per node and per principal, and those not yet
+// authenticated per node and per address.
 type ConnLimiter interface {
 	Open() bool
+	Full() bool
 	Close()
 	Admit(principal string) bool
 	Release(principal string)
+	OpenPending(addr string) bool
+	ClosePending(addr string)
 }
 
 // Executor is what the engine needs from the GraphQL layer.
@@ -86,6 +90,9 @@ type Config struct {
 	// those of one principal.
 	MaxConns             int
 	MaxConnsPerPrincipal int
+	// MaxPending bounds the connections of this node not yet authenticated,
+	// MaxPendingPerAddr those of one client address.
+	MaxPending, MaxPendingPerAddr int
 	// Conns, when set, holds those caps shared with other transports (SSE);
 	// otherwise the engine keeps its own from the two numbers above.
 	Conns ConnLimiter
@@ -164,7 +171,7 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 		cfg.ConnectionTimeout = 5 * time.Minute
 	}
 	if cfg.Conns == nil {
-		cfg.Conns = ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal)
+		cfg.Conns = ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPending, cfg.MaxPendingPerAddr)
 	}
 	if cfg.Refusals == nil {
 		cfg.Refusals = ratelimit.NewRefusals(log)
@@ -221,11 +228,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	if !s.cfg.Conns.Open() {
+	// A full node says so at once; a slot is taken only when the connection
+	// authenticates. Until then it holds a pending slot, from a budget of its
+	// own per address, so sockets that never authenticate starve no user.
+	addr := s.cfg.Proxies.ClientAddr(r)
+	if s.cfg.Conns.Full() {
 		s.mu.Unlock()
-		s.cfg.Refusals.Connection(r.Context(), s.cfg.Proxies.ClientAddr(r), "", r.Header.Get("Origin"), "--max-conns")
+		s.cfg.Refusals.Connection(r.Context(), addr, "", r.Header.Get("Origin"), "--max-conns")
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many connections on this node", http.StatusServiceUnavailable)
+		return
+	}
+	if !s.cfg.Conns.OpenPending(addr.String()) {
+		s.mu.Unlock()
+		s.cfg.Refusals.Connection(r.Context(), addr, "", r.Header.Get("Origin"), "--max-pending-conns, --max-pending-conns-per-addr")
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many connections waiting to authenticate", http.StatusServiceUnavailable)
 		return
 	}
 	s.wg.Add(1)
@@ -233,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.cfg.Conns.Close()
+		s.cfg.Conns.ClosePending(addr.String())
 		s.wg.Done()
 		return // the upgrader has answered
 	}
@@ -250,7 +268,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			delete(s.conns, c)
 			s.mu.Unlock()
-			s.cfg.Conns.Close()
 		}()
 		if on := s.cfg.OnConn; on != nil {
 			proto := ws.Subprotocol()
