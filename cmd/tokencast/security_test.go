@@ -787,3 +787,67 @@ func TestLargeResultIsRefusedOnWebSocket(t *testing.T) {
 		t.Fatalf("got %s after the refusal", m.Type)
 	}
 }
+
+// A flood of new sessions is rate limited per principal; sessions already
+// owned stay usable, and another principal is not slowed.
+func TestNewSessionsAreRateLimited(t *testing.T) {
+	s := twoUsers(t, "--session-rate", "1", "--session-burst", "3")
+	const create = `mutation { createSession }`
+	for i := range 3 {
+		if _, resp := s.post(t, keyA, create, nil); len(resp.Errors) > 0 {
+			t.Fatalf("session %d: %+v", i+1, resp.Errors)
+		}
+	}
+	_, resp := s.post(t, keyA, create, nil)
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeRateLimited || resp.Errors[0].Extensions["retryAfter"] == nil {
+		t.Fatalf("a fourth new session: %+v, want RATE_LIMITED with retryAfter", resp.Errors)
+	}
+	// Reading an unknown id would claim it: the same limit.
+	if _, resp := s.post(t, keyA, conversationQuery, map[string]any{"s": "s-never-seen"}); len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeRateLimited {
+		t.Fatalf("a conversation of a new id: %+v, want RATE_LIMITED", resp.Errors)
+	}
+	// A subscription to a new id is refused the same way, on a WebSocket.
+	c := dialWS(t, s)
+	c.init(map[string]any{"x-api-key": keyA})
+	c.subscribe("1", "s-never-subscribed")
+	if m := c.must(5 * time.Second); m.Type != "error" || !strings.Contains(string(m.Payload), chat.CodeRateLimited) {
+		t.Fatalf("a subscription to a new id: %s %s", m.Type, m.Payload)
+	}
+	s.ask(t, keyB, "s-bob-own", "bob is not slowed", "en")
+}
+
+// A session unused for its time to live is gone: its turns expire, then its
+// owner, and another principal may take the id and finds it empty, never
+// the first owner's conversation.
+func TestIdleSessionsExpire(t *testing.T) {
+	s := twoUsers(t, "--session-ttl", "2s", "--event-retention", "1s")
+	alice := subscribed(t, s, "s-expire", map[string]any{"x-api-key": keyA})
+	r := s.ask(t, keyA, "s-expire", "remember me", "en")
+	alice.answer("1", r)
+	alice.conn.CloseNow()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, resp := s.post(t, keyB, conversationQuery, map[string]any{"s": "s-expire"})
+		if len(resp.Errors) == 0 {
+			var data struct {
+				Conversation *struct {
+					Turns []turn `json:"turns"`
+				} `json:"conversation"`
+			}
+			if err := json.Unmarshal(resp.Data, &data); err != nil {
+				t.Fatal(err)
+			}
+			if data.Conversation != nil && len(data.Conversation.Turns) > 0 {
+				t.Fatalf("bob took the expired session and read alice's turns: %+v", data.Conversation.Turns)
+			}
+			return
+		}
+		if resp.Errors[0].Extensions["code"] != chat.CodeForbidden {
+			t.Fatalf("bob before the expiry: %+v, want FORBIDDEN", resp.Errors)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session did not expire")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

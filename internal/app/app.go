@@ -91,7 +91,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 
 	b, err := bus.Open(ctx, bus.Config{
-		DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,
+		DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, SessionTTL: cfg.SessionTTL, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,
 		URLs: cfg.NATSURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey, CAFile: cfg.NATSCA,
 		CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
 		Listen: cfg.NATSListen, Replicas: cfg.Replicas,
@@ -170,7 +170,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		refusals := ratelimit.NewRefusals(log)
 		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow})
 		defer h.Close()
-		guard := auth.NewGuard(b)
+		guard := auth.NewGuard(b, ratelimit.New(cfg.SessionRate, cfg.SessionBurst))
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
 			ModelNames: modelNames, DefaultModel: defaultModel,

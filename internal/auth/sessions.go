@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrForbidden says the principal may not touch the session.
@@ -11,21 +12,36 @@ var ErrForbidden = errors.New("this session belongs to someone else")
 
 // OwnerStore binds sessions to owners.
 type OwnerStore interface {
+	// SessionOwner returns a session's owner; found is false when it has
+	// none. An error means the owner could not be read: never access. A
+	// look-up by the owner (user) counts as a use of the session.
+	SessionOwner(ctx context.Context, session, user string) (owner string, found bool, err error)
 	ClaimSession(ctx context.Context, session, owner string) (string, error)
+}
+
+// ClaimLimiter bounds how often a principal may claim new sessions.
+type ClaimLimiter interface {
+	Allow(key string) (ok bool, retryAfter time.Duration)
 }
 
 // Guard decides who may touch a session: the first principal to ask in it or
 // subscribe to it owns it; services may touch any. Knowing a session id
 // grants nothing.
 type Guard struct {
-	store OwnerStore
+	store  OwnerStore
+	claims ClaimLimiter
 }
 
-// NewGuard returns a guard over store.
-func NewGuard(store OwnerStore) *Guard { return &Guard{store: store} }
+// NewGuard returns a guard over store; claims (may be nil) bounds how often
+// one principal (or, for a public key, one address) may claim a new session,
+// so a flood of session ids cannot fill the store.
+func NewGuard(store OwnerStore, claims ClaimLimiter) *Guard {
+	return &Guard{store: store, claims: claims}
+}
 
 // Authorize claims the session for p if it is free, and refuses p if another
-// principal owns it.
+// principal owns it. It fails closed: an owner that cannot be read is an
+// error, never a free session.
 func (g *Guard) Authorize(ctx context.Context, p *Principal, session string) error {
 	if p == nil {
 		return ErrUnauthenticated
@@ -33,12 +49,27 @@ func (g *Guard) Authorize(ctx context.Context, p *Principal, session string) err
 	if p.IsService() {
 		return nil
 	}
-	owner, err := g.store.ClaimSession(ctx, session, p.ID)
+	owner, found, err := g.store.SessionOwner(ctx, session, p.ID)
 	if err != nil {
 		return fmt.Errorf("authorize session: %w", err)
+	}
+	if !found {
+		if g.claims != nil {
+			if ok, wait := g.claims.Allow(p.LimitKey(ClientAddrFrom(ctx))); !ok {
+				return &RateLimitedError{RetryAfter: wait}
+			}
+		}
+		if owner, err = g.store.ClaimSession(ctx, session, p.ID); err != nil {
+			return fmt.Errorf("authorize session: %w", err)
+		}
 	}
 	if owner != p.ID {
 		return ErrForbidden
 	}
 	return nil
 }
+
+// RateLimitedError refuses a new session over the principal's rate.
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string { return "too many new sessions" }

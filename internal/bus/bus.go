@@ -58,6 +58,11 @@ type Config struct {
 	DataDir string
 	// EventRetention is how long a session's events stay replayable.
 	EventRetention time.Duration
+	// SessionTTL is how long a conversation's turns are kept; a session's
+	// owner record lives twice as long from its last use, so a session
+	// unused that long is free again, with nothing of it left. 0 keeps
+	// both forever.
+	SessionTTL time.Duration
 	// MaxDeliver bounds how often one request is handed to a worker.
 	MaxDeliver int
 	// AckWait is how long a worker may hold a request without a sign of life.
@@ -135,6 +140,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.EventRetention <= 0 {
 		cfg.EventRetention = 24 * time.Hour
 	}
+	// SessionTTL 0 keeps sessions forever.
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = 5
 	}
@@ -456,7 +462,8 @@ func (b *Bus) setup(ctx context.Context) error {
 		Subjects:    []string{turnsPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Duplicates:  2 * time.Minute,
+		MaxAge:      b.cfg.SessionTTL,
+		Duplicates:  turnDedupWindow(b.cfg),
 		AllowDirect: true,
 		Replicas:    b.cfg.Replicas,
 	})
@@ -474,6 +481,7 @@ func (b *Bus) setup(ctx context.Context) error {
 	}
 	b.sessions, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   sessionBucket,
+		TTL:      2 * b.cfg.SessionTTL,
 		Storage:  jetstream.FileStorage,
 		Replicas: b.cfg.Replicas,
 	})
@@ -501,6 +509,16 @@ func (b *Bus) setup(ctx context.Context) error {
 // was most of the live heap.
 func eventDedupWindow(cfg Config) time.Duration {
 	return min(max(publishRetryFor+eventAckWait, 2*cfg.AckWait), cfg.EventRetention)
+}
+
+// turnDedupWindow is how long the turns stream remembers a message id: two
+// minutes, or the turns' whole life when that is shorter (the stream refuses
+// a window longer than its MaxAge).
+func turnDedupWindow(cfg Config) time.Duration {
+	if cfg.SessionTTL > 0 {
+		return min(2*time.Minute, cfg.SessionTTL)
+	}
+	return 2 * time.Minute
 }
 
 // compactID is the message id an event is published under: 22 characters
@@ -611,6 +629,29 @@ func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Clai
 }
 
 func isWrongRevision(err error) bool { return errors.Is(err, jetstream.ErrKeyRevisionMismatch) }
+
+// SessionOwner returns the owner of a session; found is false for a
+// session nobody owns (new, or expired). A store error is an error, never
+// "not found": ownership fails closed. When the owner is the one asking
+// (user), the session counts as used.
+func (b *Bus) SessionOwner(ctx context.Context, session, user string) (owner string, found bool, err error) {
+	e, err := b.sessions.Get(ctx, session)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("owner of session %s: %w", session, err)
+	}
+	// The record lives for twice the session TTL from its last write; one
+	// in use is written again once it is half a TTL old, so it outlives the
+	// turns (kept one TTL) of a session in use.
+	if b.cfg.SessionTTL > 0 && string(e.Value()) == user && time.Since(e.Created()) > b.cfg.SessionTTL/2 {
+		if _, err := b.sessions.Update(ctx, session, e.Value(), e.Revision()); err != nil && !isWrongRevision(err) {
+			b.log.Warn("refresh session owner", "session", session, "err", err)
+		}
+	}
+	return string(e.Value()), true, nil
+}
 
 // ClaimSession binds a session to owner if it has no owner yet, and returns
 // the session's owner either way. The bind is atomic across nodes.

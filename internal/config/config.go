@@ -61,6 +61,9 @@ type Config struct {
 
 	AskRate              float64
 	AskBurst             int
+	SessionRate          float64
+	SessionBurst         int
+	SessionTTL           time.Duration
 	MaxConns             int
 	MaxConnsPerPrincipal int
 	MaxPendingConns      int
@@ -165,6 +168,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.DurationVar(&c.TokenGrace, "token-grace", 10*time.Second, "how long a WebSocket outlives its token's expiry before it is closed")
 	fs.Float64Var(&c.AskRate, "ask-rate", 30, "questions per minute per principal (0: unlimited)")
 	fs.IntVar(&c.AskBurst, "ask-burst", 10, "questions a principal may ask at once before the rate applies")
+	fs.Float64Var(&c.SessionRate, "session-rate", 30, "new sessions per minute per principal (createSession, or a first ask, subscription or conversation read of an unknown id); 0: unlimited")
+	fs.IntVar(&c.SessionBurst, "session-burst", 20, "new sessions a principal may start at once before --session-rate applies")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", 30*24*time.Hour, "a conversation's turns are kept this long, and a session unused for twice as long is free again, with nothing of it left (0: forever)")
 	fs.IntVar(&c.MaxConns, "max-conns", 10000, "streaming connections (WebSocket and SSE subscriptions) this node accepts")
 	fs.IntVar(&c.MaxConnsPerPrincipal, "max-conns-per-principal", 1000, "streaming connections (WebSocket and SSE subscriptions) one principal may hold on this node")
 	fs.IntVar(&c.MaxPendingConns, "max-pending-conns", 1000, "WebSocket connections not yet authenticated (before connection_init) this node holds; they do not count in --max-conns")
@@ -275,6 +281,12 @@ func (c *Config) validate() error {
 		if v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.SessionRate < 0 || c.SessionBurst < 1 || c.SessionTTL < 0 || (c.SessionTTL > 0 && c.SessionTTL < time.Second) {
+		errs = append(errs, errors.New("--session-rate must not be negative, --session-burst at least 1, --session-ttl 0 or at least 1s"))
+	}
+	if c.SessionTTL > 0 && c.SessionTTL < c.EventRetention {
+		errs = append(errs, errors.New("--session-ttl must not be shorter than --event-retention: a session's events must not outlive it"))
 	}
 	if c.LateJoinWindow < 0 {
 		errs = append(errs, errors.New("--late-join-window must not be negative"))

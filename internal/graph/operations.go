@@ -85,6 +85,10 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (*O
 		if errors.Is(err, auth.ErrForbidden) || errors.Is(err, auth.ErrUnauthenticated) {
 			return nil, gqlerror.List{{Message: "this session belongs to someone else", Extensions: map[string]any{"code": chat.CodeForbidden}}}
 		}
+		var limited *auth.RateLimitedError
+		if errors.As(err, &limited) {
+			return nil, gqlerror.List{{Message: "too many new sessions; wait before starting another", Extensions: map[string]any{"code": chat.CodeRateLimited, "retryAfter": int(limited.RetryAfter/time.Second) + 1}}}
+		}
 		return nil, gqlerror.List{{Message: "could not check access to the session, try again", Extensions: map[string]any{"code": chat.CodeUnavailable}}}
 	}
 	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}

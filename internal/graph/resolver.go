@@ -76,6 +76,12 @@ func (r *Resolver) session(ctx context.Context, sessionID string) (*auth.Princip
 		if errors.Is(err, auth.ErrForbidden) {
 			return nil, codeError(ctx, chat.CodeForbidden, "this session belongs to someone else")
 		}
+		var limited *auth.RateLimitedError
+		if errors.As(err, &limited) {
+			e := codeError(ctx, chat.CodeRateLimited, "too many new sessions; wait before starting another")
+			e.Extensions["retryAfter"] = int(limited.RetryAfter/time.Second) + 1
+			return nil, e
+		}
 		return nil, r.fromDomain(ctx, err)
 	}
 	return p, nil
