@@ -193,7 +193,7 @@ func openFDs(t *testing.T) int {
 }
 
 func TestSocketsThatNeverInitAreClosed(t *testing.T) {
-	s := start(t, "", nil, append(fast, "--init-timeout", "1s")...)
+	s := start(t, "", nil, append(fast, "--init-timeout", "1s", "--max-pending-conns-per-addr", "1000")...)
 	before := openFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -595,7 +595,9 @@ func refusalCode(t *testing.T, resp *http.Response) string {
 // like a WebSocket, counted in the same per-principal and per-node caps, so
 // neither transport lets one key or one flood past them.
 func TestConnectionCapsCoverSSE(t *testing.T) {
-	s := twoUsers(t, "--max-conns-per-principal", "1", "--max-conns", "3")
+	const keyC = "user-c-key-0123456789"
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA + ",bob:" + keyB + ",carol:" + keyC},
+		append(fast, "--max-conns-per-principal", "1", "--max-conns", "3")...)
 	a := dialWS(t, s)
 	a.init(map[string]any{"x-api-key": keyA})
 	if resp := openSSE(t, s, "X-Api-Key", keyA, "s-cap-a"); resp.StatusCode != http.StatusTooManyRequests || refusalCode(t, resp) != chat.CodeTooManyConnections {
@@ -609,24 +611,16 @@ func TestConnectionCapsCoverSSE(t *testing.T) {
 	if code, _ := b.closeCode(); code != 4429 {
 		t.Fatalf("bob's WebSocket beside his SSE stream closed with %d, want 4429", code)
 	}
-	// The node: alice's WebSocket, bob's stream and one more connection,
-	// once bob's refused WebSocket has finished closing.
+	// The node: alice's WebSocket, bob's stream and one more connection
+	// (a connection takes its node slot when it authenticates; bob's
+	// refused WebSocket gave its back).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	dial := func() (*websocket.Conn, *http.Response, error) {
 		return websocket.Dial(ctx, "ws://"+s.addr+"/graphql", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
 	}
-	for {
-		third, _, err := dial()
-		if err == nil {
-			t.Cleanup(func() { third.CloseNow() })
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("a third connection was never accepted: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c := dialWS(t, s)
+	c.init(map[string]any{"x-api-key": keyC})
 	conn, resp, err := dial()
 	if err == nil {
 		conn.CloseNow()
