@@ -38,26 +38,32 @@ func TestLateJoinWindowReplaysAnAnswerThatJustEnded(t *testing.T) {
 	const session = "s-late"
 	first, second := "Was I too quick?", "And now?"
 
+	// The replay waits --late-join-grace for a question of the subscriber's
+	// own; here none comes.
+	args := append([]string{"--late-join-grace", "100ms"}, instant...)
+
 	t.Run("nobody was watching", func(t *testing.T) {
-		s := start(t, "", nil, instant...)
+		s := start(t, "", nil, args...)
 		req := s.ask(t, "", session, first, "en")
 		s.waitForAnswers(t, 1)
 		late := dialWS(t, s)
 		late.init(nil)
-		checkAnswer(t, late.subscribeReplayed("1", session), req, demoAnswer("en", first))
+		late.subscribe("1", session)
+		checkAnswer(t, late.answer("1", req), req, demoAnswer("en", first))
 		// Once: what comes next is the next answer, from its START.
 		req2 := s.ask(t, "", session, second, "en")
 		checkAnswer(t, late.answer("1", req2), req2, demoAnswer("en", first, second))
 	})
 
 	t.Run("another tab saw it live and is still open", func(t *testing.T) {
-		s := start(t, "", nil, instant...)
+		s := start(t, "", nil, args...)
 		tab := subscribed(t, s, session, nil)
 		req := s.ask(t, "", session, first, "en")
 		seen := tab.answer("1", req)
 		late := dialWS(t, s)
 		late.init(nil)
-		got := late.subscribeReplayed("1", session)
+		late.subscribe("1", session)
+		got := late.answer("1", req)
 		checkAnswer(t, got, req, demoAnswer("en", first))
 		if !equalEvents(got, seen) {
 			t.Fatalf("the late tab got %s, the live one %s", types(got), types(seen))
@@ -67,7 +73,7 @@ func TestLateJoinWindowReplaysAnAnswerThatJustEnded(t *testing.T) {
 	})
 
 	t.Run("over SSE", func(t *testing.T) {
-		s := start(t, "", nil, instant...)
+		s := start(t, "", nil, args...)
 		req := s.ask(t, "", session, first, "fr")
 		s.waitForAnswers(t, 1)
 		sse := sseSubscribe(t, s, session, "")
@@ -93,8 +99,11 @@ func TestCursorAtAnEndIsNotGivenThatAnswerAgain(t *testing.T) {
 		return seen[len(seen)-1].Cursor
 	}
 
+	// A replay wrongly scheduled would come at once, before the next answer.
+	args := append([]string{"--late-join-grace", "1ms"}, instant...)
+
 	t.Run("WebSocket", func(t *testing.T) {
-		s := start(t, "", nil, instant...)
+		s := start(t, "", nil, args...)
 		cursor := seenLive(t, s)
 		back := dialWS(t, s)
 		back.init(nil)
@@ -106,7 +115,7 @@ func TestCursorAtAnEndIsNotGivenThatAnswerAgain(t *testing.T) {
 	})
 
 	t.Run("SSE", func(t *testing.T) {
-		s := start(t, "", nil, instant...)
+		s := start(t, "", nil, args...)
 		cursor := seenLive(t, s)
 		sse := sseSubscribe(t, s, session, cursor)
 		s.waitForSubscriptions(t, 1) // so the second question comes after it
@@ -118,7 +127,7 @@ func TestCursorAtAnEndIsNotGivenThatAnswerAgain(t *testing.T) {
 func TestWithoutLateJoinWindowAnEndedAnswerIsNotReplayed(t *testing.T) {
 	const session = "s-nowindow"
 	first, second := "Was I too quick?", "And now?"
-	args := append([]string{"--late-join-window", "0s"}, instant...)
+	args := append([]string{"--late-join-window", "0s", "--late-join-grace", "1ms"}, instant...)
 
 	t.Run("WebSocket", func(t *testing.T) {
 		s := start(t, "", nil, args...)

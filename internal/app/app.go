@@ -168,7 +168,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			return fmt.Errorf("--trusted-proxies: %w", err)
 		}
 		refusals := ratelimit.NewRefusals(log)
-		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow})
+		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow, LateJoinGrace: cfg.LateJoinGrace})
 		defer h.Close()
 		guard := auth.NewGuard(b, ratelimit.New(cfg.SessionRate, cfg.SessionBurst))
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{

@@ -1326,6 +1326,22 @@ func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	return nil
 }
 
+// LatestTurn returns the newest turn record of a session, nil for none.
+func (b *Bus) LatestTurn(ctx context.Context, session string) (*chat.Turn, error) {
+	last, err := b.turns.GetLastMsgForSubject(ctx, turnSubject(session))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest turn of %s: %w", session, err)
+	}
+	var t chat.Turn
+	if err := json.Unmarshal(last.Data, &t); err != nil {
+		return nil, fmt.Errorf("decode turn %d: %w", last.Sequence, err)
+	}
+	return &t, nil
+}
+
 // Conversation loads every turn of a session.
 func (b *Bus) Conversation(ctx context.Context, session string) (chat.Conversation, error) {
 	conv := chat.Conversation{SessionID: session}

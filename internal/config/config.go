@@ -27,6 +27,7 @@ type Config struct {
 	DemoRepeat      int
 	EventRetention  time.Duration
 	LateJoinWindow  time.Duration
+	LateJoinGrace   time.Duration
 	MaxDeliver      int
 	WSReadLimit     int64
 	WriteTimeout    time.Duration
@@ -134,6 +135,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.DemoRepeat, "demo-repeat", 1, "demo model: repeat each answer this many times (for load tests)")
 	fs.DurationVar(&c.EventRetention, "event-retention", 24*time.Hour, "how long a session's events stay replayable for late joiners")
 	fs.DurationVar(&c.LateJoinWindow, "late-join-window", 10*time.Second, "a subscription without a cursor is replayed the session's latest answer if it ended less than this long ago (a client that asks before its subscription is live loses nothing; 0: only answers in flight)")
+	fs.DurationVar(&c.LateJoinGrace, "late-join-grace", 2*time.Second, "such a replay waits this long for the subscriber's own question first: a client that subscribes, then asks a follow-up, gets the new answer, not the previous one again")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", 5, "how often one request may be handed to a worker")
 	fs.Int64Var(&c.WSReadLimit, "ws-read-limit", 256<<10, "largest WebSocket message accepted from a client, in bytes")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", 10*time.Second, "deadline for writing one frame to a client")
@@ -288,8 +290,8 @@ func (c *Config) validate() error {
 	if c.SessionTTL > 0 && c.SessionTTL < c.EventRetention {
 		errs = append(errs, errors.New("--session-ttl must not be shorter than --event-retention: a session's events must not outlive it"))
 	}
-	if c.LateJoinWindow < 0 {
-		errs = append(errs, errors.New("--late-join-window must not be negative"))
+	if c.LateJoinWindow < 0 || c.LateJoinGrace <= 0 {
+		errs = append(errs, errors.New("--late-join-window must not be negative, --late-join-grace must be positive"))
 	}
 	if c.CoalesceWindow < 0 || c.CoalesceBytes < 0 || c.CoalesceChunks < 0 || c.DemoTTFT < 0 || c.DemoTokenGap < 0 {
 		errs = append(errs, errors.New("coalescing and demo settings must not be negative"))

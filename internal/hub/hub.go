@@ -20,6 +20,9 @@ type Source interface {
 	LastEvent(ctx context.Context, session string) (*chat.Event, error)
 	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
 	History(ctx context.Context) (first, last uint64, err error)
+	// LatestTurn is the newest turn record of a session's conversation,
+	// nil for none: a question asked after an answer shows there first.
+	LatestTurn(ctx context.Context, session string) (*chat.Turn, error)
 }
 
 // Sink receives a subscriber's events. Deliver (live events) must not block:
@@ -78,9 +81,10 @@ type Hub struct {
 	// replays history.
 	maxPending int
 	// lateJoin is how long after an answer ended a subscriber without a
-	// cursor is still replayed it (see Subscribe).
-	lateJoin time.Duration
-	now      func() time.Time
+	// cursor is still replayed it, after lateGrace (see Subscribe).
+	lateJoin  time.Duration
+	lateGrace time.Duration
+	now       func() time.Time
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -97,6 +101,12 @@ type Config struct {
 	// asks before its subscription is live (the AWS sample's UI does) must
 	// not lose a fast answer. 0 replays only answers still in flight.
 	LateJoinWindow time.Duration
+	// LateJoinGrace is how long such a replay waits for the subscriber's
+	// own question (default 2 s): a client that subscribes just before it
+	// asks a follow-up must get the new answer, not the previous one again
+	// (the AWS sample's UI subscribes anew for every question and stops
+	// at the first #END_STREAM#).
+	LateJoinGrace time.Duration
 }
 
 // New returns a hub reading from src.
@@ -104,7 +114,11 @@ func New(src Source, log *slog.Logger, cfg Config) *Hub {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 1024
 	}
-	return &Hub{src: src, log: log, maxPending: cfg.MaxPending, lateJoin: cfg.LateJoinWindow, now: time.Now, sessions: make(map[string]*session)}
+	if cfg.LateJoinGrace <= 0 {
+		cfg.LateJoinGrace = 2 * time.Second
+	}
+	return &Hub{src: src, log: log, maxPending: cfg.MaxPending, lateJoin: cfg.LateJoinWindow, lateGrace: cfg.LateJoinGrace,
+		now: time.Now, sessions: make(map[string]*session)}
 }
 
 type session struct {
@@ -136,6 +150,18 @@ type Subscriber struct {
 	// could receive live events: everything after it reaches it live (held
 	// in pending while it replays), so replay must not go past it.
 	base uint64
+	// live is set once a live event has been delivered to the subscriber.
+	live bool
+	// late is the replay of an answer that had just ended when the
+	// subscriber came, waiting for the grace to pass.
+	late *time.Timer
+}
+
+// endedAnswer is the history range of an answer that ended within the
+// late-join window.
+type endedAnswer struct {
+	request    string
+	start, end uint64
 }
 
 // Subscribers reports how many subscriptions are attached on this node.
@@ -190,10 +216,10 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 			return nil
 		})
 	}
-	from, err := h.replayStart(ctx, sessionID, after, upTo)
+	from, ended, err := h.replayStart(ctx, sessionID, after, upTo)
 	if errors.Is(err, ErrHistoryGone) {
 		// Say so instead of skipping silently, then go on from now.
-		from, err = upTo+1, sink.Replay(ctx, &Shared{Event: chat.Event{
+		from, ended, err = upTo+1, nil, sink.Replay(ctx, &Shared{Event: chat.Event{
 			Type: chat.EventResync, SessionID: sessionID, TimeStamp: time.Now().UTC(),
 			Message: "history no longer reaches the cursor; reload the conversation",
 		}})
@@ -232,43 +258,114 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 			sub.detachLocked()
 			return nil, errSlow
 		}
+		sub.live = true
 	}
 	sub.pending = nil
 	sub.replaying = false
+	if ended != nil && !sub.live {
+		h.wg.Add(1)
+		sub.late = time.AfterFunc(h.lateGrace, func() {
+			defer h.wg.Done()
+			h.replayEnded(sub, ended)
+		})
+	}
 	return sub, nil
+}
+
+// replayEnded gives a subscriber the answer that had just ended when it
+// subscribed, unless in the meantime it was sent a live event or a newer
+// question was asked in the session: then the subscriber came for that one.
+// Live events that come while it replays wait, as during Subscribe's replay.
+func (h *Hub) replayEnded(sub *Subscriber, ended *endedAnswer) {
+	sess := sub.sess
+	sess.mu.Lock()
+	if sub.closed || sub.live {
+		sess.mu.Unlock()
+		return
+	}
+	sub.replaying = true
+	newest := make(map[string]uint64, len(sess.attempts))
+	for req, attempt := range sess.attempts {
+		newest[req] = attempt
+	}
+	sess.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	replay := true
+	if ended.request != "" {
+		turn, err := h.src.LatestTurn(ctx, sess.id)
+		replay = err == nil && (turn == nil || turn.RequestID == ended.request)
+	}
+	var err error
+	if replay {
+		err = h.src.ReplayEvents(ctx, sess.id, ended.start, ended.end, func(ev chat.Event) error {
+			if chat.Stale(newest, &ev) {
+				return nil
+			}
+			return sub.sink.Replay(ctx, &Shared{Event: ev})
+		})
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if err != nil {
+		h.log.Debug("late-join replay", "session", sess.id, "err", err)
+		sub.detachLocked()
+		return
+	}
+	for _, sh := range sub.pending {
+		if sub.closed {
+			break
+		}
+		if !sub.sink.Deliver(sh) {
+			sub.detachLocked()
+			break
+		}
+		sub.live = true
+	}
+	sub.pending = nil
+	sub.replaying = false
 }
 
 var errSlow = errors.New("subscriber queue overflowed during replay")
 
 // replayStart decides the first history position a new subscriber replays.
-// upTo is the newest position live delivery has covered for this node.
-func (h *Hub) replayStart(ctx context.Context, sessionID string, after *uint64, upTo uint64) (uint64, error) {
+// upTo is the newest position live delivery has covered for this node. An
+// answer that ended within the late-join window is not replayed at once but
+// returned as ended, for replayEnded after the grace.
+func (h *Hub) replayStart(ctx context.Context, sessionID string, after *uint64, upTo uint64) (uint64, *endedAnswer, error) {
 	if after != nil {
 		first, _, err := h.src.History(ctx)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if *after+1 < first {
-			return 0, ErrHistoryGone
+			return 0, nil, ErrHistoryGone
 		}
-		return *after + 1, nil
+		return *after + 1, nil, nil
 	}
 	last, err := h.src.LastEvent(ctx, sessionID)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if last == nil {
-		return upTo + 1, nil
+		return upTo + 1, nil, nil
 	}
 	start := last.AnswerStart()
+	if start == 0 || start > upTo {
+		return upTo + 1, nil, nil
+	}
 	// An answer is in flight if the newest event does not end it, or if it
 	// ended after the point this node has delivered (its start may be before).
-	// One that ended just now is replayed too: its asker may have sent the
-	// question before subscribing.
-	if start > 0 && start <= upTo && (!last.Type.Terminal() || last.Seq > upTo || h.endedRecently(last)) {
-		return start, nil
+	if !last.Type.Terminal() || last.Seq > upTo {
+		return start, nil, nil
 	}
-	return upTo + 1, nil
+	// One that ended just now may be the subscriber's own: its asker may
+	// have sent the question before subscribing.
+	if h.endedRecently(last) {
+		return upTo + 1, &endedAnswer{request: last.RequestID, start: start, end: last.Seq}, nil
+	}
+	return upTo + 1, nil, nil
 }
 
 // endedRecently reports whether ev ends an answer less than the late-join
@@ -353,7 +450,9 @@ func (h *Hub) dispatch(sess *session, ev chat.Event) {
 		}
 		if !sub.sink.Deliver(sh) {
 			sub.detachLocked()
+			continue
 		}
+		sub.live = true
 	}
 }
 
@@ -364,6 +463,7 @@ func (s *Subscriber) detachLocked() {
 		return
 	}
 	s.closed = true
+	s.stopLate()
 	delete(s.sess.subs, s)
 	if len(s.sess.subs) == 0 {
 		// The caller may be the watch's own callback, which stop waits for.
@@ -380,11 +480,20 @@ func (s *Subscriber) Close() {
 	s.sess.mu.Lock()
 	wasOpen := !s.closed
 	s.closed = true
+	s.stopLate()
 	delete(s.sess.subs, s)
 	empty := len(s.sess.subs) == 0
 	s.sess.mu.Unlock()
 	if wasOpen && empty {
 		s.hub.release(s.sess)
+	}
+}
+
+// stopLate cancels a late-join replay still waiting for its grace; sess.mu
+// is held.
+func (s *Subscriber) stopLate() {
+	if s.late != nil && s.late.Stop() {
+		s.hub.wg.Done()
 	}
 }
 
@@ -417,6 +526,11 @@ func (h *Hub) Close() {
 		if sess.stop != nil {
 			sess.stop()
 		}
+		sess.mu.Lock()
+		for sub := range sess.subs {
+			sub.stopLate()
+		}
+		sess.mu.Unlock()
 	}
 	h.wg.Wait()
 }

@@ -15,11 +15,24 @@ import (
 // memory is an in-memory event history with the bus's contract.
 type memory struct {
 	mu       sync.Mutex
-	events   []chat.Event // events[i].Seq == i+1
+	events   []chat.Event         // events[i].Seq == i+1
+	turns    map[string]chat.Turn // the latest per session
 	watchers map[string]func(chat.Event)
 }
 
-func newMemory() *memory { return &memory{watchers: map[string]func(chat.Event){}} }
+func (m *memory) LatestTurn(ctx context.Context, session string) (*chat.Turn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.turns[session]
+	if !ok {
+		return nil, nil
+	}
+	return &t, nil
+}
+
+func newMemory() *memory {
+	return &memory{watchers: map[string]func(chat.Event){}, turns: map[string]chat.Turn{}}
+}
 
 func (m *memory) publish(ev chat.Event) {
 	m.mu.Lock()
@@ -134,45 +147,67 @@ func TestLateSubscriberGetsTheAnswerInFlightFromStart(t *testing.T) {
 }
 
 // An answer that ended just before a subscription without a cursor started
-// is replayed to it whole, once; an older one, or one the subscriber passed a
-// cursor beyond, is not.
+// is replayed to it whole, once, after the grace; an older one, one the
+// subscriber passed a cursor beyond, or one followed by a newer question or
+// a live event within the grace (the subscriber came for the next answer)
+// is not.
 func TestLateJoinWindowReplaysAnAnswerThatJustEnded(t *testing.T) {
 	ended := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	m := newMemory()
-	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "old"})
-	m.publish(chat.Event{Type: chat.EventEnd, SessionID: "s", RequestID: "old", Index: 1, StartSeq: 1, TimeStamp: ended.Add(-time.Minute)})
-	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r"})
-	m.publish(chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 1, Message: "a", StartSeq: 3})
-	m.publish(chat.Event{Type: chat.EventError, SessionID: "s", RequestID: "r", Index: 2, StartSeq: 3, TimeStamp: ended})
 	cursor := uint64(5)
 	for _, tc := range []struct {
-		name  string
-		since time.Duration // from the end to the subscription
-		after *uint64
-		want  []chat.EventType
+		name     string
+		since    time.Duration // from the end to the subscription
+		after    *uint64
+		followUp func(m *memory) // during the grace
+		want     []chat.EventType
 	}{
-		{"within the window", 9 * time.Second, nil, []chat.EventType{chat.EventStart, chat.EventDelta, chat.EventError}},
-		{"past the window", 11 * time.Second, nil, nil},
-		{"a cursor at its end", time.Second, &cursor, nil},
+		{"within the window", 9 * time.Second, nil, nil, []chat.EventType{chat.EventStart, chat.EventDelta, chat.EventError}},
+		{"past the window", 11 * time.Second, nil, nil, nil},
+		{"a cursor at its end", time.Second, &cursor, nil, nil},
+		{"a newer question is asked", time.Second, nil, func(m *memory) {
+			m.mu.Lock()
+			m.turns["s"] = chat.Turn{RequestID: "r2", Role: chat.RoleUser}
+			m.mu.Unlock()
+		}, nil},
+		{"the next answer starts", time.Second, nil, func(m *memory) {
+			m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r2"})
+		}, []chat.EventType{chat.EventStart}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)), Config{MaxPending: 64, LateJoinWindow: 10 * time.Second})
+			m := newMemory()
+			m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "old"})
+			m.publish(chat.Event{Type: chat.EventEnd, SessionID: "s", RequestID: "old", Index: 1, StartSeq: 1, TimeStamp: ended.Add(-time.Minute)})
+			m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r"})
+			m.publish(chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 1, Message: "a", StartSeq: 3})
+			m.publish(chat.Event{Type: chat.EventError, SessionID: "s", RequestID: "r", Index: 2, StartSeq: 3, TimeStamp: ended})
+			m.turns["s"] = chat.Turn{RequestID: "r", Role: chat.RoleAssistant}
+
+			h := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)), Config{MaxPending: 64, LateJoinWindow: 10 * time.Second, LateJoinGrace: time.Hour})
 			defer h.Close()
 			h.now = func() time.Time { return ended.Add(tc.since) }
 			s := &sink{ch: make(chan *Shared, 100)}
-			if _, err := h.Subscribe(context.Background(), "s", tc.after, s); err != nil {
+			sub, err := h.Subscribe(context.Background(), "s", tc.after, s)
+			if err != nil {
 				t.Fatal(err)
 			}
+			if len(s.ch) != 0 {
+				t.Fatalf("replayed at once, before the grace: %v", (<-s.ch).Event)
+			}
+			if tc.followUp != nil {
+				tc.followUp(m)
+			}
+			sub.sess.mu.Lock()
+			if sub.late != nil {
+				sub.late.Reset(0) // the grace is over
+			}
+			sub.sess.mu.Unlock()
+			h.wg.Wait()
 			var got []chat.EventType
 			for len(s.ch) > 0 {
-				sh := <-s.ch
-				if sh.Event.RequestID != "r" {
-					t.Fatalf("replayed %+v", sh.Event)
-				}
-				got = append(got, sh.Event.Type)
+				got = append(got, (<-s.ch).Event.Type)
 			}
 			if !slices.Equal(got, tc.want) {
-				t.Fatalf("replayed %v, want %v", got, tc.want)
+				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
 	}
