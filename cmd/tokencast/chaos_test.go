@@ -131,7 +131,7 @@ func newCluster(t *testing.T) *cluster {
 	// answer must survive the chaos, so the budget is out of the way.
 	common := []string{"--ack-wait", "1s", "--max-deliver", "100", "--log-level", "info"}
 	c.apiArgs = append([]string{"--role", "api", "--data-dir", c.dir, "--nats-listen", c.natsAddr,
-		"--ask-rate", "0", "--shutdown-timeout", "5s"}, common...)
+		"--ask-rate", "0", "--session-rate", "0", "--max-pending-conns-per-addr", "1000", "--shutdown-timeout", "5s"}, common...)
 	// Each answer lasts about 1.5 s: 200 ms to the first token, then about
 	// 40 tokens 30 ms apart, each its own DELTA.
 	c.wrkrArgs = append([]string{"--role", "worker", "--nats-url", "nats://" + c.natsAddr, "--data-dir", t.TempDir(),

@@ -143,7 +143,7 @@ func TestClusterSurvivesLosingANATSNodeAndAWorker(t *testing.T) {
 		addr := freeAddr(t)
 		apiAddrs = append(apiAddrs, addr)
 		apis = append(apis, startChild(t, fmt.Sprintf("api-%d", i), tcBin, append([]string{"serve", "--role", "api",
-			"--addr", addr, "--data-dir", t.TempDir(), "--ask-rate", "0"}, common...)...))
+			"--addr", addr, "--data-dir", t.TempDir(), "--ask-rate", "0", "--session-rate", "0", "--max-pending-conns-per-addr", "1000"}, common...)...))
 	}
 	for i := range 2 {
 		workers = append(workers, startChild(t, fmt.Sprintf("worker-%d", i), tcBin, append([]string{"serve", "--role", "worker",

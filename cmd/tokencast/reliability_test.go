@@ -507,7 +507,7 @@ func TestShutdownRefusesNewConnectionsAndAsks(t *testing.T) {
 // pull is refused on the way.
 func TestWorkersBeyondTheQueuesPullLimit(t *testing.T) {
 	const answers = 600
-	s := start(t, "", nil, "--workers", strconv.Itoa(answers), "--ask-rate", "0", "--demo-ttft", "1m")
+	s := start(t, "", nil, "--workers", strconv.Itoa(answers), "--ask-rate", "0", "--session-rate", "0", "--demo-ttft", "1m")
 	for i := range answers {
 		s.ask(t, "", fmt.Sprintf("pull-%d", i), "hello", "en")
 	}

@@ -845,3 +845,46 @@ func TestIdleSessionsExpire(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A damaged ownership store fails closed: with the session-owner bucket's
+// file truncated, a session that has a conversation is refused to everyone
+// (never handed to the first who asks), and the log says why.
+func TestDamagedOwnerStoreFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA + ",bob:" + keyB}
+	s := start(t, dir, env, fast...)
+	alice := subscribed(t, s, "s-owned", map[string]any{"x-api-key": keyA})
+	r := s.ask(t, keyA, "s-owned", "my secret plans", "en")
+	alice.answer("1", r)
+	alice.conn.CloseNow()
+	s.stop()
+
+	blocks, err := filepath.Glob(filepath.Join(dir, "nats", "jetstream", "*", "streams", "KV_TC_SESSIONS", "msgs", "*.blk"))
+	if err != nil || len(blocks) == 0 {
+		t.Fatalf("no block file of the owner bucket under %s: %v", dir, err)
+	}
+	for _, b := range blocks {
+		if err := os.Truncate(b, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := start(t, dir, env, fast...)
+	_, resp := s2.post(t, keyB, conversationQuery, map[string]any{"s": "s-owned"})
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeUnavailable || strings.Contains(string(resp.Data), "secret") {
+		t.Fatalf("bob on a session whose owner record is lost: %s %+v, want UNAVAILABLE and nothing of it", resp.Data, resp.Errors)
+	}
+	// Over a WebSocket too, and for alice herself: nobody may claim it.
+	c := dialWS(t, s2)
+	c.init(map[string]any{"x-api-key": keyA})
+	c.subscribe("1", "s-owned")
+	if m := c.must(5 * time.Second); m.Type != "error" || !strings.Contains(string(m.Payload), chat.CodeUnavailable) {
+		t.Fatalf("a subscription to it: %s %s", m.Type, m.Payload)
+	}
+	if logs := s2.stderr.String(); !strings.Contains(logs, "refused a session whose owner is missing") {
+		t.Fatalf("the log does not say why:\n%s", logs)
+	}
+	// The embedded NATS's own warnings about the file reach our log.
+	if logs := s2.stderr.String(); !strings.Contains(logs, "component=nats") || !strings.Contains(logs, "KV_TC_SESSIONS") {
+		t.Fatalf("the embedded NATS said nothing of the damaged file:\n%s", logs)
+	}
+}

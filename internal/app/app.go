@@ -170,7 +170,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		refusals := ratelimit.NewRefusals(log)
 		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow, LateJoinGrace: cfg.LateJoinGrace})
 		defer h.Close()
-		guard := auth.NewGuard(b, ratelimit.New(cfg.SessionRate, cfg.SessionBurst))
+		guard := auth.NewGuard(b, ratelimit.New(cfg.SessionRate, cfg.SessionBurst), log)
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
 			ModelNames: modelNames, DefaultModel: defaultModel,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -17,7 +18,14 @@ type OwnerStore interface {
 	// look-up by the owner (user) counts as a use of the session.
 	SessionOwner(ctx context.Context, session, user string) (owner string, found bool, err error)
 	ClaimSession(ctx context.Context, session, owner string) (string, error)
+	// HasConversation reports whether a session has stored turns.
+	HasConversation(ctx context.Context, session string) (bool, error)
 }
+
+// ErrOwnerLost says a session has a conversation but no owner record: the
+// ownership store lost it (a damaged file, a restore from an older copy).
+// Nobody may claim such a session; an operator must look.
+var ErrOwnerLost = errors.New("the session has a conversation but no owner record: the ownership store may be damaged")
 
 // ClaimLimiter bounds how often a principal may claim new sessions.
 type ClaimLimiter interface {
@@ -30,13 +38,14 @@ type ClaimLimiter interface {
 type Guard struct {
 	store  OwnerStore
 	claims ClaimLimiter
+	log    *slog.Logger
 }
 
 // NewGuard returns a guard over store; claims (may be nil) bounds how often
 // one principal (or, for a public key, one address) may claim a new session,
 // so a flood of session ids cannot fill the store.
-func NewGuard(store OwnerStore, claims ClaimLimiter) *Guard {
-	return &Guard{store: store, claims: claims}
+func NewGuard(store OwnerStore, claims ClaimLimiter, log *slog.Logger) *Guard {
+	return &Guard{store: store, claims: claims, log: log}
 }
 
 // Authorize claims the session for p if it is free, and refuses p if another
@@ -54,6 +63,16 @@ func (g *Guard) Authorize(ctx context.Context, p *Principal, session string) err
 		return fmt.Errorf("authorize session: %w", err)
 	}
 	if !found {
+		// Turns expire before their owner record (see bus.Config.SessionTTL),
+		// so turns without an owner mean a damaged store, never a free
+		// session: fail closed.
+		if has, err := g.store.HasConversation(ctx, session); err != nil || has {
+			if err == nil {
+				err = ErrOwnerLost
+				g.log.Error("refused a session whose owner is missing", "session", session, "principal", p.ID, "err", err)
+			}
+			return fmt.Errorf("authorize session %s: %w", session, err)
+		}
 		if g.claims != nil {
 			if ok, wait := g.claims.Allow(p.LimitKey(ClientAddrFrom(ctx))); !ok {
 				return &RateLimitedError{RetryAfter: wait}

@@ -330,7 +330,9 @@ func startInProcess(ctx context.Context, cfg *Config, llm *fakeLLM, stderr io.Wr
 		"--addr", addr, "--data-dir", dir, "--mode", "dev",
 		// A worker slot per session: every answer streams at once.
 		"--workers", strconv.Itoa(max(8, cfg.Sessions)),
-		"--ask-rate", "0", "--max-conns", conns, "--max-conns-per-principal", conns,
+		"--ask-rate", "0", "--session-rate", "0", "--max-conns", conns, "--max-conns-per-principal", conns,
+		// Every client connects from this machine's one address.
+		"--max-pending-conns", conns, "--max-pending-conns-per-addr", conns,
 		// Every chunk is its own frame unless --server-args says otherwise:
 		// the figures measure delivery, not the coalescing window.
 		"--coalesce-window", "0", "--log-level", "warn",

@@ -157,7 +157,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.URLs != "" {
 		b.nc, err = connectExternal(cfg, b.noteDialError)
 	} else {
-		b.srv, b.nc, err = embed(cfg)
+		b.srv, b.nc, err = embed(cfg, log)
 	}
 	if err != nil {
 		return nil, err
@@ -276,7 +276,7 @@ func (b *Bus) noteDialError(err error) {
 }
 
 // embed starts a NATS server in this process and connects to it in process.
-func embed(cfg Config) (*server.Server, *nats.Conn, error) {
+func embed(cfg Config, log *slog.Logger) (*server.Server, *nats.Conn, error) {
 	opts := &server.Options{
 		ServerName:         "tokencast",
 		JetStream:          true,
@@ -301,6 +301,9 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("create embedded nats: %w", err)
 	}
+	// Its warnings and errors (a damaged store it repaired, a disk it
+	// cannot write) are ours to report.
+	srv.SetLogger(natsLogger{log.With("component", "nats")}, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
@@ -314,6 +317,17 @@ func embed(cfg Config) (*server.Server, *nats.Conn, error) {
 	}
 	return srv, nc, nil
 }
+
+// natsLogger passes the embedded server's log to ours: its notices at
+// debug (it is chatty at start), warnings at warn, errors at error.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  {}
+func (l natsLogger) Tracef(format string, v ...any)  {}
 
 // clusterOptions makes the embedded server a cluster node when routes are
 // configured. A node must listen for routes, so DontListen is off; clients
@@ -1340,6 +1354,12 @@ func (b *Bus) LatestTurn(ctx context.Context, session string) (*chat.Turn, error
 		return nil, fmt.Errorf("decode turn %d: %w", last.Sequence, err)
 	}
 	return &t, nil
+}
+
+// HasConversation reports whether a session has stored turns.
+func (b *Bus) HasConversation(ctx context.Context, session string) (bool, error) {
+	t, err := b.LatestTurn(ctx, session)
+	return t != nil, err
 }
 
 // Conversation loads every turn of a session.

@@ -81,7 +81,7 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 	h := hub.New(o.source(b), log, hub.Config{MaxPending: 64})
 	clients, _ := auth.ParseKeys(clientKey, auth.Client)
 	services, _ := auth.ParseKeys(serviceKey, auth.Service)
-	guard := auth.NewGuard(b, nil)
+	guard := auth.NewGuard(b, nil, log)
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
 		Store: b, MaxMessageBytes: 1024, Log: log, Sessions: guard, Asks: ratelimit.New(0, 1),
 		ModelNames: []string{"demo:default"}, DefaultModel: "demo:default",

@@ -81,9 +81,9 @@ type conn struct {
 	// pending: the connection holds a pending slot (not authenticated
 	// yet); once it has a principal it holds a node slot instead.
 	pending bool
-	acked     bool
-	inits     int
-	subs      map[string]*subscription
+	acked   bool
+	inits   int
+	subs    map[string]*subscription
 }
 
 type subscription struct {
