@@ -888,3 +888,17 @@ func TestDamagedOwnerStoreFailsClosed(t *testing.T) {
 		t.Fatalf("the embedded NATS said nothing of the damaged file:\n%s", logs)
 	}
 }
+
+// The embedded NATS has no authentication: production mode opens it to the
+// network only when told to, and then says so.
+func TestProductionRefusesAnOpenEmbeddedNATS(t *testing.T) {
+	getenv := func(k string) string { return map[string]string{"TOKENCAST_API_KEYS": keyA}[k] }
+	err := run(context.Background(), []string{"serve", "--mode", "prod", "--addr", freeAddr(t), "--data-dir", t.TempDir(), "--nats-listen", freeAddr(t)}, getenv, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--nats-unauthenticated") {
+		t.Fatalf("prod with --nats-listen: %v", err)
+	}
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": keyA}, append(fast, "--mode", "prod", "--nats-listen", freeAddr(t), "--nats-unauthenticated")...)
+	if logs := s.stderr.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "without authentication") {
+		t.Fatalf("no warning at start:\n%s", logs)
+	}
+}

@@ -89,6 +89,12 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			return errors.New("--allowed-origins \"*\" is for development mode only: list the origins")
 		}
 	}
+	if exposed := cfg.NATSListen != "" || cfg.NATSClusterListen != ""; exposed && !dev {
+		if !cfg.NATSUnauthenticated {
+			return errors.New("refusing to open the embedded NATS (--nats-listen, --nats-cluster-listen) in production mode: it has no authentication, so anyone who reaches the port reads and writes every conversation; use an external NATS with credentials (--nats-url, --nats-creds), or firewall the ports and pass --nats-unauthenticated")
+		}
+		log.Warn("the embedded NATS listens without authentication (--nats-unauthenticated): firewall its ports", "nats_listen", cfg.NATSListen, "nats_cluster_listen", cfg.NATSClusterListen)
+	}
 
 	b, err := bus.Open(ctx, bus.Config{
 		DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, SessionTTL: cfg.SessionTTL, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,

@@ -85,6 +85,10 @@ type Config struct {
 	NATSCert   string
 	NATSKey    string
 	NATSListen string
+	// NATSUnauthenticated allows, in production mode, the embedded NATS to
+	// listen on --nats-listen or --nats-cluster-listen without
+	// authentication.
+	NATSUnauthenticated bool
 	// The embedded NATS joins a cluster of its peers when these are set.
 	NATSClusterListen string
 	NATSRoutes        string
@@ -198,6 +202,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.StringVar(&c.NATSCert, "nats-cert", "", "PEM client certificate file for an external NATS that verifies clients (mutual TLS; needs --nats-key)")
 	fs.StringVar(&c.NATSKey, "nats-key", "", "PEM private key file for --nats-cert")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "let other processes (workers) connect to the embedded NATS on host:port")
+	fs.BoolVar(&c.NATSUnauthenticated, "nats-unauthenticated", false, "production mode: let the embedded NATS listen (--nats-listen, --nats-cluster-listen) although it has no authentication; anyone who reaches those ports reads and writes every conversation, so firewall them")
 	fs.StringVar(&c.NATSClusterListen, "nats-cluster-listen", "", "embedded NATS: accept cluster routes from its peers on host:port (joins a JetStream cluster; needs --nats-routes)")
 	fs.StringVar(&c.NATSRoutes, "nats-routes", "", "embedded NATS: comma-separated route URLs of the cluster's nodes (nats://host:port, its own may be listed)")
 	fs.StringVar(&c.NATSClusterName, "nats-cluster-name", "tokencast", "embedded NATS: cluster name, the same on every node")
