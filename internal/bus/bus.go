@@ -208,14 +208,19 @@ func (b *Bus) setupWhenReady(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		err = b.whyNotConnected(err)
+		// One reading of the connection for everything below: nats.go
+		// reports why an attempt failed from another goroutine, and two
+		// readings could straddle that report, giving an error without
+		// its reason or logging a certificate problem as a retry.
+		conn := b.connState()
+		err = conn.whyNotConnected(err)
 		// nats.go closes the connection for good when a server refuses the
 		// same credentials twice: waiting longer cannot help.
 		// Nor can it when TLS failed on a certificate, ours or the server's.
-		if ctx.Err() != nil || time.Now().After(deadline) || b.nc.IsClosed() || certificateRefused(b.lastConnError()) {
+		if ctx.Err() != nil || time.Now().After(deadline) || conn.status == nats.CLOSED || certificateRefused(conn.last) {
 			return err
 		}
-		if b.nc.IsConnected() || b.lastConnError() != nil {
+		if conn.connected() || conn.last != nil {
 			b.log.Warn("NATS JetStream not ready yet; retrying", "err", err)
 		} else {
 			// The first connection attempt has not finished: with no
@@ -224,7 +229,7 @@ func (b *Bus) setupWhenReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return b.whyNotConnected(ctx.Err())
+			return b.connState().whyNotConnected(ctx.Err())
 		case <-time.After(wait):
 		}
 	}
@@ -239,17 +244,37 @@ func certificateRefused(err error) bool {
 	return errors.As(err, &verify) || errors.As(err, &alert)
 }
 
-// whyNotConnected adds to err, when NATS is not connected, the reason the
+// connState is one reading of the connection to NATS: its status and
+// lastConnError.
+type connState struct {
+	status nats.Status
+	last   error
+}
+
+func (b *Bus) connState() connState {
+	return connState{status: b.nc.Status(), last: b.lastConnError()}
+}
+
+// connected is nats.Conn.IsConnected for this reading.
+func (s connState) connected() bool {
+	switch s.status {
+	case nats.CONNECTED, nats.DRAINING_SUBS, nats.DRAINING_PUBS:
+		return true
+	}
+	return false
+}
+
+// whyNotConnected adds to err, when NATS was not connected, the reason the
 // server last gave: a timeout alone does not say that it refused our
 // credentials or our certificate.
-func (b *Bus) whyNotConnected(err error) error {
-	if b.nc.IsConnected() {
+func (s connState) whyNotConnected(err error) error {
+	if s.connected() {
 		return err
 	}
-	if last := b.lastConnError(); last != nil {
-		return fmt.Errorf("%w; nats not connected: %w", err, last)
+	if s.last != nil {
+		return fmt.Errorf("%w; nats not connected: %w", err, s.last)
 	}
-	return fmt.Errorf("%w; nats not connected (%s)", err, b.nc.Status())
+	return fmt.Errorf("%w; nats not connected (%s)", err, s.status)
 }
 
 // lastConnError is the server's last word on a failed connection (a refused

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -343,6 +344,9 @@ func TestExternalNATSCertificateProblemFailsAtOnce(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 		t.Fatalf("Open: %v, want it to say the certificate's authority is unknown", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open: %v, want it to give up on its own, not when its context ended", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
