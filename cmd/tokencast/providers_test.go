@@ -282,7 +282,13 @@ func TestCancelReachesTheProvider(t *testing.T) {
 			if tc.model == "slow" {
 				c.next("1") // the first DELTA
 			} else {
-				time.Sleep(200 * time.Millisecond) // the request is upstream
+				// Cancelled before it is sent, the request would never
+				// reach the fake to be abandoned there.
+				for deadline := time.Now().Add(10 * time.Second); len(f.callTimes(tc.model)) == 0; time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the request never reached the provider")
+					}
+				}
 			}
 			if !s.cancelAnswer(t, session, req) {
 				t.Fatal("cancel said the answer had ended")
