@@ -159,23 +159,7 @@ func (c *wsClient) subscribeAfterReplayed(id, session, after string) []event {
 	c.t.Helper()
 	c.send(map[string]any{"id": id, "type": "subscribe", "payload": map[string]any{"query": subscriptionAfter,
 		"variables": map[string]any{"sessionId": session, "after": after}}})
-	c.send(map[string]any{"type": "ping"})
-	var got []event
-	for {
-		m := c.must(10 * time.Second)
-		if m.Type == "pong" {
-			return got
-		}
-		var p struct {
-			Data struct {
-				OnSendMessage event `json:"onSendMessage"`
-			} `json:"data"`
-		}
-		if m.Type != "next" || m.ID != id || json.Unmarshal(m.Payload, &p) != nil {
-			c.t.Fatalf("got %s %s", m.Type, m.Payload)
-		}
-		got = append(got, p.Data.OnSendMessage)
-	}
+	return c.replayedUntilPong(id)
 }
 
 // waitForAnswers waits until the server has ended n answers: the worker

@@ -697,6 +697,13 @@ func TestLateJoinerGetsTheAnswerInFlightPastAServicesMessage(t *testing.T) {
 func (c *wsClient) subscribeReplayed(id, session string) []event {
 	c.t.Helper()
 	c.subscribe(id, session)
+	return c.replayedUntilPong(id)
+}
+
+// replayedUntilPong pings and returns the events of subscription id that
+// come before the pong: what it was replayed before it went live.
+func (c *wsClient) replayedUntilPong(id string) []event {
+	c.t.Helper()
 	c.send(map[string]any{"type": "ping"})
 	var got []event
 	for {
