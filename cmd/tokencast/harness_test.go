@@ -337,13 +337,19 @@ func (c *wsClient) next(id string) event {
 	if m.Type != "next" || m.ID != id {
 		c.t.Fatalf("got %s(%s) %s, want next(%s)", m.Type, m.ID, m.Payload, id)
 	}
+	return decodeNext(c.t, m)
+}
+
+// decodeNext reads the onSendMessage event of a next frame.
+func decodeNext(t *testing.T, m wsMsg) event {
+	t.Helper()
 	var p struct {
 		Data struct {
 			OnSendMessage event `json:"onSendMessage"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(m.Payload, &p); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return p.Data.OnSendMessage
 }

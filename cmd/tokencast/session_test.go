@@ -317,3 +317,50 @@ func TestResumeOnEveryDialect(t *testing.T) {
 		check(t, rest)
 	})
 }
+
+// conversation pages: the newest questions first, older ones by before.
+func TestConversationPages(t *testing.T) {
+	s := start(t, "", nil, "--demo-ttft", "1ms", "--demo-token-interval", "1ms")
+	c := subscribed(t, s, "paged", nil)
+	var asked []string
+	for _, q := range []string{"one", "two", "three"} {
+		r := s.ask(t, "", "paged", q, "en")
+		c.answer("1", r)
+		asked = append(asked, r)
+	}
+	const page = `query($s: String!, $last: Int!, $before: ID) { conversation(sessionId: $s, last: $last, before: $before) { hasOlder turns { requestId role status } } }`
+	read := func(last int, before any) ([]string, bool) {
+		t.Helper()
+		status, resp := s.post(t, "", page, map[string]any{"s": "paged", "last": last, "before": before})
+		if status != http.StatusOK || len(resp.Errors) > 0 {
+			t.Fatalf("conversation: %d %+v", status, resp.Errors)
+		}
+		var data struct {
+			Conversation struct {
+				HasOlder bool   `json:"hasOlder"`
+				Turns    []turn `json:"turns"`
+			} `json:"conversation"`
+		}
+		if err := json.Unmarshal(resp.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, tu := range data.Conversation.Turns {
+			ids = append(ids, tu.RequestID+":"+tu.Role)
+		}
+		return ids, data.Conversation.HasOlder
+	}
+	got, older := read(2, nil)
+	want := []string{asked[1] + ":USER", asked[1] + ":ASSISTANT", asked[2] + ":USER", asked[2] + ":ASSISTANT"}
+	if strings.Join(got, " ") != strings.Join(want, " ") || !older {
+		t.Fatalf("newest page %v (older: %v), want %v and older", got, older, want)
+	}
+	got, older = read(2, asked[1])
+	if strings.Join(got, " ") != asked[0]+":USER "+asked[0]+":ASSISTANT" || older {
+		t.Fatalf("older page %v (older: %v)", got, older)
+	}
+	status, resp := s.post(t, "", page, map[string]any{"s": "paged", "last": 501})
+	if status != http.StatusOK || len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeBadInput {
+		t.Fatalf("last 501: %d %+v, want BAD_USER_INPUT", status, resp.Errors)
+	}
+}

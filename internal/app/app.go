@@ -133,7 +133,8 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 	var stopping atomic.Bool
 	ready := map[string]gateway.Readiness{
-		"nats": b.Ready,
+		"nats":    b.Ready,
+		"storage": b.Writable,
 		"serving": func(context.Context) error {
 			if stopping.Load() {
 				return errors.New("shutting down")
@@ -184,7 +185,8 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			Accepting: func() bool { return !stopping.Load() },
 			Asked:     met.Asked,
 		}})
-		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev, Suggestions: dev}
+		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev, Suggestions: dev,
+			OperationTimeout: cfg.OperationTimeout}
 		ops := graph.NewOperations(es, limits, guard)
 		// One set of connection caps for WebSocket and SSE alike.
 		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPendingConns, cfg.MaxPendingPerAddr)

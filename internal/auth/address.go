@@ -24,8 +24,8 @@ func ParseProxies(list string) (Proxies, error) {
 		}
 		if !strings.Contains(item, "/") {
 			a, err := netip.ParseAddr(item)
-			if err != nil {
-				return nil, fmt.Errorf("%q: want a CIDR (10.0.0.0/8) or an address", item)
+			if err != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("%q: want a CIDR (10.0.0.0/8) or an address (without a zone)", item)
 			}
 			p = append(p, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 			continue
@@ -74,12 +74,14 @@ func (p Proxies) ClientAddr(r *http.Request) netip.Addr {
 	return client
 }
 
+// remoteAddr reads a peer address; its zone, if any, is dropped, as no
+// prefix contains a zoned address.
 func remoteAddr(s string) netip.Addr {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap()
+		return ap.Addr().Unmap().WithZone("")
 	}
 	a, _ := netip.ParseAddr(s)
-	return a.Unmap()
+	return a.Unmap().WithZone("")
 }
 
 // forwardedFor reads the chain of addresses a request was forwarded for, in
@@ -105,7 +107,7 @@ func forwardedFor(h http.Header) (chain []netip.Addr, ok bool) {
 			if err != nil {
 				return nil, false
 			}
-			chain = append(chain, a.Unmap())
+			chain = append(chain, a.Unmap().WithZone(""))
 		}
 	}
 	return chain, len(chain) > 0
@@ -125,7 +127,7 @@ func forwardedElement(elem string) (netip.Addr, bool) {
 		}
 		value = strings.TrimSuffix(strings.TrimPrefix(value, "["), "]")
 		a, err := netip.ParseAddr(value)
-		return a.Unmap(), err == nil
+		return a.Unmap().WithZone(""), err == nil
 	}
 	return netip.Addr{}, false
 }

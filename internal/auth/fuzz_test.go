@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,104 @@ func FuzzSigV4Header(f *testing.F) {
 		r.Header.Set("X-Amz-Date", amzDate)
 		if p, err := s.Verify(context.Background(), r, []byte("{}")); err == nil {
 			t.Fatalf("accepted an unsigned request as %+v: %q", p, authorization)
+		}
+	})
+}
+
+// FuzzClientAddr checks the reading of Forwarded and X-Forwarded-For behind
+// a trusted proxy: whatever the headers say, the client is the peer or an
+// address the headers name, never one of the trusted proxies unless the
+// whole chain is, and an untrusted peer is always its own client.
+func FuzzClientAddr(f *testing.F) {
+	for _, seed := range [][3]string{
+		{"10.0.0.1:443", `for=192.0.2.60;proto=http;by=203.0.113.43`, ""},
+		{"10.0.0.1:443", `for="[2001:db8:cafe::17]:4711", for=10.0.0.2`, ""},
+		{"10.0.0.1:443", "", "203.0.113.7, 10.0.0.2"},
+		{"10.0.0.1:443", `for=unknown`, "1.2.3.4"},
+		{"192.0.2.1:80", "", "1.2.3.4"},
+		{"[::ffff:10.0.0.1]:443", `For="_hidden", for=1.1.1.1`, ""},
+		{"10.0.0.1:1", `for="[::1`, "x, , 1.1.1.1"},
+	} {
+		f.Add(seed[0], seed[1], seed[2])
+	}
+	proxies, err := ParseProxies("10.0.0.0/8, ::1")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, peer, forwarded, xff string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer
+		if forwarded != "" {
+			r.Header.Set("Forwarded", forwarded)
+		}
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		got := proxies.ClientAddr(r)
+		p := remoteAddr(peer)
+		if !p.IsValid() || !proxies.trusted(p) {
+			if got != p {
+				t.Fatalf("untrusted peer %q: client %v", peer, got)
+			}
+			return
+		}
+		if got == p {
+			return
+		}
+		if !got.IsValid() || got.Is4In6() {
+			t.Fatalf("client %v from peer %q, Forwarded %q, X-Forwarded-For %q", got, peer, forwarded, xff)
+		}
+		chain, ok := forwardedFor(r.Header)
+		if !ok {
+			t.Fatalf("client %v from an unreadable chain (Forwarded %q, X-Forwarded-For %q)", got, forwarded, xff)
+		}
+		named := false
+		for _, a := range chain {
+			named = named || a == got
+		}
+		if !named {
+			t.Fatalf("client %v is not in the chain %v", got, chain)
+		}
+		if proxies.trusted(got) {
+			for _, a := range chain {
+				if !proxies.trusted(a) {
+					t.Fatalf("client %v is a trusted proxy while %v in the chain %v is not", got, a, chain)
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseProxies checks --trusted-proxies: a list is refused, or each
+// entry becomes a masked prefix that contains the address it was written
+// with.
+func FuzzParseProxies(f *testing.F) {
+	for _, seed := range []string{"", "10.0.0.0/8", "10.1.2.3/8, 192.168.0.1", "::1, fd00::/8", "1.2.3.4/33", "x", ",,", "::ffff:10.0.0.1", "10.0.0.0/8,"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		p, err := ParseProxies(list)
+		if err != nil {
+			return
+		}
+		for _, pre := range p {
+			if !pre.IsValid() || pre != pre.Masked() {
+				t.Fatalf("%q gave prefix %v", list, pre)
+			}
+		}
+		for _, item := range strings.Split(list, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			addr, _, _ := strings.Cut(item, "/")
+			a, err := netip.ParseAddr(addr)
+			if err != nil {
+				t.Fatalf("%q accepted with entry %q that holds no address", list, item)
+			}
+			if !strings.Contains(item, "/") && !p.trusted(a) {
+				t.Fatalf("%q does not trust %v", list, a)
+			}
 		}
 	})
 }

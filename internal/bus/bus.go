@@ -108,6 +108,11 @@ type Bus struct {
 	cancels  jetstream.KeyValue
 	sessions jetstream.KeyValue
 	attempts jetstream.KeyValue
+	health   jetstream.KeyValue
+	probe    storageProbe
+	// fault is set from a write that failed for lack of space until the
+	// store takes writes again (see storageFault).
+	fault atomic.Pointer[error]
 
 	// Events are published through one goroutine (see publishEvents).
 	eventJS   jetstream.JetStream
@@ -161,6 +166,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := b.spaceLeft(); err != nil {
+		log.Error("the store cannot write: nothing can be asked or answered until space is freed", "err", err)
 	}
 	if err := b.setupWhenReady(ctx); err != nil {
 		b.Close()
@@ -536,6 +544,9 @@ func (b *Bus) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", attemptBucket, err)
 	}
+	if b.health, err = js.CreateOrUpdateKeyValue(ctx, b.healthConfig()); err != nil {
+		return fmt.Errorf("create bucket %s: %w", healthBucket, err)
+	}
 	return nil
 }
 
@@ -750,7 +761,7 @@ func (b *Bus) Enqueue(ctx context.Context, req chat.Request) error {
 		return fmt.Errorf("encode request: %w", err)
 	}
 	if _, err := b.js.Publish(ctx, requestsSubj, data, jetstream.WithMsgID(req.SessionID+"."+req.ID)); err != nil {
-		return fmt.Errorf("enqueue request %s: %w", req.ID, err)
+		return fmt.Errorf("enqueue request %s: %w", req.ID, b.storageFault(err))
 	}
 	return nil
 }
@@ -1043,8 +1054,8 @@ func (b *Bus) publishRetrying(ctx context.Context, subject string, data []byte, 
 func (b *Bus) retrying(ctx context.Context, what string, op func() error) error {
 	deadline := time.Now().Add(publishRetryFor)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := op()
-		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+		err := b.storageFault(op())
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) || errors.Is(err, chat.ErrStorageFull) {
 			return err
 		}
 		b.log.Debug("NATS operation failed; retrying", "op", what, "err", err)
@@ -1229,6 +1240,10 @@ func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (s
 	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		if m.Header.Get(unstoredHeader) != "" {
+			b.deliverUnstored(w, m.Data)
+			return
+		}
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		if err != nil || seq <= w.last {
 			return // already covered (or not a republished event)

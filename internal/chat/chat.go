@@ -4,6 +4,7 @@
 package chat
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"time"
@@ -184,7 +185,20 @@ const (
 	// CodeResultTooLarge: a query's result is larger than a streaming
 	// connection may be sent at once.
 	CodeResultTooLarge = "RESULT_TOO_LARGE"
+	// CodeStorageUnavailable: the store could not write (its disk is full),
+	// so the answer ended without being kept whole.
+	CodeStorageUnavailable = "STORAGE_UNAVAILABLE"
+	// CodeOperationTimeout: a query or mutation ran out of its time
+	// (--operation-timeout).
+	CodeOperationTimeout = "OPERATION_TIMEOUT"
+	// CodeCancelled: the client left before its operation finished.
+	CodeCancelled = "CANCELLED"
 )
+
+// ErrStorageFull says the store cannot write for lack of space: its disk is
+// full or it is out of the resources it was given. Retrying soon is futile,
+// unlike a lost connection or a leader election.
+var ErrStorageFull = errors.New("the store has no space left to write")
 
 // Error is a failure with a stable code and a message safe to show a client.
 type Error struct {

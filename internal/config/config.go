@@ -73,6 +73,7 @@ type Config struct {
 	MaxAliases           int
 	MaxComplexity        int
 	MaxFields            int
+	OperationTimeout     time.Duration
 
 	InternalAddr string
 	Pprof        bool
@@ -184,6 +185,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&c.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&c.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
+	fs.DurationVar(&c.OperationTimeout, "operation-timeout", 30*time.Second, "how long a GraphQL query or mutation may run before it ends with OPERATION_TIMEOUT (subscriptions are not bounded); also long enough for an ask to ride out a NATS leader election")
 	fs.IntVar(&c.MaxFields, "max-fields", 500, "fields a GraphQL document may write, and an operation select with its fragments expanded (checked before validation)")
 	fs.StringVar(&c.Model, "model", "", `default model, a name from --config or a reference "provider:model-id" (bedrock:…, openai:…, azure:…, anthropic:…, ollama:…, demo:default); default: the config file's default_model, else demo:default`)
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file declaring named models (ref, max_tokens, temperature, system_prompt, fallbacks); see docs/providers.md")
@@ -283,6 +285,7 @@ func (c *Config) validate() error {
 		"--max-conns": int64(c.MaxConns), "--max-conns-per-principal": int64(c.MaxConnsPerPrincipal),
 		"--max-pending-conns": int64(c.MaxPendingConns), "--max-pending-conns-per-addr": int64(c.MaxPendingPerAddr),
 		"--max-depth": int64(c.MaxDepth), "--max-aliases": int64(c.MaxAliases), "--max-complexity": int64(c.MaxComplexity), "--max-fields": int64(c.MaxFields),
+		"--operation-timeout": int64(c.OperationTimeout),
 	}
 	for name, v := range positive {
 		if v <= 0 {

@@ -38,6 +38,7 @@ func FuzzPrepare(f *testing.F) {
 		`{"query":"{...F2} fragment F0 on Query{__typename} fragment F1 on Query{...F0 ...F0 ...F0} fragment F2 on Query{...F1 ...F1 ...F1}"}`,
 		`{"query":"{...C} fragment C on Query{...C}"}`,
 		`{"query":"{__typename __typename __typename __typename}"}`,
+		`{"query":"{ conversation(sessionId: \"s\", last: 3, before: \"r\") { hasOlder turns { requestId } } }"}`,
 	} {
 		f.Add([]byte(seed))
 	}

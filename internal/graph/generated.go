@@ -43,6 +43,7 @@ type ComplexityRoot struct {
 	}
 
 	Conversation struct {
+		HasOlder  func(childComplexity int) int
 		SessionID func(childComplexity int) int
 		Turns     func(childComplexity int) int
 	}
@@ -80,7 +81,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Conversation   func(childComplexity int, sessionID string) int
+		Conversation   func(childComplexity int, sessionID string, last int, before *string) int
 		DeadLetters    func(childComplexity int, last int) int
 		GetLlmResponse func(childComplexity int, input model.GetLlmResponseInput) int
 		Models         func(childComplexity int) int
@@ -140,7 +141,7 @@ type MutationResolver interface {
 }
 type QueryResolver interface {
 	GetLlmResponse(ctx context.Context, input model.GetLlmResponseInput) (*model.GetLlmResponse, error)
-	Conversation(ctx context.Context, sessionID string) (*model.Conversation, error)
+	Conversation(ctx context.Context, sessionID string, last int, before *string) (*model.Conversation, error)
 	Models(ctx context.Context) ([]*model.ModelInfo, error)
 	DeadLetters(ctx context.Context, last int) ([]*model.DeadLetter, error)
 }
@@ -179,6 +180,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CancelResult.RequestID(childComplexity), true
 
+	case "Conversation.hasOlder":
+		if e.ComplexityRoot.Conversation.HasOlder == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Conversation.HasOlder(childComplexity), true
 	case "Conversation.sessionId":
 		if e.ComplexityRoot.Conversation.SessionID == nil {
 			break
@@ -319,7 +326,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Conversation(childComplexity, args["sessionId"].(string)), true
+		return e.ComplexityRoot.Query.Conversation(childComplexity, args["sessionId"].(string), args["last"].(int), args["before"].(*string)), true
 	case "Query.deadLetters":
 		if e.ComplexityRoot.Query.DeadLetters == nil {
 			break
@@ -661,6 +668,8 @@ func (ec *executionContext) childFields_Conversation(ctx context.Context, field 
 		return ec.fieldContext_Conversation_sessionId(ctx, field)
 	case "turns":
 		return ec.fieldContext_Conversation_turns(ctx, field)
+	case "hasOlder":
+		return ec.fieldContext_Conversation_hasOlder(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Conversation", field.Name)
 }
@@ -970,6 +979,22 @@ func (ec *executionContext) field_Query_conversation_args(ctx context.Context, r
 		return nil, err
 	}
 	args["sessionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNInt2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
 	return args, nil
 }
 
@@ -1196,6 +1221,29 @@ func (ec *executionContext) fieldContext_Conversation_turns(_ context.Context, f
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Conversation_hasOlder(ctx context.Context, field graphql.CollectedField, obj *model.Conversation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Conversation_hasOlder(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasOlder, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Conversation_hasOlder(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Conversation", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _DeadLetter_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.DeadLetter) (ret graphql.Marshaler) {
@@ -1694,7 +1742,7 @@ func (ec *executionContext) _Query_conversation(ctx context.Context, field graph
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Conversation(ctx, fc.Args["sessionId"].(string))
+			return ec.Resolvers.Query().Conversation(ctx, fc.Args["sessionId"].(string), fc.Args["last"].(int), fc.Args["before"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.Conversation) graphql.Marshaler {
@@ -3812,6 +3860,11 @@ func (ec *executionContext) _Conversation(ctx context.Context, sel ast.Selection
 			}
 		case "turns":
 			out.Values[i] = ec._Conversation_turns(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hasOlder":
+			out.Values[i] = ec._Conversation_hasOlder(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

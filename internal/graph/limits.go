@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
@@ -23,12 +24,18 @@ type Limits struct {
 	// Suggestions ("Did you mean …?") in validation errors name schema
 	// fields and types: development mode only.
 	Suggestions bool
+	// OperationTimeout bounds how long a query or mutation may run; its
+	// resolvers' context ends then, as it does when the client leaves.
+	OperationTimeout time.Duration
 }
 
 // Extensions returns the gqlgen extensions that enforce the limits; every
 // transport (POST, SSE, WebSocket) uses the same ones.
 func (l Limits) Extensions() []graphql.HandlerExtension {
 	exts := []graphql.HandlerExtension{shapeLimit{l}}
+	if l.OperationTimeout > 0 {
+		exts = append(exts, deadline{l.OperationTimeout})
+	}
 	if l.MaxComplexity > 0 {
 		exts = append(exts, extension.FixedComplexityLimit(l.MaxComplexity))
 	}
@@ -159,4 +166,26 @@ func writtenFields(doc *ast.QueryDocument) int {
 
 func limitError(message, code string) *gqlerror.Error {
 	return &gqlerror.Error{Message: message, Extensions: map[string]any{"code": code}}
+}
+
+// deadline gives every query and mutation a context that ends after d.
+// A subscription is not bounded: it lasts as long as its client stays.
+type deadline struct{ d time.Duration }
+
+var _ graphql.OperationInterceptor = deadline{}
+
+func (deadline) ExtensionName() string                          { return "OperationDeadline" }
+func (deadline) Validate(schema graphql.ExecutableSchema) error { return nil }
+
+func (l deadline) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	if op := graphql.GetOperationContext(ctx).Operation; op != nil && op.Operation == ast.Subscription {
+		return next(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.d)
+	respond := next(ctx)
+	return func(ctx context.Context) *graphql.Response {
+		resp := respond(ctx)
+		cancel() // a query or mutation answers once
+		return resp
+	}
 }

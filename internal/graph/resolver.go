@@ -20,6 +20,8 @@ import (
 type Store interface {
 	AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	Enqueue(ctx context.Context, req chat.Request) error
+	// Full says whether the store is known to have no space left.
+	Full() error
 	PublishEvent(ctx context.Context, ev chat.Event, msgID string) (uint64, error)
 	Conversation(ctx context.Context, session string) (chat.Conversation, error)
 	Cancel(ctx context.Context, session, request string) error
@@ -143,6 +145,9 @@ func codeError(ctx context.Context, code, message string) *gqlerror.Error {
 	}
 }
 
+// msgStorageFull goes with chat.CodeStorageUnavailable.
+const msgStorageFull = "the server cannot store anything now; try again later"
+
 // fromDomain maps a domain error to a GraphQL error; anything unexpected is
 // logged and shown as INTERNAL, never as its own text.
 func (r *Resolver) fromDomain(ctx context.Context, err error) *gqlerror.Error {
@@ -150,7 +155,17 @@ func (r *Resolver) fromDomain(ctx context.Context, err error) *gqlerror.Error {
 	if errors.As(err, &ce) {
 		return codeError(ctx, ce.Code, ce.Message)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		r.Log.Warn("operation timed out", "err", err)
+		return codeError(ctx, chat.CodeOperationTimeout, "the operation took longer than the server allows")
+	}
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return codeError(ctx, chat.CodeCancelled, "the client left")
+	}
 	r.Log.Error("request failed", "err", err)
+	if errors.Is(err, chat.ErrStorageFull) {
+		return codeError(ctx, chat.CodeStorageUnavailable, msgStorageFull)
+	}
 	return codeError(ctx, chat.CodeUnavailable, "the server could not accept the request, try again")
 }
 
@@ -237,4 +252,35 @@ func (r *Resolver) countAsk(err error) {
 		code = chat.CodeInternal
 	}
 	r.Asked(code)
+}
+
+// maxConversationPage bounds the questions one conversation page holds.
+const maxConversationPage = 500
+
+// conversationPage keeps, of turns (oldest first, each question followed by
+// its answer), those of the newest last questions older than the question
+// before (none when before names no question); older says whether
+// older questions remain.
+func conversationPage(turns []*model.Turn, last int, before *string) (page []*model.Turn, older bool) {
+	end := len(turns)
+	if before != nil {
+		end = 0 // a question no longer kept (or never asked) has nothing before it
+		for i, t := range turns {
+			if t.RequestID == *before {
+				end = i
+				break
+			}
+		}
+	}
+	start, questions := end, 0
+	for start > 0 {
+		if id := turns[start-1].RequestID; start == end || id != turns[start].RequestID {
+			if questions == last {
+				break
+			}
+			questions++
+		}
+		start--
+	}
+	return turns[start:end], start > 0
 }

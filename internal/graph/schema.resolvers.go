@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -122,6 +123,9 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if r.Accepting != nil && !r.Accepting() {
 		return nil, codeError(ctx, chat.CodeUnavailable, "the server is shutting down; ask again in a moment")
 	}
+	if r.Store.Full() != nil {
+		return nil, codeError(ctx, chat.CodeStorageUnavailable, msgStorageFull)
+	}
 	p, gerr := r.session(ctx, input.SessionID)
 	if gerr != nil {
 		return nil, gerr
@@ -196,9 +200,15 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 }
 
 // Conversation is the resolver for the conversation field.
-func (r *queryResolver) Conversation(ctx context.Context, sessionID string) (*model.Conversation, error) {
+func (r *queryResolver) Conversation(ctx context.Context, sessionID string, last int, before *string) (*model.Conversation, error) {
 	if _, gerr := r.session(ctx, sessionID); gerr != nil {
 		return nil, gerr
+	}
+	if last < 1 || last > maxConversationPage {
+		return nil, codeError(ctx, chat.CodeBadInput, "last must be 1 to "+strconv.Itoa(maxConversationPage))
+	}
+	if before != nil && !chat.ValidRequestID(*before) {
+		return nil, codeError(ctx, chat.CodeBadRequestID, "before must be the requestId of a turn")
 	}
 	conv, err := r.Store.Conversation(ctx, sessionID)
 	if err != nil {
@@ -221,6 +231,7 @@ func (r *queryResolver) Conversation(ctx context.Context, sessionID string) (*mo
 			out.Turns = append(out.Turns, TurnModel(chat.Turn{RequestID: t.RequestID, Role: chat.RoleAssistant, Status: chat.StatusInProgress, Locale: t.Locale, At: t.At}))
 		}
 	}
+	out.Turns, out.HasOlder = conversationPage(out.Turns, last, before)
 	return out, nil
 }
 

@@ -134,6 +134,9 @@ type session struct {
 	// attempts is the newest attempt seen live per request, so events of
 	// a superseded attempt still running somewhere are not fanned out.
 	attempts map[string]uint64
+	// unstored is, per answer, the index of the last event announced
+	// without being stored.
+	unstored map[string]int
 }
 
 // Subscriber is one subscription attached to a session.
@@ -251,7 +254,7 @@ func (h *Hub) Subscribe(ctx context.Context, sessionID string, after *uint64, si
 		if chat.Stale(newest, &sh.Event) {
 			continue
 		}
-		if sh.Event.Seq <= last {
+		if sh.Event.Seq != 0 && sh.Event.Seq <= last {
 			continue
 		}
 		if !sink.Deliver(sh) {
@@ -432,10 +435,25 @@ func (h *Hub) dispatch(sess *session, ev chat.Event) {
 	sh := &Shared{Event: ev}
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
-	if ev.Seq <= sess.lastSeq {
-		return
+	if ev.Seq == 0 {
+		// Announced without being stored (the store is full): its
+		// copies stored later, once there is space, are not sent again.
+		if sess.unstored == nil {
+			sess.unstored = make(map[string]int)
+		}
+		sess.unstored[ev.RequestID] = max(sess.unstored[ev.RequestID], ev.Index)
+	} else {
+		if ev.Seq <= sess.lastSeq {
+			return
+		}
+		sess.lastSeq = ev.Seq
+		if last, ok := sess.unstored[ev.RequestID]; ok && ev.Index <= last {
+			if ev.Type.Terminal() {
+				delete(sess.unstored, ev.RequestID)
+			}
+			return
+		}
 	}
-	sess.lastSeq = ev.Seq
 	if chat.Stale(sess.attempts, &sh.Event) {
 		return
 	}

@@ -337,3 +337,53 @@ func TestEventsFromTheMomentOfAttachingAreDelivered(t *testing.T) {
 		})
 	}
 }
+
+// announce delivers ev to the session's watcher without storing it, as the
+// bus does for an answer the store had no space for.
+func (m *memory) announce(ev chat.Event) {
+	m.mu.Lock()
+	w := m.watchers[ev.SessionID]
+	m.mu.Unlock()
+	if w != nil {
+		w(ev)
+	}
+}
+
+// Events announced without being stored reach subscribers; their copies
+// stored once there is space again are not sent a second time, while the
+// answers after them are.
+func TestAnnouncedEventsAreNotSentAgainWhenStored(t *testing.T) {
+	m := newMemory()
+	h := quietHub(m)
+	defer h.Close()
+	s := &sink{ch: make(chan *Shared, 100)}
+	if _, err := h.Subscribe(context.Background(), "s", nil, s); err != nil {
+		t.Fatal(err)
+	}
+	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r"})
+	m.publish(chat.Event{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 1, Message: "a", StartSeq: 1})
+	end := []chat.Event{
+		{Type: chat.EventDelta, SessionID: "s", RequestID: "r", Index: 2, Message: "sorry", StartSeq: 1},
+		{Type: chat.EventError, SessionID: "s", RequestID: "r", Index: 3, StartSeq: 1},
+	}
+	for _, ev := range end {
+		m.announce(ev)
+	}
+	for _, ev := range end {
+		m.publish(ev)
+	}
+	m.publish(chat.Event{Type: chat.EventStart, SessionID: "s", RequestID: "r2"})
+	var got []string
+	for len(got) < 5 {
+		select {
+		case sh := <-s.ch:
+			got = append(got, sh.Event.RequestID+":"+string(sh.Event.Type))
+		case <-time.After(time.Second):
+			t.Fatalf("got %v", got)
+		}
+	}
+	want := []string{"r:START", "r:DELTA", "r:DELTA", "r:ERROR", "r2:START"}
+	if !slices.Equal(got, want) || len(s.ch) != 0 {
+		t.Fatalf("got %v (and %d more), want %v", got, len(s.ch), want)
+	}
+}

@@ -40,6 +40,9 @@ type Queue interface {
 	ClaimAttempt(ctx context.Context, session, request string, min uint64) (bus.Claim, error)
 	CommitAttempt(ctx context.Context, session, request string, c bus.Claim, end chat.Event) error
 	WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error)
+	// Announce delivers an event to the session's subscribers without
+	// storing it, for an answer the store has no space left for.
+	Announce(ev chat.Event) error
 }
 
 // Recorder is told what the workers do, for metrics.
@@ -290,6 +293,10 @@ func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 		}
 		return
 	}
+	if errors.Is(err, chat.ErrStorageFull) {
+		o.storageFull(ctx, d, a, err, log)
+		return
+	}
 	log.Error("answer failed before it could be recorded", "err", err)
 	if err := d.Release(ctx, time.Second); err != nil {
 		log.Warn("hand request back", "err", err)
@@ -394,6 +401,8 @@ func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, l
 		return err
 	}
 	switch {
+	case a.storeErr != nil:
+		return a.storeErr
 	case a.superseded.Load():
 		return errSuperseded
 	case ctx.Err() != nil:
@@ -425,6 +434,25 @@ type answer struct {
 	owned      bus.Claim
 	superseded atomic.Bool
 	span       trace.Span // the answer's trace span; nil when not traced
+	// storeErr is set once the store said it has no space left: nothing
+	// more is published, and the answer ends with storageFull.
+	storeErr error
+}
+
+// stored notes a write that failed for lack of space, and returns err.
+func (a *answer) stored(err error) error {
+	if a.storeErr == nil && errors.Is(err, chat.ErrStorageFull) {
+		a.storeErr = err
+	}
+	return err
+}
+
+// appendTurn stores the answer's turn record.
+func (a *answer) appendTurn(ctx context.Context, t chat.Turn) error {
+	if a.storeErr != nil {
+		return a.storeErr
+	}
+	return a.stored(a.o.queue.AppendTurn(ctx, a.req.SessionID, t))
 }
 
 // eventID makes a retried publish of the same event a no-op; a new attempt
@@ -458,19 +486,22 @@ func (a *answer) finish(ctx context.Context, ev chat.Event) error {
 	if a.superseded.Load() {
 		return errSuperseded
 	}
+	if a.storeErr != nil {
+		return a.storeErr
+	}
 	if err := a.o.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, ev); err != nil {
 		if errors.Is(err, bus.ErrSuperseded) {
 			a.superseded.Store(true)
 			return errSuperseded
 		}
-		return err
+		return a.stored(err)
 	}
 	_, err := a.o.queue.PublishEvent(ctx, ev, eventID(ev))
 	a.index++
 	if err == nil {
 		a.o.cfg.Recorder.Published()
 	}
-	return err
+	return a.stored(err)
 }
 
 func (a *answer) event(t chat.EventType, message string) chat.Event {
@@ -492,6 +523,9 @@ func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	if a.superseded.Load() {
 		return 0, errSuperseded
 	}
+	if a.storeErr != nil {
+		return 0, a.storeErr
+	}
 	var seq uint64
 	var err error
 	if ev.Type == chat.EventDelta && a.lastSeq > 0 {
@@ -501,12 +535,15 @@ func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	} else {
 		seq, err = a.o.queue.PublishEvent(ctx, ev, eventID(ev))
 	}
-	a.index++
-	if err == nil {
-		a.lastSeq = seq
-		a.o.cfg.Recorder.Published()
+	if err != nil {
+		// The index is not spent: an answer that ends without its store
+		// (storageFull) goes on from it, with no gap.
+		return 0, a.stored(err)
 	}
-	return seq, err
+	a.index++
+	a.lastSeq = seq
+	a.o.cfg.Recorder.Published()
+	return seq, nil
 }
 
 func (a *answer) start(ctx context.Context) error {
@@ -525,7 +562,7 @@ func (a *answer) end(ctx context.Context, final chat.Final) error {
 		return errSuperseded
 	}
 	usage := final.Usage
-	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
+	if err := a.appendTurn(ctx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: chat.StatusComplete, Locale: a.req.Locale, Model: a.model,
 		Usage: &usage, At: time.Now().UTC(), Attempt: a.attempt,
@@ -575,7 +612,7 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 	if se.Code == chat.CodeIncomplete || a.emitted {
 		status = chat.StatusIncomplete
 	}
-	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
+	if err := a.appendTurn(ctx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: status, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
 	}); err != nil {
@@ -606,7 +643,7 @@ func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error 
 // a CANCELLED turn, and subscribers see CANCELLED.
 func (a *answer) cancelled(ctx context.Context, log *slog.Logger) error {
 	log.Info("answer cancelled", "chars", a.text.Len())
-	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
+	if err := a.appendTurn(ctx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: chat.StatusCancelled, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
 	}); err != nil {

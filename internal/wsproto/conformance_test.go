@@ -554,3 +554,91 @@ func TestAnAppSyncEventOverThePayloadLimitIsAnErrorNotAFrame(t *testing.T) {
 		{publish: "hi", want: []string{dataHi}},
 	}})
 }
+
+// stuck is an executor whose queries aliased "stuck" run until their
+// context ends, and say how it ended.
+type stuck struct {
+	Executor
+	ended chan error
+	ops   *sync.Map // the operations that get stuck
+}
+
+func (s stuck) Prepare(ctx context.Context, params *graphql.RawParams) (*graph.Operation, gqlerror.List) {
+	op, errs := s.Executor.Prepare(ctx, params)
+	if op != nil && strings.Contains(params.Query, "stuck") {
+		s.ops.Store(op, true)
+	}
+	return op, errs
+}
+
+func (s stuck) Execute(ctx context.Context, op *graph.Operation) *graphql.Response {
+	if _, ok := s.ops.Load(op); !ok {
+		return s.Executor.Execute(ctx, op)
+	}
+	<-ctx.Done()
+	s.ended <- ctx.Err()
+	return &graphql.Response{Errors: gqlerror.List{{Message: "ended"}}}
+}
+
+// A query in flight runs beside the connection's reader: the client's
+// complete, or its leaving, ends the query's work at once, and the
+// connection answers meanwhile.
+func TestAQueryEndsWhenItsClientStopsItOrLeaves(t *testing.T) {
+	ended := make(chan error, 2)
+	s := newTestServerWith(t, testOptions{executor: func(e Executor) Executor { return stuck{e, ended, &sync.Map{}} }})
+	dial := func() *websocket.Conn {
+		d := websocket.Dialer{Subprotocols: []string{SubprotocolTransportWS}}
+		c, _, err := d.Dial("ws"+strings.TrimPrefix(s.http.URL, "http")+"/graphql", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	write := func(c *websocket.Conn, msg string) {
+		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(c *websocket.Conn) string {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	query := `{"id":"1","type":"subscribe","payload":{"query":"{ stuck: __typename }"}}`
+	for _, leave := range []bool{false, true} {
+		c := dial()
+		write(c, `{"type":"connection_init","payload":{"x-api-key":"`+clientKey+`"}}`)
+		if got := read(c); got != `{"type":"connection_ack"}` {
+			t.Fatalf("got %s", got)
+		}
+		write(c, query)
+		write(c, `{"type":"ping"}`)
+		if got := read(c); got != `{"type":"pong"}` {
+			t.Fatalf("while a query runs, a ping got %s", got)
+		}
+		if leave {
+			c.Close()
+		} else {
+			write(c, `{"id":"1","type":"complete"}`)
+		}
+		select {
+		case err := <-ended:
+			if err != context.Canceled {
+				t.Fatalf("the query ended with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the query runs on after its client (left: %v)", leave)
+		}
+		if !leave {
+			// Nothing is sent for a query the client stopped.
+			write(c, `{"type":"ping"}`)
+			if got := read(c); got != `{"type":"pong"}` {
+				t.Fatalf("after complete, got %s", got)
+			}
+			c.Close()
+		}
+	}
+}

@@ -84,6 +84,8 @@ type conn struct {
 	acked   bool
 	inits   int
 	subs    map[string]*subscription
+	// queries are the queries and mutations running beside the reader.
+	queries sync.WaitGroup
 }
 
 type subscription struct {
@@ -91,6 +93,8 @@ type subscription struct {
 	id    string
 	shape *graph.Shape
 	hub   *hub.Subscriber
+	// cancel ends a query or mutation in flight; nil for a subscription.
+	cancel context.CancelFunc
 }
 
 func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
@@ -163,6 +167,7 @@ func (c *conn) run() {
 			sub.hub.Close()
 		}
 	}
+	c.queries.Wait() // c.cancel ended their contexts
 }
 
 // handle processes one client message on a goroutine of its own while the
@@ -476,21 +481,56 @@ func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 		return
 	}
 	if op.Subscription == nil {
-		resp := c.s.ops.Execute(ctx, op)
-		data, err := json.Marshal(resp)
-		c.finish(id)
-		if err != nil {
-			c.send(c.dialect.errorFrame(id, gqlerror.List{{Message: "could not encode the result", Extensions: map[string]any{"code": chat.CodeInternal}}}))
+		// It runs beside the reader, so the reader sees the client's
+		// complete or its leaving, which end the operation's context.
+		ctx, cancel := context.WithCancel(ctx)
+		c.mu.Lock()
+		if s, ok := c.subs[id]; !ok || s != nil {
+			c.mu.Unlock()
+			cancel()
 			return
 		}
-		if len(data) > c.s.cfg.MaxResultBytes {
-			c.send(c.dialect.errorFrame(id, opError(chat.CodeResultTooLarge, "the result is larger than "+strconv.Itoa(c.s.cfg.MaxResultBytes)+" bytes").errs))
-			return
-		}
-		c.send(c.dialect.result(id, data))
-		c.send(c.dialect.complete(id))
+		q := &subscription{c: c, id: id, cancel: cancel}
+		c.subs[id] = q
+		c.mu.Unlock()
+		c.queries.Go(func() {
+			defer cancel()
+			c.execute(ctx, q, op)
+		})
 		return
 	}
+	c.subscribe(id, op)
+}
+
+// execute runs a query or mutation and sends its result, unless the client
+// stopped it or left meanwhile.
+func (c *conn) execute(ctx context.Context, q *subscription, op *graph.Operation) {
+	resp := c.s.ops.Execute(ctx, op)
+	c.mu.Lock()
+	mine := c.subs[q.id] == q
+	if mine {
+		delete(c.subs, q.id)
+	}
+	c.mu.Unlock()
+	if !mine {
+		return
+	}
+	id := q.id
+	data, err := json.Marshal(resp)
+	if err != nil {
+		c.send(c.dialect.errorFrame(id, gqlerror.List{{Message: "could not encode the result", Extensions: map[string]any{"code": chat.CodeInternal}}}))
+		return
+	}
+	if len(data) > c.s.cfg.MaxResultBytes {
+		c.send(c.dialect.errorFrame(id, opError(chat.CodeResultTooLarge, "the result is larger than "+strconv.Itoa(c.s.cfg.MaxResultBytes)+" bytes").errs))
+		return
+	}
+	c.send(c.dialect.result(id, data))
+	c.send(c.dialect.complete(id))
+}
+
+// subscribe attaches a subscription to the hub; its id is reserved.
+func (c *conn) subscribe(id string, op *graph.Operation) {
 	// The acknowledgement goes out once the subscription is live (Attached),
 	// so a message published after start_ack always reaches the client.
 	sub := &subscription{c: c, id: id, shape: op.Subscription.Shape}
@@ -550,6 +590,9 @@ func (c *conn) stop(id string) bool {
 	c.mu.Unlock()
 	if sub != nil && sub.hub != nil {
 		sub.hub.Close()
+	}
+	if sub != nil && sub.cancel != nil {
+		sub.cancel()
 	}
 	return ok
 }

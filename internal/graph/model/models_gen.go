@@ -16,8 +16,11 @@ type CancelResult struct {
 }
 
 type Conversation struct {
-	SessionID string  `json:"sessionId"`
-	Turns     []*Turn `json:"turns"`
+	SessionID string `json:"sessionId"`
+	// Oldest first: the questions of this page, each followed by its answer.
+	Turns []*Turn `json:"turns"`
+	// Older questions exist: ask again with before set to the requestId of this page's first turn.
+	HasOlder bool `json:"hasOlder"`
 }
 
 // A request that failed on every delivery: its client got ERROR, and the operator this record.
