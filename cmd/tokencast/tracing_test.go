@@ -4,10 +4,12 @@ import (
 	"compress/gzip"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -25,8 +27,18 @@ type collector struct {
 
 func newCollector(t *testing.T) *collector {
 	t.Helper()
+	c := newCollectorOn(t, nil)
+	c.Start()
+	t.Cleanup(c.Close)
+	return c
+}
+
+// newCollectorOn is a collector that has not started; ln, when set, is where
+// it will listen.
+func newCollectorOn(t *testing.T, ln net.Listener) *collector {
+	t.Helper()
 	c := &collector{}
-	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
 			http.NotFound(w, r)
 			return
@@ -61,7 +73,10 @@ func newCollector(t *testing.T) *collector {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 		_, _ = w.Write(out)
 	}))
-	t.Cleanup(c.Close)
+	if ln != nil {
+		c.Listener.Close()
+		c.Listener = ln
+	}
 	return c
 }
 
@@ -128,16 +143,38 @@ func TestAskToEndIsOneTrace(t *testing.T) {
 	}
 }
 
+// With no OTEL_EXPORTER_OTLP_* variable, nothing is exported: a collector
+// listens where an OTLP/HTTP exporter sends by default (localhost:4318), on
+// both loopback addresses, and must receive nothing.
 func TestNoOTELVariablesExportNothing(t *testing.T) {
-	col := newCollector(t)
-	s := start(t, "", map[string]string{"OTEL_SERVICE_NAME": "quiet"}, fast...)
+	// The SDK's default is HTTPS, which the collector cannot read: any
+	// connection at all counts.
+	var conns atomic.Int32
+	for _, addr := range []string{"127.0.0.1:4318", "[::1]:4318"} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			if addr == "[::1]:4318" {
+				continue // no IPv6 loopback here: localhost is 127.0.0.1
+			}
+			t.Fatalf("listen on the OTLP default %s: %v", addr, err)
+		}
+		col := newCollectorOn(t, ln)
+		col.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		}
+		col.Start()
+		t.Cleanup(col.Close)
+	}
+	s := start(t, "", map[string]string{"OTEL_SERVICE_NAME": "quiet", "OTEL_BSP_SCHEDULE_DELAY": "10"}, fast...)
 	c := subscribed(t, s, "s-untraced", nil)
 	req := s.ask(t, "", "s-untraced", "anyone listening?", "en")
 	c.answer("1", req)
 	c.conn.CloseNow()
 	s.stop()
-	if n, _ := col.received(); n != 0 {
-		t.Fatalf("the collector got %d exports with no OTEL_EXPORTER_OTLP_* endpoint set", n)
+	if n := conns.Load(); n != 0 {
+		t.Fatalf("the OTLP default port got %d connections with no OTEL_EXPORTER_OTLP_* endpoint set", n)
 	}
 }
 
