@@ -364,3 +364,23 @@ func TestConversationPages(t *testing.T) {
 		t.Fatalf("last 501: %d %+v, want BAD_USER_INPUT", status, resp.Errors)
 	}
 }
+
+// Cancels are writes, limited per principal like asks, in a bucket of their
+// own: a flood of them is refused with RATE_LIMITED and costs no ask.
+func TestCancelsAreRateLimited(t *testing.T) {
+	s := start(t, "", nil, "--ask-rate", "1", "--ask-burst", "2", "--demo-ttft", "5s")
+	r := s.ask(t, "", "cancels", "slow, please", "en")
+	codes := []string{}
+	for range 3 {
+		_, resp := s.post(t, "", `mutation($s: String!, $r: ID!) { cancelResponse(sessionId: $s, requestId: $r) { cancelled } }`, map[string]any{"s": "cancels", "r": r})
+		code := "ok"
+		if len(resp.Errors) > 0 {
+			code, _ = resp.Errors[0].Extensions["code"].(string)
+		}
+		codes = append(codes, code)
+	}
+	if strings.Join(codes, " ") != "ok ok RATE_LIMITED" {
+		t.Fatalf("three cancels with a burst of 2: %v", codes)
+	}
+	s.ask(t, "", "cancels", "the ask budget is untouched", "en")
+}

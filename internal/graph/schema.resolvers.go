@@ -82,11 +82,19 @@ func (r *mutationResolver) CreateSession(ctx context.Context) (string, error) {
 
 // CancelResponse is the resolver for the cancelResponse field.
 func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string, requestID string) (*model.CancelResult, error) {
-	if _, gerr := r.session(ctx, sessionID); gerr != nil {
+	p, gerr := r.session(ctx, sessionID)
+	if gerr != nil {
 		return nil, gerr
 	}
 	if !chat.ValidRequestID(requestID) {
 		return nil, codeError(ctx, chat.CodeBadRequestID, "requestId must be 1 to 128 letters, digits, '-' or '_'")
+	}
+	// Each cancel is a write: they have a bucket of their own, at the ask
+	// rate.
+	if ok, wait := r.Asks.Allow("cancel " + p.LimitKey(auth.ClientAddrFrom(ctx))); !ok {
+		e := codeError(ctx, chat.CodeRateLimited, "too many cancels; wait before cancelling again")
+		e.Extensions["retryAfter"] = int(wait/time.Second) + 1
+		return nil, e
 	}
 	conv, err := r.Store.Conversation(ctx, sessionID)
 	if err != nil {
