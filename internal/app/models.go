@@ -13,6 +13,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/config"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/provider/anthropic"
@@ -207,11 +208,7 @@ func systemTemplate(text string) (func(locale string) string, error) {
 		return nil, fmt.Errorf("system prompt template: %w", err)
 	}
 	render := func(locale string) (string, error) {
-		lang := strings.ToLower(locale)
-		if i := strings.IndexAny(lang, "-_"); i >= 0 {
-			lang = lang[:i]
-		}
-		name, ok := languages[lang]
+		name, ok := languages[chat.Language(locale)]
 		if !ok {
 			name = locale
 		}

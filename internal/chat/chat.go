@@ -334,13 +334,19 @@ var errorTexts = map[string]string{
 // ErrorText returns the apology shown to a user in their locale's language,
 // English when the language is not known.
 func ErrorText(locale string) string {
-	loc := strings.ReplaceAll(strings.ToLower(locale), "-", "_")
-	if t, ok := errorTexts[loc]; ok {
+	if t, ok := errorTexts[strings.ReplaceAll(strings.ToLower(locale), "-", "_")]; ok {
 		return t
 	}
-	lang, _, _ := strings.Cut(loc, "_")
-	if t, ok := errorTexts[lang]; ok {
+	if t, ok := errorTexts[Language(locale)]; ok {
 		return t
 	}
 	return errorTexts["en"]
+}
+
+// Language is a locale's language subtag, lower case: "fr" for "fr_CA" or
+// "FR-ca".
+func Language(locale string) string {
+	lang, _, _ := strings.Cut(strings.ToLower(locale), "-")
+	lang, _, _ = strings.Cut(lang, "_")
+	return lang
 }

@@ -23,3 +23,11 @@ func TestErrorTextMatchesTheSample(t *testing.T) {
 		}
 	}
 }
+
+func TestLanguage(t *testing.T) {
+	for locale, want := range map[string]string{"fr_CA": "fr", "FR-ca": "fr", "en": "en", "zh_Hant-TW": "zh", "": ""} {
+		if got := Language(locale); got != want {
+			t.Errorf("Language(%q) = %q, want %q", locale, got, want)
+		}
+	}
+}

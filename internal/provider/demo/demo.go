@@ -67,11 +67,7 @@ func Answer(p chat.Prompt) string {
 	if strings.Contains(questions[len(questions)-1], MarkdownTrigger) {
 		return MarkdownAnswer
 	}
-	lang := strings.ToLower(p.Locale)
-	if i := strings.IndexAny(lang, "-_"); i >= 0 {
-		lang = lang[:i]
-	}
-	greeting, ok := greetings[lang]
+	greeting, ok := greetings[chat.Language(p.Locale)]
 	if !ok {
 		greeting = greetings["en"]
 	}

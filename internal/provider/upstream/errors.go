@@ -17,14 +17,14 @@ import (
 const (
 	// CodeAuth: the provider rejected the configured credentials (HTTP
 	// 401/403, AWS access denied).
-	CodeAuth = "PROVIDER_AUTH"
+	CodeAuth = chat.CodeProviderAuth
 	// CodeThrottled: the provider asked us to slow down (HTTP 429, a quota
 	// ran out). Not chat.CodeRateLimited, which is the server's own limit on
 	// how often one principal may ask.
-	CodeThrottled = "PROVIDER_THROTTLED"
+	CodeThrottled = chat.CodeThrottled
 	// CodeUnavailable: the provider failed on its side or is overloaded
 	// (HTTP 5xx), or could not be reached.
-	CodeUnavailable = "PROVIDER_UNAVAILABLE"
+	CodeUnavailable = chat.CodeProviderUnavailable
 	// CodeIncomplete: the stream ended before the provider said the answer
 	// was complete, so what arrived must not pass for a whole answer.
 	CodeIncomplete = chat.CodeIncomplete
