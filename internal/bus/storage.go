@@ -1,3 +1,10 @@
+// The store's health: whether it takes writes, and what happens when it
+// does not for lack of space (see storageFault).
+//
+// KV bucket TC_HEALTH, one key with one revision, written by the readiness
+// check at most once a second; while writes fail for lack of space, probes
+// also go to tc.ev.$probe and tc.turn.$probe (no session has that name).
+
 package bus
 
 import (
@@ -244,4 +251,12 @@ func (b *Bus) deliverUnstored(w *watch, data []byte) {
 		w.midAnswer = false
 	}
 	w.fn(ev)
+}
+
+// setupHealth creates the health bucket.
+func (b *Bus) setupHealth(ctx context.Context) (err error) {
+	if b.health, err = b.js.CreateOrUpdateKeyValue(ctx, b.healthConfig()); err != nil {
+		return fmt.Errorf("create bucket %s: %w", healthBucket, err)
+	}
+	return nil
 }

@@ -1,0 +1,114 @@
+// Conversations.
+//
+// Stream TC_TURNS, subjects tc.turn.<session>: a record per question and
+// per end of an answer, kept --session-ttl, deduplicated by session,
+// request, role, status and attempt.
+
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+const (
+	turnsStream = "TC_TURNS"
+	turnsPrefix = "tc.turn."
+)
+
+// turnDedupWindow is how long the turns stream remembers a message id: two
+// minutes, or the turns' whole life when that is shorter (the stream refuses
+// a window longer than its MaxAge).
+func turnDedupWindow(cfg Config) time.Duration {
+	if cfg.SessionTTL > 0 {
+		return min(2*time.Minute, cfg.SessionTTL)
+	}
+	return 2 * time.Minute
+}
+
+func turnSubject(session string) string { return turnsPrefix + session }
+
+// AppendTurn stores a turn record of a conversation. A record with the same
+// request, role, status and attempt is stored once.
+func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encode turn: %w", err)
+	}
+	id := session + "." + t.RequestID + "." + string(t.Role) + "." + string(t.Status)
+	if t.Attempt > 0 {
+		id += "." + strconv.FormatUint(t.Attempt, 10)
+	}
+	if _, err := b.publishRetrying(ctx, turnSubject(session), data, id); err != nil {
+		return fmt.Errorf("store %s turn of %s: %w", t.Role, session, err)
+	}
+	return nil
+}
+
+// LatestTurn returns the newest turn record of a session, nil for none.
+func (b *Bus) LatestTurn(ctx context.Context, session string) (*chat.Turn, error) {
+	last, err := b.turns.GetLastMsgForSubject(ctx, turnSubject(session))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("latest turn of %s: %w", session, err)
+	}
+	var t chat.Turn
+	if err := json.Unmarshal(last.Data, &t); err != nil {
+		return nil, fmt.Errorf("decode turn %d: %w", last.Sequence, err)
+	}
+	return &t, nil
+}
+
+// HasConversation reports whether a session has stored turns.
+func (b *Bus) HasConversation(ctx context.Context, session string) (bool, error) {
+	t, err := b.LatestTurn(ctx, session)
+	return t != nil, err
+}
+
+// Conversation loads every turn of a session.
+func (b *Bus) Conversation(ctx context.Context, session string) (chat.Conversation, error) {
+	conv := chat.Conversation{SessionID: session}
+	last, err := b.turns.GetLastMsgForSubject(ctx, turnSubject(session))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return conv, nil
+	}
+	if err != nil {
+		return conv, fmt.Errorf("load conversation %s: %w", session, err)
+	}
+	err = readRange(ctx, b.turns, turnSubject(session), 1, last.Sequence, func(data []byte, seq uint64) error {
+		var t chat.Turn
+		if err := json.Unmarshal(data, &t); err != nil {
+			return fmt.Errorf("decode turn %d: %w", seq, err)
+		}
+		conv.Apply(t)
+		return nil
+	})
+	return conv, err
+}
+
+// setupTurns creates the turns stream.
+func (b *Bus) setupTurns(ctx context.Context) (err error) {
+	b.turns, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        turnsStream,
+		Subjects:    []string{turnsPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      b.cfg.SessionTTL,
+		Duplicates:  turnDedupWindow(b.cfg),
+		AllowDirect: true,
+		Replicas:    b.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", turnsStream, err)
+	}
+	return nil
+}
