@@ -40,7 +40,7 @@ type attemptRecord struct {
 	Final   *chat.Event `json:"final,omitempty"`
 }
 
-func attemptKey(session, request string) string { return session + "." + request }
+func attemptKey(session, request string) string { return chat.AnswerKey(session, request) }
 
 // ClaimAttempt makes this worker the owner of a request, as attempt at
 // least min. Claims are compare-and-set on one key, so of two workers that

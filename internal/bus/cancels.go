@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tokencast/tokencast/internal/chat"
 )
 
 const (
@@ -22,7 +23,7 @@ const (
 	cancelMarkTTL = 24 * time.Hour
 )
 
-func cancelKey(session, request string) string { return session + "." + request }
+func cancelKey(session, request string) string { return chat.AnswerKey(session, request) }
 
 // Cancel asks for an answer to stop: a mark that a worker checks before it
 // starts, and a live notice to the worker generating it.

@@ -83,7 +83,7 @@ func (b *Bus) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
 	}
-	if _, err := b.js.Publish(ctx, deadSubj, data, jetstream.WithMsgID(d.Request.SessionID+"."+d.Request.ID)); err != nil {
+	if _, err := b.js.Publish(ctx, deadSubj, data, jetstream.WithMsgID(chat.AnswerKey(d.Request.SessionID, d.Request.ID))); err != nil {
 		return fmt.Errorf("record dead letter %s: %w", d.Request.ID, err)
 	}
 	return nil

@@ -33,7 +33,7 @@ func (b *Bus) Enqueue(ctx context.Context, req chat.Request) error {
 	if err != nil {
 		return fmt.Errorf("encode request: %w", err)
 	}
-	if _, err := b.js.Publish(ctx, requestsSubj, data, jetstream.WithMsgID(req.SessionID+"."+req.ID)); err != nil {
+	if _, err := b.js.Publish(ctx, requestsSubj, data, jetstream.WithMsgID(chat.AnswerKey(req.SessionID, req.ID))); err != nil {
 		return fmt.Errorf("enqueue request %s: %w", req.ID, b.storageFault(err))
 	}
 	return nil

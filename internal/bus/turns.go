@@ -42,7 +42,7 @@ func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	if err != nil {
 		return fmt.Errorf("encode turn: %w", err)
 	}
-	id := session + "." + t.RequestID + "." + string(t.Role) + "." + string(t.Status)
+	id := chat.AnswerKey(session, t.RequestID) + "." + string(t.Role) + "." + string(t.Status)
 	if t.Attempt > 0 {
 		id += "." + strconv.FormatUint(t.Attempt, 10)
 	}

@@ -94,6 +94,12 @@ func (ev *Event) AnswerStart() uint64 {
 	return ev.StartSeq
 }
 
+// AnswerKey names one answer, a request of a session, wherever one is keyed:
+// its claim, its cancel mark, its queue and dead-letter message ids, its turn
+// records, the worker's answers in flight. Both parts are valid ids, so the
+// dot cannot be ambiguous and the key is a valid NATS subject token pair.
+func AnswerKey(session, request string) string { return session + "." + request }
+
 // Role says who wrote a turn.
 type Role string
 
