@@ -68,9 +68,9 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			log.Warn("flush traces", "err", err)
 		}
 	}()
-	api, worker := cfg.Role != "worker", cfg.Role != "api"
+	api, worker := cfg.Server.Role != "worker", cfg.Server.Role != "api"
 
-	file, err := readConfigFile(cfg.ConfigFile, log)
+	file, err := readConfigFile(cfg.Providers.ConfigFile, log)
 	if err != nil {
 		return err
 	}
@@ -78,30 +78,30 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	if err != nil {
 		return err
 	}
-	dev := cfg.Dev()
+	dev := cfg.Server.Dev()
 	if api {
 		switch {
-		case dev && !config.Loopback(cfg.Addr):
-			return fmt.Errorf("development mode listens only on a loopback address, not %s: use --mode prod with authentication", cfg.Addr)
+		case dev && !config.Loopback(cfg.Server.Addr):
+			return fmt.Errorf("development mode listens only on a loopback address, not %s: use --mode prod with authentication", cfg.Server.Addr)
 		case !dev && authn.Open():
-			return fmt.Errorf("refusing to serve %s in production mode without authentication: set TOKENCAST_API_KEYS or --oidc-issuer", cfg.Addr)
-		case !dev && slices.Contains(cfg.AllowedOrigins, "*"):
+			return fmt.Errorf("refusing to serve %s in production mode without authentication: set TOKENCAST_API_KEYS or --oidc-issuer", cfg.Server.Addr)
+		case !dev && slices.Contains(cfg.Server.AllowedOrigins, "*"):
 			return errors.New("--allowed-origins \"*\" is for development mode only: list the origins")
 		}
 	}
-	if exposed := cfg.NATSListen != "" || cfg.NATSClusterListen != ""; exposed && !dev {
-		if !cfg.NATSUnauthenticated {
+	if exposed := cfg.NATS.Listen != "" || cfg.NATS.ClusterListen != ""; exposed && !dev {
+		if !cfg.NATS.Unauthenticated {
 			return errors.New("refusing to open the embedded NATS (--nats-listen, --nats-cluster-listen) in production mode: it has no authentication, so anyone who reaches the port reads and writes every conversation; use an external NATS with credentials (--nats-url, --nats-creds), or firewall the ports and pass --nats-unauthenticated")
 		}
-		log.Warn("the embedded NATS listens without authentication (--nats-unauthenticated): firewall its ports", "nats_listen", cfg.NATSListen, "nats_cluster_listen", cfg.NATSClusterListen)
+		log.Warn("the embedded NATS listens without authentication (--nats-unauthenticated): firewall its ports", "nats_listen", cfg.NATS.Listen, "nats_cluster_listen", cfg.NATS.ClusterListen)
 	}
 
 	b, err := bus.Open(ctx, bus.Config{
-		DataDir: cfg.DataDir, EventRetention: cfg.EventRetention, SessionTTL: cfg.SessionTTL, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,
-		URLs: cfg.NATSURL, CredsFile: cfg.NATSCreds, NKeySeedFile: cfg.NATSNKey, CAFile: cfg.NATSCA,
-		CertFile: cfg.NATSCert, KeyFile: cfg.NATSKey,
-		Listen: cfg.NATSListen, Replicas: cfg.Replicas,
-		ClusterListen: cfg.NATSClusterListen, Routes: cfg.NATSRoutes, ClusterName: cfg.NATSClusterName, ServerName: cfg.NATSServerName,
+		DataDir: cfg.NATS.DataDir, EventRetention: cfg.NATS.EventRetention, SessionTTL: cfg.NATS.SessionTTL, MaxDeliver: cfg.NATS.MaxDeliver, AckWait: cfg.NATS.AckWait,
+		URLs: cfg.NATS.URL, CredsFile: cfg.NATS.Creds, NKeySeedFile: cfg.NATS.NKey, CAFile: cfg.NATS.CA,
+		CertFile: cfg.NATS.Cert, KeyFile: cfg.NATS.Key,
+		Listen: cfg.NATS.Listen, Replicas: cfg.NATS.Replicas,
+		ClusterListen: cfg.NATS.ClusterListen, Routes: cfg.NATS.Routes, ClusterName: cfg.NATS.ClusterName, ServerName: cfg.NATS.ServerName,
 	}, log)
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	})
 	// /metrics is on the public port unless an internal listener takes it.
 	var publicMetrics http.Handler = met.Handler()
-	if cfg.InternalAddr != "" {
+	if cfg.Server.InternalAddr != "" {
 		publicMetrics = nil
 	}
 	var stopping atomic.Bool
@@ -146,12 +146,12 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	var orch *orchestrator.Orchestrator
 	if worker {
 		orch = orchestrator.New(orchestrator.Config{
-			Workers:      cfg.Workers,
-			Coalescing:   orchestrator.Coalescing{Window: cfg.CoalesceWindow, Bytes: cfg.CoalesceBytes, Chunks: cfg.CoalesceChunks},
+			Workers:      cfg.Worker.Count,
+			Coalescing:   orchestrator.Coalescing{Window: cfg.Worker.Coalesce.Window, Bytes: cfg.Worker.Coalesce.Bytes, Chunks: cfg.Worker.Coalesce.Chunks},
 			DefaultModel: defaultModel,
-			Heartbeat:    cfg.AckWait / 3,
+			Heartbeat:    cfg.NATS.AckWait / 3,
 			Policy: orchestrator.Policy{
-				FirstToken: cfg.FirstTokenTimeout, Idle: cfg.IdleTimeout, Retries: cfg.ProviderRetries, Budget: cfg.RetryBudget,
+				FirstToken: cfg.Worker.FirstTokenTimeout, Idle: cfg.Worker.IdleTimeout, Retries: cfg.Worker.ProviderRetries, Budget: cfg.Worker.RetryBudget,
 			},
 			Recorder: met,
 		}, b, models, log)
@@ -170,38 +170,38 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		mux http.Handler
 	)
 	if api {
-		proxies, err := auth.ParseProxies(cfg.TrustedProxies)
+		proxies, err := auth.ParseProxies(cfg.Server.TrustedProxies)
 		if err != nil {
 			return fmt.Errorf("--trusted-proxies: %w", err)
 		}
 		refusals := ratelimit.NewRefusals(log)
-		h = hub.New(b, log, hub.Config{MaxPending: cfg.QueueSize * 4, LateJoinWindow: cfg.LateJoinWindow, LateJoinGrace: cfg.LateJoinGrace})
+		h = hub.New(b, log, hub.Config{MaxPending: cfg.Streams.QueueSize * 4, LateJoinWindow: cfg.Streams.LateJoinWindow, LateJoinGrace: cfg.Streams.LateJoinGrace})
 		defer h.Close()
-		guard := auth.NewGuard(b, ratelimit.New(cfg.SessionRate, cfg.SessionBurst), log)
+		guard := auth.NewGuard(b, ratelimit.New(cfg.Limits.SessionRate, cfg.Limits.SessionBurst), log)
 		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
-			Store: b, MaxMessageBytes: cfg.MaxMessageBytes, Log: log,
+			Store: b, MaxMessageBytes: cfg.Limits.MaxMessageBytes, Log: log,
 			ModelNames: modelNames, DefaultModel: defaultModel,
-			Sessions: guard, Asks: ratelimit.New(cfg.AskRate, cfg.AskBurst), Refusals: refusals,
+			Sessions: guard, Asks: ratelimit.New(cfg.Limits.AskRate, cfg.Limits.AskBurst), Refusals: refusals,
 			Accepting: func() bool { return !stopping.Load() },
 			Asked:     met.Asked,
 		}})
-		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev, Suggestions: dev,
-			OperationTimeout: cfg.OperationTimeout}
+		limits := graph.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxAliases: cfg.Limits.MaxAliases, MaxComplexity: cfg.Limits.MaxComplexity, MaxFields: cfg.Limits.MaxFields, Introspection: dev, Suggestions: dev,
+			OperationTimeout: cfg.Limits.OperationTimeout}
 		ops := graph.NewOperations(es, limits, guard)
 		// One set of connection caps for WebSocket and SSE alike.
-		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPendingConns, cfg.MaxPendingPerAddr)
+		conns := ratelimit.NewConns(cfg.Limits.MaxConns, cfg.Limits.MaxConnsPerPrincipal).WithPending(cfg.Limits.MaxPendingConns, cfg.Limits.MaxPendingPerAddr)
 		ws = wsproto.NewServer(wsproto.Config{
-			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
-			QueueBytes: cfg.QueueBytes, MaxResultBytes: cfg.MaxResultBytes,
-			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
-			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
-			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
+			ReadLimit: cfg.Streams.WSReadLimit, WriteTimeout: cfg.Streams.WriteTimeout, QueueSize: cfg.Streams.QueueSize,
+			QueueBytes: cfg.Streams.QueueBytes, MaxResultBytes: cfg.Streams.MaxResultBytes,
+			InitTimeout: cfg.Streams.InitTimeout, MaxSubscriptions: cfg.Streams.MaxSubscriptions, AllowedOrigins: cfg.Server.AllowedOrigins,
+			Conns: conns, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
+			MaxPayload: cfg.Dialects.AppSync.MaxPayload, KeepAlive: cfg.Dialects.KeepAlive, ConnectionTimeout: cfg.Dialects.AppSync.ConnectionTimeout,
 			OnSlow: met.SlowConsumer, OnConn: met.Connected,
 		}, ops, h, authn, log)
 		met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
 		met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
 		met.Gauge("tokencast_watched_sessions", "Sessions this node watches: one NATS interest each.", func() float64 { return float64(h.Sessions()) })
-		sigv4, err := auth.ParseSigV4Keys(cfg.SigV4Keys, cfg.SigV4MaxSkew)
+		sigv4, err := auth.ParseSigV4Keys(cfg.Auth.SigV4Keys, cfg.Auth.SigV4MaxSkew)
 		if err != nil {
 			return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
 		}
@@ -210,24 +210,24 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			verifier = sigv4
 		}
 		gw = gateway.New(gateway.Config{
-			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout, MaxResultBytes: cfg.MaxResultBytes,
-			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
+			MaxBodyBytes: cfg.Server.MaxBodyBytes, QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout, MaxResultBytes: cfg.Streams.MaxResultBytes,
+			AllowedOrigins: cfg.Server.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 			OnSSE: func(delta int) { met.Connected("sse", delta) },
-			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
-			LoopbackHostsOnly: dev, AllowedHosts: cfg.AllowedHosts,
+			Conns: conns, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
+			LoopbackHostsOnly: dev, AllowedHosts: cfg.Server.AllowedHosts,
 		}, es, limits, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {
 		mux = gateway.HealthHandler(ready, publicMetrics)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	scheme := "http"
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if cfg.Server.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
@@ -239,10 +239,10 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 	srv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTPReadTimeout,
-		WriteTimeout:      cfg.HTTPWriteTimeout,
-		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Server.ReadTimeout,
+		WriteTimeout:      cfg.Server.WriteTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -253,18 +253,18 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	case dev:
 		mode = "development mode"
 	}
-	fmt.Fprintf(stdout, "tokencast %s listening on %s://%s (role %s, %s)\n", version, scheme, ln.Addr(), cfg.Role, mode)
-	log.Info("serving", "addr", ln.Addr().String(), "tls", scheme == "https", "role", cfg.Role, "open", authn.Open(), "workers", cfg.Workers, "data_dir", cfg.DataDir)
+	fmt.Fprintf(stdout, "tokencast %s listening on %s://%s (role %s, %s)\n", version, scheme, ln.Addr(), cfg.Server.Role, mode)
+	log.Info("serving", "addr", ln.Addr().String(), "tls", scheme == "https", "role", cfg.Server.Role, "open", authn.Open(), "workers", cfg.Worker.Count, "data_dir", cfg.NATS.DataDir)
 
 	var internal *http.Server
-	if cfg.InternalAddr != "" {
-		iln, err := net.Listen("tcp", cfg.InternalAddr)
+	if cfg.Server.InternalAddr != "" {
+		iln, err := net.Listen("tcp", cfg.Server.InternalAddr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on --internal-addr: %w", err)
 		}
-		internal = &http.Server{Handler: gateway.InternalHandler(met.Handler(), cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
-		log.Info("internal listener", "addr", iln.Addr().String(), "pprof", cfg.Pprof)
+		internal = &http.Server{Handler: gateway.InternalHandler(met.Handler(), cfg.Server.Pprof), ReadHeaderTimeout: 10 * time.Second}
+		log.Info("internal listener", "addr", iln.Addr().String(), "pprof", cfg.Server.Pprof)
 		go func() { _ = internal.Serve(iln) }()
 		defer internal.Close()
 	}
@@ -293,8 +293,8 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	g.Go(func() error {
 		<-gctx.Done()
 		stopping.Store(true)
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
 		defer cancel()
 		stopPulling()
 		var wg sync.WaitGroup
@@ -314,9 +314,9 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		})
 		// Readiness is false from here: give load balancers the drain delay
 		// to notice before the port closes.
-		if cfg.DrainDelay > 0 {
+		if cfg.Server.DrainDelay > 0 {
 			select {
-			case <-time.After(cfg.DrainDelay):
+			case <-time.After(cfg.Server.DrainDelay):
 			case <-sctx.Done():
 			}
 		}
@@ -337,20 +337,20 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 }
 
 func authenticator(ctx context.Context, cfg *config.Config, file modelFile) (*auth.Authenticator, error) {
-	clients, err := auth.ParseKeys(cfg.APIKeys, auth.Client)
+	clients, err := auth.ParseKeys(cfg.Auth.APIKeys, auth.Client)
 	if err != nil {
 		return nil, fmt.Errorf("TOKENCAST_API_KEYS: %w", err)
 	}
 	if err := clients.Add(strings.Join(file.APIKeys, ","), auth.Client); err != nil {
 		return nil, fmt.Errorf("--config api_keys: %w", err)
 	}
-	if err := clients.AddPublic(cfg.PublicKeys); err != nil {
+	if err := clients.AddPublic(cfg.Auth.PublicKeys); err != nil {
 		return nil, fmt.Errorf("TOKENCAST_PUBLIC_KEYS: %w", err)
 	}
 	if err := clients.AddPublic(strings.Join(file.PublicKeys, ",")); err != nil {
 		return nil, fmt.Errorf("--config public_keys: %w", err)
 	}
-	services, err := auth.ParseKeys(cfg.ServiceKeys, auth.Service)
+	services, err := auth.ParseKeys(cfg.Auth.ServiceKeys, auth.Service)
 	if err != nil {
 		return nil, fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
 	}
@@ -358,8 +358,8 @@ func authenticator(ctx context.Context, cfg *config.Config, file modelFile) (*au
 		return nil, fmt.Errorf("--config service_keys: %w", err)
 	}
 	var tokens auth.TokenVerifier
-	if cfg.OIDCIssuer != "" {
-		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: cfg.OIDCIssuer, Audience: cfg.OIDCAudience, UserClaim: cfg.OIDCUserClaim, Skew: cfg.OIDCSkew})
+	if cfg.Auth.OIDC.Issuer != "" {
+		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: cfg.Auth.OIDC.Issuer, Audience: cfg.Auth.OIDC.Audience, UserClaim: cfg.Auth.OIDC.UserClaim, Skew: cfg.Auth.OIDC.Skew})
 		if err != nil {
 			return nil, err
 		}
@@ -370,9 +370,9 @@ func authenticator(ctx context.Context, cfg *config.Config, file modelFile) (*au
 
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
+	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

@@ -83,7 +83,7 @@ var languages = map[string]string{
 // and extra ones from opts. It returns them by name, the names clients may
 // ask for, and the default's name.
 func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[string]orchestrator.Provider) (map[string]orchestrator.Model, []string, string, error) {
-	defaultName := cmp(cfg.Model, file.DefaultModel, DefaultModel)
+	defaultName := cmp(cfg.Providers.Model, file.DefaultModel, DefaultModel)
 	entries := file.Models
 	if entries == nil {
 		entries = map[string]modelEntry{}
@@ -95,7 +95,7 @@ func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[s
 		// --model openai:gpt-4o-mini names a model by its reference.
 		entries[defaultName] = modelEntry{Ref: defaultName}
 	}
-	prompt := cfg.SystemPrompt
+	prompt := cfg.Providers.SystemPrompt
 	if file.SystemPrompt != nil {
 		prompt = *file.SystemPrompt
 	}
@@ -144,7 +144,7 @@ func buildModel(ctx context.Context, cfg *config.Config, e modelEntry, systemPro
 	getenv := cfg.Getenv
 	switch provider {
 	case "demo":
-		m.Provider = &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}
+		m.Provider = &demo.Provider{TTFT: cfg.Providers.Demo.TTFT, TokenInterval: cfg.Providers.Demo.TokenInterval, Repeat: cfg.Providers.Demo.Repeat}
 	case "openai", "azure":
 		read := openai.FromEnv
 		if provider == "azure" {
