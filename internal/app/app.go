@@ -11,26 +11,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tokencast/tokencast/internal/auth"
-	"github.com/tokencast/tokencast/internal/bus"
 	"github.com/tokencast/tokencast/internal/config"
 	"github.com/tokencast/tokencast/internal/gateway"
-	"github.com/tokencast/tokencast/internal/graph"
-	"github.com/tokencast/tokencast/internal/hub"
-	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
-	"github.com/tokencast/tokencast/internal/ratelimit"
 	"github.com/tokencast/tokencast/internal/tracing"
-	"github.com/tokencast/tokencast/internal/wsproto"
-	"github.com/tokencast/tokencast/web"
 )
 
 // DefaultModel is the model answering when nothing else is configured.
@@ -55,7 +44,7 @@ func Serve(ctx context.Context, cfg *config.Config, version string, stdout, stde
 
 // ServeWith is Serve with the additions in opts.
 func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, stderr io.Writer, opts Options) error {
-	log := newLogger(cfg, stderr)
+	log := newLogger(cfg.Log, stderr)
 	stopTracing, err := tracing.Setup(ctx, cfg.Getenv, version)
 	if err != nil {
 		return err
@@ -68,158 +57,12 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			log.Warn("flush traces", "err", err)
 		}
 	}()
-	api, worker := cfg.Server.Role != "worker", cfg.Server.Role != "api"
-
-	file, err := readConfigFile(cfg.Providers.ConfigFile, log)
+	s, err := build(ctx, cfg, version, opts, log)
 	if err != nil {
 		return err
 	}
-	authn, err := authenticator(ctx, cfg, file)
-	if err != nil {
-		return err
-	}
-	dev := cfg.Server.Dev()
-	if api {
-		switch {
-		case dev && !config.Loopback(cfg.Server.Addr):
-			return fmt.Errorf("development mode listens only on a loopback address, not %s: use --mode prod with authentication", cfg.Server.Addr)
-		case !dev && authn.Open():
-			return fmt.Errorf("refusing to serve %s in production mode without authentication: set TOKENCAST_API_KEYS or --oidc-issuer", cfg.Server.Addr)
-		case !dev && slices.Contains(cfg.Server.AllowedOrigins, "*"):
-			return errors.New("--allowed-origins \"*\" is for development mode only: list the origins")
-		}
-	}
-	if exposed := cfg.NATS.Listen != "" || cfg.NATS.ClusterListen != ""; exposed && !dev {
-		if !cfg.NATS.Unauthenticated {
-			return errors.New("refusing to open the embedded NATS (--nats-listen, --nats-cluster-listen) in production mode: it has no authentication, so anyone who reaches the port reads and writes every conversation; use an external NATS with credentials (--nats-url, --nats-creds), or firewall the ports and pass --nats-unauthenticated")
-		}
-		log.Warn("the embedded NATS listens without authentication (--nats-unauthenticated): firewall its ports", "nats_listen", cfg.NATS.Listen, "nats_cluster_listen", cfg.NATS.ClusterListen)
-	}
-
-	b, err := bus.Open(ctx, bus.Config{
-		DataDir: cfg.NATS.DataDir, EventRetention: cfg.NATS.EventRetention, SessionTTL: cfg.NATS.SessionTTL, MaxDeliver: cfg.NATS.MaxDeliver, AckWait: cfg.NATS.AckWait,
-		URLs: cfg.NATS.URL, CredsFile: cfg.NATS.Creds, NKeySeedFile: cfg.NATS.NKey, CAFile: cfg.NATS.CA,
-		CertFile: cfg.NATS.Cert, KeyFile: cfg.NATS.Key,
-		Listen: cfg.NATS.Listen, Replicas: cfg.NATS.Replicas,
-		ClusterListen: cfg.NATS.ClusterListen, Routes: cfg.NATS.Routes, ClusterName: cfg.NATS.ClusterName, ServerName: cfg.NATS.ServerName,
-	}, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-
-	models, modelNames, defaultModel, err := models(ctx, cfg, file, opts.Models)
-	if err != nil {
-		return err
-	}
-
-	met := metrics.New()
-	met.Gauge("tokencast_requests_waiting", "Accepted requests no worker has taken yet (the whole cluster's queue).", func() float64 {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		waiting, _, _ := b.QueueDepth(qctx)
-		return float64(waiting)
-	})
-	met.Gauge("tokencast_requests_in_flight", "Requests a worker holds and has not finished (the whole cluster's).", func() float64 {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		_, inFlight, _ := b.QueueDepth(qctx)
-		return float64(inFlight)
-	})
-	// /metrics is on the public port unless an internal listener takes it.
-	var publicMetrics http.Handler = met.Handler()
-	if cfg.Server.InternalAddr != "" {
-		publicMetrics = nil
-	}
-	var stopping atomic.Bool
-	ready := map[string]gateway.Readiness{
-		"nats":    b.Ready,
-		"storage": b.Writable,
-		"serving": func(context.Context) error {
-			if stopping.Load() {
-				return errors.New("shutting down")
-			}
-			return nil
-		},
-	}
-
-	var orch *orchestrator.Orchestrator
-	if worker {
-		orch = orchestrator.New(orchestrator.Config{
-			Workers:      cfg.Worker.Count,
-			Coalescing:   orchestrator.Coalescing{Window: cfg.Worker.Coalesce.Window, Bytes: cfg.Worker.Coalesce.Bytes, Chunks: cfg.Worker.Coalesce.Chunks},
-			DefaultModel: defaultModel,
-			Heartbeat:    cfg.NATS.AckWait / 3,
-			Policy: orchestrator.Policy{
-				FirstToken: cfg.Worker.FirstTokenTimeout, Idle: cfg.Worker.IdleTimeout, Retries: cfg.Worker.ProviderRetries, Budget: cfg.Worker.RetryBudget,
-			},
-			Recorder: met,
-		}, b, models, log)
-		ready["workers"] = func(context.Context) error {
-			if !orch.Pulling() {
-				return errors.New("workers are not taking requests")
-			}
-			return nil
-		}
-	}
-
-	var (
-		h   *hub.Hub
-		ws  *wsproto.Server
-		gw  *gateway.Gateway
-		mux http.Handler
-	)
-	if api {
-		proxies, err := auth.ParseProxies(cfg.Server.TrustedProxies)
-		if err != nil {
-			return fmt.Errorf("--trusted-proxies: %w", err)
-		}
-		refusals := ratelimit.NewRefusals(log)
-		h = hub.New(b, log, hub.Config{MaxPending: cfg.Streams.QueueSize * 4, LateJoinWindow: cfg.Streams.LateJoinWindow, LateJoinGrace: cfg.Streams.LateJoinGrace})
-		defer h.Close()
-		guard := auth.NewGuard(b, ratelimit.New(cfg.Limits.SessionRate, cfg.Limits.SessionBurst), log)
-		es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
-			Store: b, MaxMessageBytes: cfg.Limits.MaxMessageBytes, Log: log,
-			ModelNames: modelNames, DefaultModel: defaultModel,
-			Sessions: guard, Asks: ratelimit.New(cfg.Limits.AskRate, cfg.Limits.AskBurst), Refusals: refusals,
-			Accepting: func() bool { return !stopping.Load() },
-			Asked:     met.Asked,
-		}})
-		limits := graph.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxAliases: cfg.Limits.MaxAliases, MaxComplexity: cfg.Limits.MaxComplexity, MaxFields: cfg.Limits.MaxFields, Introspection: dev, Suggestions: dev,
-			OperationTimeout: cfg.Limits.OperationTimeout}
-		ops := graph.NewOperations(es, limits, guard)
-		// One set of connection caps for WebSocket and SSE alike.
-		conns := ratelimit.NewConns(cfg.Limits.MaxConns, cfg.Limits.MaxConnsPerPrincipal).WithPending(cfg.Limits.MaxPendingConns, cfg.Limits.MaxPendingPerAddr)
-		ws = wsproto.NewServer(wsproto.Config{
-			ReadLimit: cfg.Streams.WSReadLimit, WriteTimeout: cfg.Streams.WriteTimeout, QueueSize: cfg.Streams.QueueSize,
-			QueueBytes: cfg.Streams.QueueBytes, MaxResultBytes: cfg.Streams.MaxResultBytes,
-			InitTimeout: cfg.Streams.InitTimeout, MaxSubscriptions: cfg.Streams.MaxSubscriptions, AllowedOrigins: cfg.Server.AllowedOrigins,
-			Conns: conns, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
-			MaxPayload: cfg.Dialects.AppSync.MaxPayload, KeepAlive: cfg.Dialects.KeepAlive, ConnectionTimeout: cfg.Dialects.AppSync.ConnectionTimeout,
-			OnSlow: met.SlowConsumer, OnConn: met.Connected,
-		}, ops, h, authn, log)
-		met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
-		met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
-		met.Gauge("tokencast_watched_sessions", "Sessions this node watches: one NATS interest each.", func() float64 { return float64(h.Sessions()) })
-		sigv4, err := auth.ParseSigV4Keys(cfg.Auth.SigV4Keys, cfg.Auth.SigV4MaxSkew)
-		if err != nil {
-			return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
-		}
-		var verifier gateway.SignatureVerifier
-		if sigv4.Len() > 0 {
-			verifier = sigv4
-		}
-		gw = gateway.New(gateway.Config{
-			MaxBodyBytes: cfg.Server.MaxBodyBytes, QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout, MaxResultBytes: cfg.Streams.MaxResultBytes,
-			AllowedOrigins: cfg.Server.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
-			OnSSE: func(delta int) { met.Connected("sse", delta) },
-			Conns: conns, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
-			LoopbackHostsOnly: dev, AllowedHosts: cfg.Server.AllowedHosts,
-		}, es, limits, ops, h, authn, ws, ready, version, log)
-		mux = gw.Handler()
-	} else {
-		mux = gateway.HealthHandler(ready, publicMetrics)
-	}
+	defer s.close()
+	authn, dev, met, orch, mux := s.authn, s.dev, s.met, s.orch, s.handler
 
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
@@ -292,15 +135,15 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		stopping.Store(true)
+		s.stopping.Store(true)
 		log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
 		defer cancel()
 		stopPulling()
 		var wg sync.WaitGroup
-		if api {
-			gw.Shutdown()
-			wg.Go(func() { _ = ws.Shutdown(sctx) })
+		if s.servesAPI() {
+			s.gw.Shutdown()
+			wg.Go(func() { _ = s.ws.Shutdown(sctx) })
 		}
 		wg.Go(func() {
 			// Answers in flight may finish; what is left at the deadline is
@@ -336,43 +179,12 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	return err
 }
 
-func authenticator(ctx context.Context, cfg *config.Config, file modelFile) (*auth.Authenticator, error) {
-	clients, err := auth.ParseKeys(cfg.Auth.APIKeys, auth.Client)
-	if err != nil {
-		return nil, fmt.Errorf("TOKENCAST_API_KEYS: %w", err)
-	}
-	if err := clients.Add(strings.Join(file.APIKeys, ","), auth.Client); err != nil {
-		return nil, fmt.Errorf("--config api_keys: %w", err)
-	}
-	if err := clients.AddPublic(cfg.Auth.PublicKeys); err != nil {
-		return nil, fmt.Errorf("TOKENCAST_PUBLIC_KEYS: %w", err)
-	}
-	if err := clients.AddPublic(strings.Join(file.PublicKeys, ",")); err != nil {
-		return nil, fmt.Errorf("--config public_keys: %w", err)
-	}
-	services, err := auth.ParseKeys(cfg.Auth.ServiceKeys, auth.Service)
-	if err != nil {
-		return nil, fmt.Errorf("TOKENCAST_SERVICE_KEYS: %w", err)
-	}
-	if err := services.Add(strings.Join(file.ServiceKeys, ","), auth.Service); err != nil {
-		return nil, fmt.Errorf("--config service_keys: %w", err)
-	}
-	var tokens auth.TokenVerifier
-	if cfg.Auth.OIDC.Issuer != "" {
-		o, err := auth.NewOIDC(ctx, auth.OIDCConfig{Issuer: cfg.Auth.OIDC.Issuer, Audience: cfg.Auth.OIDC.Audience, UserClaim: cfg.Auth.OIDC.UserClaim, Skew: cfg.Auth.OIDC.Skew})
-		if err != nil {
-			return nil, err
-		}
-		tokens = o
-	}
-	return auth.NewAuthenticator(clients, services, tokens), nil
-}
-
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+// newLogger logs to w at the level and in the format configured.
+func newLogger(l config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	_ = level.UnmarshalText([]byte(l.Level))
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
+	if l.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
