@@ -4,20 +4,11 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/tokencast/tokencast/internal/config"
-	"github.com/tokencast/tokencast/internal/gateway"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/tracing"
 )
@@ -62,121 +53,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		return err
 	}
 	defer s.close()
-	authn, dev, met, orch, mux := s.authn, s.dev, s.met, s.orch, s.handler
-
-	ln, err := net.Listen("tcp", cfg.Server.Addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	scheme := "http"
-	if cfg.Server.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCert, cfg.Server.TLSKey)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		// HTTP/1.1 only: WebSocket upgrades need it, and one protocol keeps
-		// the connection engine's accounting simple.
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
-		scheme = "https"
-	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
-		ReadTimeout:       cfg.Server.ReadTimeout,
-		WriteTimeout:      cfg.Server.WriteTimeout,
-		IdleTimeout:       cfg.Server.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	mode := "production mode"
-	switch {
-	case dev && authn.Open():
-		mode = "open development mode: no TOKENCAST_API_KEYS, loopback only"
-	case dev:
-		mode = "development mode"
-	}
-	fmt.Fprintf(stdout, "tokencast %s listening on %s://%s (role %s, %s)\n", version, scheme, ln.Addr(), cfg.Server.Role, mode)
-	log.Info("serving", "addr", ln.Addr().String(), "tls", scheme == "https", "role", cfg.Server.Role, "open", authn.Open(), "workers", cfg.Worker.Count, "data_dir", cfg.NATS.DataDir)
-
-	var internal *http.Server
-	if cfg.Server.InternalAddr != "" {
-		iln, err := net.Listen("tcp", cfg.Server.InternalAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("listen on --internal-addr: %w", err)
-		}
-		internal = &http.Server{Handler: gateway.InternalHandler(met.Handler(), cfg.Server.Pprof), ReadHeaderTimeout: 10 * time.Second}
-		log.Info("internal listener", "addr", iln.Addr().String(), "pprof", cfg.Server.Pprof)
-		go func() { _ = internal.Serve(iln) }()
-		defer internal.Close()
-	}
-
-	// pull ends when shutdown starts; work when the shutdown timeout is up.
-	pull, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPulling()
-	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
-	workersDone := make(chan struct{})
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
-		}
-		return nil
-	})
-	if orch != nil {
-		g.Go(func() error {
-			defer close(workersDone)
-			return orch.Run(pull, work)
-		})
-	} else {
-		close(workersDone)
-	}
-	g.Go(func() error {
-		<-gctx.Done()
-		s.stopping.Store(true)
-		log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
-		defer cancel()
-		stopPulling()
-		var wg sync.WaitGroup
-		if s.servesAPI() {
-			s.gw.Shutdown()
-			wg.Go(func() { _ = s.ws.Shutdown(sctx) })
-		}
-		wg.Go(func() {
-			// Answers in flight may finish; what is left at the deadline is
-			// handed back to another worker.
-			select {
-			case <-workersDone:
-			case <-sctx.Done():
-				log.Warn("shutdown timeout: handing unfinished answers back")
-				stopWork()
-			}
-		})
-		// Readiness is false from here: give load balancers the drain delay
-		// to notice before the port closes.
-		if cfg.Server.DrainDelay > 0 {
-			select {
-			case <-time.After(cfg.Server.DrainDelay):
-			case <-sctx.Done():
-			}
-		}
-		err := srv.Shutdown(sctx)
-		wg.Wait()
-		stopWork()
-		if errors.Is(err, context.DeadlineExceeded) {
-			_ = srv.Close()
-			err = nil
-		}
-		return err
-	})
-	err = g.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return err
+	return s.serve(ctx, stdout)
 }
 
 // newLogger logs to w at the level and in the format configured.
