@@ -469,8 +469,8 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Workers != 3 || cfg.DemoTTFT != time.Second {
-		t.Fatalf("workers %d demo-ttft %v, want the flag's 3 and the env's 1s", cfg.Workers, cfg.DemoTTFT)
+	if cfg.Worker.Count != 3 || cfg.Providers.Demo.TTFT != time.Second {
+		t.Fatalf("workers %d demo-ttft %v, want the flag's 3 and the env's 1s", cfg.Worker.Count, cfg.Providers.Demo.TTFT)
 	}
 	if _, err := config.Parse(nil, func(k string) string {
 		return map[string]string{"TOKENCAST_WORKERS": "many"}[k]

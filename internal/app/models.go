@@ -83,8 +83,8 @@ var languages = map[string]string{
 // --model default (a bare "provider:model-id" needs no file), the demo model,
 // and extra ones from opts. It returns them by name, the names clients may
 // ask for, and the default's name.
-func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[string]orchestrator.Provider) (map[string]orchestrator.Model, []string, string, error) {
-	defaultName := cmp(cfg.Model, file.DefaultModel, DefaultModel)
+func models(ctx context.Context, p config.Providers, getenv func(string) string, file modelFile, extra map[string]orchestrator.Provider) (map[string]orchestrator.Model, []string, string, error) {
+	defaultName := cmp(p.Model, file.DefaultModel, DefaultModel)
 	entries := file.Models
 	if entries == nil {
 		entries = map[string]modelEntry{}
@@ -96,7 +96,7 @@ func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[s
 		// --model openai:gpt-4o-mini names a model by its reference.
 		entries[defaultName] = modelEntry{Ref: defaultName}
 	}
-	prompt := cfg.SystemPrompt
+	prompt := p.SystemPrompt
 	if file.SystemPrompt != nil {
 		prompt = *file.SystemPrompt
 	}
@@ -104,7 +104,7 @@ func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[s
 	out := make(map[string]orchestrator.Model, len(entries)+len(extra))
 	var errs []error
 	for name, e := range entries {
-		m, err := buildModel(ctx, cfg, e, cmpPtr(e.SystemPrompt, prompt))
+		m, err := buildModel(ctx, p.Demo, getenv, e, cmpPtr(e.SystemPrompt, prompt))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("model %q (%s): %w", name, e.Ref, err))
 			continue
@@ -132,7 +132,7 @@ func models(ctx context.Context, cfg *config.Config, file modelFile, extra map[s
 }
 
 // buildModel makes the provider a model reference names.
-func buildModel(ctx context.Context, cfg *config.Config, e modelEntry, systemPrompt string) (orchestrator.Model, error) {
+func buildModel(ctx context.Context, demoPace config.Demo, getenv func(string) string, e modelEntry, systemPrompt string) (orchestrator.Model, error) {
 	provider, id, ok := strings.Cut(e.Ref, ":")
 	if !ok || id == "" {
 		return orchestrator.Model{}, errors.New(`a model reference is "provider:model-id", e.g. openai:gpt-4o-mini`)
@@ -142,10 +142,9 @@ func buildModel(ctx context.Context, cfg *config.Config, e modelEntry, systemPro
 		return orchestrator.Model{}, err
 	}
 	m := orchestrator.Model{Ref: e.Ref, ID: id, System: system, Fallbacks: e.Fallbacks}
-	getenv := cfg.Getenv
 	switch provider {
 	case "demo":
-		m.Provider = &demo.Provider{TTFT: cfg.DemoTTFT, TokenInterval: cfg.DemoTokenGap, Repeat: cfg.DemoRepeat}
+		m.Provider = &demo.Provider{TTFT: demoPace.TTFT, TokenInterval: demoPace.TokenInterval, Repeat: demoPace.Repeat}
 	case "openai", "azure":
 		read := openai.FromEnv
 		if provider == "azure" {

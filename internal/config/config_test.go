@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,10 +43,36 @@ func TestNATSFiles(t *testing.T) {
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatal(err)
-			case tc.want == "" && tc.cert && (c.NATSCert != file || c.NATSKey != file):
-				t.Fatalf("cert %q, key %q: want both %q", c.NATSCert, c.NATSKey, file)
+			case tc.want == "" && tc.cert && (c.NATS.Cert != file || c.NATS.Key != file):
+				t.Fatalf("cert %q, key %q: want both %q", c.NATS.Cert, c.NATS.Key, file)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("Parse: %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCommaLists: --allowed-hosts and --allowed-origins, from a flag or the
+// environment, are lists with blanks and spaces dropped.
+func TestCommaLists(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		args           []string
+		env            map[string]string
+		hosts, origins []string
+	}{
+		{"unset", nil, nil, nil, nil},
+		{"flags", []string{"--allowed-hosts", " a.test, ,b.test ", "--allowed-origins", "https://x.test"}, nil, []string{"a.test", "b.test"}, []string{"https://x.test"}},
+		{"environment", nil, map[string]string{"TOKENCAST_ALLOWED_ORIGINS": "https://x.test,https://y.test,"}, nil, []string{"https://x.test", "https://y.test"}},
+		{"the last flag wins", []string{"--allowed-hosts", "a.test", "--allowed-hosts", "b.test"}, nil, []string{"b.test"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(c.Server.AllowedHosts, tc.hosts) || !slices.Equal(c.Server.AllowedOrigins, tc.origins) {
+				t.Fatalf("hosts %q, origins %q: want %q, %q", c.Server.AllowedHosts, c.Server.AllowedOrigins, tc.hosts, tc.origins)
 			}
 		})
 	}
