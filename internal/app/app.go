@@ -187,7 +187,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		}})
 		limits := graph.Limits{MaxDepth: cfg.MaxDepth, MaxAliases: cfg.MaxAliases, MaxComplexity: cfg.MaxComplexity, MaxFields: cfg.MaxFields, Introspection: dev, Suggestions: dev,
 			OperationTimeout: cfg.OperationTimeout}
-		ops := graph.NewOperations(es, limits, guard)
+		ops := graph.NewOperations(es, limits, guard, log)
 		// One set of connection caps for WebSocket and SSE alike.
 		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPendingConns, cfg.MaxPendingPerAddr)
 		ws = wsproto.NewServer(wsproto.Config{
@@ -215,7 +215,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 			OnSSE: func(delta int) { met.Connected("sse", delta) },
 			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
 			LoopbackHostsOnly: dev, AllowedHosts: cfg.AllowedHosts,
-		}, es, limits, ops, h, authn, ws, ready, version, log)
+		}, ops, h, authn, ws, ready, version, log)
 		mux = gw.Handler()
 	} else {
 		mux = gateway.HealthHandler(ready, publicMetrics)

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tokencast/tokencast/internal/auth"
@@ -29,8 +27,10 @@ import (
 	"github.com/tokencast/tokencast/internal/ratelimit"
 )
 
-// Operations is what the gateway needs to run GraphQL outside gqlgen's handler.
+// Operations is how the gateway runs GraphQL: ServeHTTP answers a JSON
+// POST, Prepare and Execute serve SSE, on one executor.
 type Operations interface {
+	http.Handler
 	Prepare(ctx context.Context, params *graphql.RawParams) (*graph.Operation, gqlerror.List)
 	Execute(ctx context.Context, op *graph.Operation) *graphql.Response
 }
@@ -102,7 +102,6 @@ type Gateway struct {
 	hub     Hub
 	auth    Authenticator
 	ws      http.Handler
-	graphql http.Handler
 	ui      fs.FS
 	ready   map[string]Readiness
 	log     *slog.Logger
@@ -115,7 +114,7 @@ type Gateway struct {
 func (g *Gateway) Shutdown() { g.once.Do(func() { close(g.closing) }) }
 
 // New returns a gateway. ws serves WebSocket upgrades on /graphql.
-func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Operations, h Hub, a Authenticator, ws http.Handler, ready map[string]Readiness, version string, log *slog.Logger) *Gateway {
+func New(cfg Config, ops Operations, h Hub, a Authenticator, ws http.Handler, ready map[string]Readiness, version string, log *slog.Logger) *Gateway {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
@@ -131,44 +130,7 @@ func New(cfg Config, es graphql.ExecutableSchema, limits graph.Limits, ops Opera
 	if cfg.Refusals == nil {
 		cfg.Refusals = ratelimit.NewRefusals(log)
 	}
-	srv := handler.New(es)
-	// JSON POST only: no GET and no form bodies, which a cross-site page
-	// could send without a CORS preflight.
-	srv.AddTransport(transport.POST{})
-	for _, ext := range limits.Extensions() {
-		srv.Use(ext)
-	}
-	srv.SetDisableSuggestion(!limits.Suggestions)
-	srv.SetErrorPresenter(presentError(log))
-	srv.SetRecoverFunc(func(ctx context.Context, err any) error {
-		log.Error("resolver panic", "panic", err)
-		return &gqlerror.Error{Message: "internal error", Extensions: map[string]any{"code": chat.CodeInternal}}
-	})
-	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, graphql: srv, ready: ready, log: log, version: version, closing: make(chan struct{}), ui: cfg.UI}
-}
-
-// presentError keeps codes the resolvers set and hides everything else.
-func presentError(log *slog.Logger) graphql.ErrorPresenterFunc {
-	return func(ctx context.Context, err error) *gqlerror.Error {
-		gerr := graphql.DefaultErrorPresenter(ctx, err)
-		if gerr.Extensions == nil || gerr.Extensions["code"] == nil {
-			var ge *gqlerror.Error
-			if !asGQL(err, &ge) {
-				log.Error("unexpected resolver error", "err", err)
-				gerr.Message = "internal error"
-				gerr.Extensions = map[string]any{"code": chat.CodeInternal}
-			}
-		}
-		return gerr
-	}
-}
-
-func asGQL(err error, target **gqlerror.Error) bool {
-	ge, ok := err.(*gqlerror.Error)
-	if ok {
-		*target = ge
-	}
-	return ok
+	return &Gateway{cfg: cfg, ops: ops, hub: h, auth: a, ws: ws, ready: ready, log: log, version: version, closing: make(chan struct{}), ui: cfg.UI}
 }
 
 // serveGraphQL dispatches /graphql by what the request asks for.
@@ -210,7 +172,7 @@ func (g *Gateway) serveGraphQL(w http.ResponseWriter, r *http.Request) {
 		g.serveSSE(w, r)
 		return
 	}
-	g.graphql.ServeHTTP(w, r)
+	g.ops.ServeHTTP(w, r)
 }
 
 // authenticate finds the caller of a GraphQL request: a SigV4 signature

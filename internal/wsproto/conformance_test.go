@@ -86,7 +86,7 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 		Store: b, MaxMessageBytes: 1024, Log: log, Sessions: guard, Asks: ratelimit.New(0, 1),
 		ModelNames: []string{"demo:default"}, DefaultModel: "demo:default",
 	}})
-	ops := graph.NewOperations(es, graph.Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, guard)
+	ops := graph.NewOperations(es, graph.Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, guard, log)
 	var exec Executor = ops
 	if o.executor != nil {
 		exec = o.executor(ops)

@@ -179,17 +179,20 @@ func (c *conn) handle(data []byte) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// A bug met on one client's message ends that connection, not the
-		// server.
-		defer func() {
-			if r := recover(); r != nil {
-				c.s.log.Error("panic while handling a client message; closing the connection", "panic", r, "stack", string(debug.Stack()))
-				c.close(CloseInternalError, "Internal server error")
-			}
-		}()
+		defer c.survive()
 		c.dialect.handle(c, data)
 	}()
 	<-done
+}
+
+// survive, deferred, makes a bug met on one client's message end that
+// connection, not the server. Resolvers' panics never get here: the executor
+// answers them INTERNAL.
+func (c *conn) survive() {
+	if r := recover(); r != nil {
+		c.s.log.Error("panic while handling a client message; closing the connection", "panic", r, "stack", string(debug.Stack()))
+		c.close(CloseInternalError, "Internal server error")
+	}
 }
 
 func (c *conn) readLoop() {
@@ -466,7 +469,7 @@ func opError(code, message string) errOperation {
 func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 	ctx := auth.WithClientAddr(auth.WithPrincipal(c.ctx, p), c.addr)
 	op, errs := c.s.ops.Prepare(ctx, params)
-	if len(errs) > 0 && errs[0].Extensions["code"] == chat.CodeForbidden {
+	if len(errs) > 0 && chat.ErrorCode(errs[0]) == chat.CodeForbidden {
 		c.finish(id)
 		if _, ok := c.dialect.(transportWS); ok {
 			c.close(4403, "Forbidden")
@@ -495,6 +498,7 @@ func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 		c.mu.Unlock()
 		c.queries.Go(func() {
 			defer cancel()
+			defer c.survive()
 			c.execute(ctx, q, op)
 		})
 		return
