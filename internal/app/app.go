@@ -28,6 +28,7 @@ import (
 	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/stream"
 	"github.com/tokencast/tokencast/internal/tracing"
 	"github.com/tokencast/tokencast/internal/wsproto"
 	"github.com/tokencast/tokencast/web"
@@ -190,14 +191,16 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		ops := graph.NewOperations(es, limits, guard, log)
 		// One set of connection caps for WebSocket and SSE alike.
 		conns := ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPendingConns, cfg.MaxPendingPerAddr)
+		policy := stream.NewPolicy(stream.Config{
+			Conns: conns, AllowedOrigins: cfg.AllowedOrigins, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
+		}, authn, log)
 		ws = wsproto.NewServer(wsproto.Config{
 			ReadLimit: cfg.WSReadLimit, WriteTimeout: cfg.WriteTimeout, QueueSize: cfg.QueueSize,
 			QueueBytes: cfg.QueueBytes, MaxResultBytes: cfg.MaxResultBytes,
-			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs, AllowedOrigins: cfg.AllowedOrigins,
-			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
+			InitTimeout: cfg.InitTimeout, MaxSubscriptions: cfg.MaxSubs,
 			MaxPayload: cfg.MaxPayload, KeepAlive: cfg.KeepAlive, ConnectionTimeout: cfg.ConnTimeout,
 			OnSlow: met.SlowConsumer, OnConn: met.Connected,
-		}, ops, h, authn, log)
+		}, policy, ops, h, log)
 		met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
 		met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
 		met.Gauge("tokencast_watched_sessions", "Sessions this node watches: one NATS interest each.", func() float64 { return float64(h.Sessions()) })
