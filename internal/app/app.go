@@ -28,6 +28,7 @@ import (
 	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/sse"
 	"github.com/tokencast/tokencast/internal/stream"
 	"github.com/tokencast/tokencast/internal/tracing"
 	"github.com/tokencast/tokencast/internal/wsproto"
@@ -165,10 +166,10 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 	}
 
 	var (
-		h   *hub.Hub
-		ws  *wsproto.Server
-		gw  *gateway.Gateway
-		mux http.Handler
+		h      *hub.Hub
+		ws     *wsproto.Server
+		events *sse.Server
+		mux    http.Handler
 	)
 	if api {
 		proxies, err := auth.ParseProxies(cfg.TrustedProxies)
@@ -212,14 +213,14 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		if sigv4.Len() > 0 {
 			verifier = sigv4
 		}
-		gw = gateway.New(gateway.Config{
-			MaxBodyBytes: cfg.MaxBodyBytes, QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout, MaxResultBytes: cfg.MaxResultBytes,
-			AllowedOrigins: cfg.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
-			OnSSE: func(delta int) { met.Connected("sse", delta) },
-			Conns: conns, TokenGrace: cfg.TokenGrace, Proxies: proxies, Refusals: refusals,
+		events = sse.NewServer(sse.Config{
+			QueueSize: cfg.QueueSize, WriteTimeout: cfg.WriteTimeout, MaxResultBytes: cfg.MaxResultBytes,
+			OnStream: func(delta int) { met.Connected("sse", delta) },
+		}, policy, ops, h, log)
+		mux = gateway.New(gateway.Config{
+			MaxBodyBytes: cfg.MaxBodyBytes, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 			LoopbackHostsOnly: dev, AllowedHosts: cfg.AllowedHosts,
-		}, ops, h, authn, ws, ready, version, log)
-		mux = gw.Handler()
+		}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, Ready: ready, Version: version}).Handler()
 	} else {
 		mux = gateway.HealthHandler(ready, publicMetrics)
 	}
@@ -302,7 +303,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		stopPulling()
 		var wg sync.WaitGroup
 		if api {
-			gw.Shutdown()
+			events.Shutdown()
 			wg.Go(func() { _ = ws.Shutdown(sctx) })
 		}
 		wg.Go(func() {

@@ -35,9 +35,9 @@ func codeError(ctx context.Context, code, message string) *gqlerror.Error {
 	return clientError(graphql.GetPath(ctx), &chat.Error{Code: code, Message: message})
 }
 
-// refusal is an operation refused before it runs, as a list a transport
-// sends.
-func refusal(code, message string) gqlerror.List {
+// Refusal is an operation refused before it runs, as the list of errors a
+// transport sends: one error with a message for the client and its code.
+func Refusal(code, message string) gqlerror.List {
 	return gqlerror.List{clientError(nil, &chat.Error{Code: code, Message: message})}
 }
 

@@ -82,7 +82,7 @@ func TestErrorsAreShownByCodeNeverByTheirText(t *testing.T) {
 		code, message string
 		logs          bool
 	}{
-		{"made for clients", refusal(chat.CodeForbidden, "this session belongs to someone else")[0], chat.CodeForbidden, "this session belongs to someone else", false},
+		{"made for clients", Refusal(chat.CodeForbidden, "this session belongs to someone else")[0], chat.CodeForbidden, "this session belongs to someone else", false},
 		{"a domain error", fmt.Errorf("claim: %w", &chat.Error{Code: chat.CodeRateLimited, Message: "slow down"}), chat.CodeRateLimited, "slow down", false},
 		{"gqlgen's own", gqlerror.Errorf("must not be null"), "", "must not be null", false},
 		{"a Go error", secret, chat.CodeInternal, "internal error", true},

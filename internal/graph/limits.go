@@ -165,7 +165,7 @@ func writtenFields(doc *ast.QueryDocument) int {
 }
 
 func limitError(message, code string) *gqlerror.Error {
-	return refusal(code, message)[0]
+	return Refusal(code, message)[0]
 }
 
 // deadline gives every query and mutation a context that ends after d.

@@ -93,31 +93,31 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (op
 	}
 	fields := graphql.CollectFields(opCtx, opCtx.Operation.SelectionSet, []string{"Subscription"})
 	if len(fields) != 1 || fields[0].Name != "onSendMessage" {
-		return nil, refusal(chat.CodeBadInput, "a subscription selects exactly one field, onSendMessage")
+		return nil, Refusal(chat.CodeBadInput, "a subscription selects exactly one field, onSendMessage")
 	}
 	f := fields[0]
 	args := f.ArgumentMap(opCtx.Variables)
 	session, _ := args["sessionId"].(string)
 	if !chat.ValidSessionID(session) {
-		return nil, refusal(chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
+		return nil, Refusal(chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
 	}
 	if err := o.sessions.Authorize(ctx, auth.FromContext(ctx), session); err != nil {
 		if errors.Is(err, auth.ErrForbidden) || errors.Is(err, auth.ErrUnauthenticated) {
-			return nil, refusal(chat.CodeForbidden, "this session belongs to someone else")
+			return nil, Refusal(chat.CodeForbidden, "this session belongs to someone else")
 		}
 		var limited *auth.RateLimitedError
 		if errors.As(err, &limited) {
-			errs := refusal(chat.CodeRateLimited, "too many new sessions; wait before starting another")
+			errs := Refusal(chat.CodeRateLimited, "too many new sessions; wait before starting another")
 			errs[0].Extensions["retryAfter"] = int(limited.RetryAfter/time.Second) + 1
 			return nil, errs
 		}
-		return nil, refusal(chat.CodeUnavailable, "could not check access to the session, try again")
+		return nil, Refusal(chat.CodeUnavailable, "could not check access to the session, try again")
 	}
 	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}
 	if after, ok := args["after"].(string); ok {
 		seq, err := ParseCursor(after)
 		if err != nil {
-			return nil, refusal(chat.CodeBadCursor, "after must be a cursor from an earlier event")
+			return nil, Refusal(chat.CodeBadCursor, "after must be a cursor from an earlier event")
 		}
 		op.Subscription.After = &seq
 	}
