@@ -107,9 +107,9 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (op
 		}
 		var limited *auth.RateLimitedError
 		if errors.As(err, &limited) {
-			errs := Refusal(chat.CodeRateLimited, "too many new sessions; wait before starting another")
-			errs[0].Extensions["retryAfter"] = int(limited.RetryAfter/time.Second) + 1
-			return nil, errs
+			refused := Refusal(chat.CodeRateLimited, "too many new sessions; wait before starting another")
+			refused[0].Extensions["retryAfter"] = int(limited.RetryAfter/time.Second) + 1
+			return nil, refused
 		}
 		return nil, Refusal(chat.CodeUnavailable, "could not check access to the session, try again")
 	}
