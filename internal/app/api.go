@@ -11,6 +11,8 @@ import (
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/sse"
+	"github.com/tokencast/tokencast/internal/stream"
 	"github.com/tokencast/tokencast/internal/wsproto"
 	"github.com/tokencast/tokencast/web"
 )
@@ -38,17 +40,19 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 	}})
 	limits := graph.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxAliases: cfg.Limits.MaxAliases, MaxComplexity: cfg.Limits.MaxComplexity, MaxFields: cfg.Limits.MaxFields, Introspection: dev, Suggestions: dev,
 		OperationTimeout: cfg.Limits.OperationTimeout}
-	ops := graph.NewOperations(es, limits, guard)
+	ops := graph.NewOperations(es, limits, guard, log)
 	// One set of connection caps for WebSocket and SSE alike.
 	conns := ratelimit.NewConns(cfg.Limits.MaxConns, cfg.Limits.MaxConnsPerPrincipal).WithPending(cfg.Limits.MaxPendingConns, cfg.Limits.MaxPendingPerAddr)
+	policy := stream.NewPolicy(stream.Config{
+		Conns: conns, AllowedOrigins: cfg.Server.AllowedOrigins, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
+	}, authn, log)
 	ws := wsproto.NewServer(wsproto.Config{
 		ReadLimit: cfg.Streams.WSReadLimit, WriteTimeout: cfg.Streams.WriteTimeout, QueueSize: cfg.Streams.QueueSize,
 		QueueBytes: cfg.Streams.QueueBytes, MaxResultBytes: cfg.Streams.MaxResultBytes,
-		InitTimeout: cfg.Streams.InitTimeout, MaxSubscriptions: cfg.Streams.MaxSubscriptions, AllowedOrigins: cfg.Server.AllowedOrigins,
-		Conns: conns, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
+		InitTimeout: cfg.Streams.InitTimeout, MaxSubscriptions: cfg.Streams.MaxSubscriptions,
 		MaxPayload: cfg.Dialects.AppSync.MaxPayload, KeepAlive: cfg.Dialects.KeepAlive, ConnectionTimeout: cfg.Dialects.AppSync.ConnectionTimeout,
 		OnSlow: met.SlowConsumer, OnConn: met.Connected,
-	}, ops, h, authn, log)
+	}, policy, ops, h, log)
 	met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
 	met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
 	met.Gauge("tokencast_watched_sessions", "Sessions this node watches: one NATS interest each.", func() float64 { return float64(h.Sessions()) })
@@ -60,14 +64,15 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 	if sigv4.Len() > 0 {
 		verifier = sigv4
 	}
-	gw := gateway.New(gateway.Config{
-		MaxBodyBytes: cfg.Server.MaxBodyBytes, QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout, MaxResultBytes: cfg.Streams.MaxResultBytes,
-		AllowedOrigins: cfg.Server.AllowedOrigins, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
-		OnSSE: func(delta int) { met.Connected("sse", delta) },
-		Conns: conns, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
+	events := sse.NewServer(sse.Config{
+		QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout, MaxResultBytes: cfg.Streams.MaxResultBytes,
+		OnStream: func(delta int) { met.Connected("sse", delta) },
+	}, policy, ops, h, log)
+	s.ws, s.events = ws, events
+	s.handler = gateway.New(gateway.Config{
+		MaxBodyBytes: cfg.Server.MaxBodyBytes, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 		LoopbackHostsOnly: dev, AllowedHosts: cfg.Server.AllowedHosts,
-	}, es, limits, ops, h, authn, ws, ready, version, log)
-	s.ws, s.gw, s.handler = ws, gw, gw.Handler()
+	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, Ready: ready, Version: version}).Handler()
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
+	"github.com/tokencast/tokencast/internal/sse"
 	"github.com/tokencast/tokencast/internal/wsproto"
 )
 
@@ -35,12 +36,12 @@ type server struct {
 	stopping atomic.Bool
 	// ready are the checks behind /readyz.
 	ready map[string]gateway.Readiness
-	// orch is nil unless the role runs workers; hub, ws and gw are nil
+	// orch is nil unless the role runs workers; hub, ws and events are nil
 	// unless it serves the API.
 	orch    *orchestrator.Orchestrator
 	hub     *hub.Hub
 	ws      *wsproto.Server
-	gw      *gateway.Gateway
+	events  *sse.Server
 	handler http.Handler
 }
 

@@ -20,7 +20,7 @@ func (s *server) shutdown(ctx context.Context, srv *http.Server, stopPulling, st
 	stopPulling()
 	var wg sync.WaitGroup
 	if s.servesAPI() {
-		s.gw.Shutdown()
+		s.events.Shutdown()
 		wg.Go(func() { _ = s.ws.Shutdown(sctx) })
 	}
 	wg.Go(func() { s.finishAnswers(sctx, workersDone, stopWork) })

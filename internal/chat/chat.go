@@ -4,7 +4,6 @@
 package chat
 
 import (
-	"errors"
 	"regexp"
 	"strings"
 	"time"
@@ -158,61 +157,6 @@ type DeadLetter struct {
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"`
 }
-
-// Error codes a client sees, in GraphQL extensions.code and in ERROR events.
-const (
-	CodeBadInput        = "BAD_USER_INPUT"
-	CodeEmptyMessage    = "EMPTY_MESSAGE"
-	CodeMessageTooLarge = "MESSAGE_TOO_LARGE"
-	CodeBadSessionID    = "INVALID_SESSION_ID"
-	CodeBadLocale       = "INVALID_LOCALE"
-	CodeBadRequestID    = "INVALID_REQUEST_ID"
-	CodeBadCursor       = "INVALID_CURSOR"
-	CodeUnauthenticated = "UNAUTHENTICATED"
-	CodeForbidden       = "FORBIDDEN"
-	CodeUnavailable     = "UNAVAILABLE"
-	CodeInternal        = "INTERNAL"
-	CodeProvider        = "PROVIDER_ERROR"
-	CodeTimeout         = "PROVIDER_TIMEOUT"
-	// CodeThrottled: the provider asked us to slow down (its HTTP 429).
-	CodeThrottled = "PROVIDER_THROTTLED"
-	// CodeProviderUnavailable: the provider failed on its side or could not
-	// be reached.
-	CodeProviderUnavailable = "PROVIDER_UNAVAILABLE"
-	// CodeProviderAuth: the provider refused the server's credentials.
-	CodeProviderAuth = "PROVIDER_AUTH"
-	CodeIncomplete   = "INCOMPLETE"
-	CodeUnknownModel = "UNKNOWN_MODEL"
-	CodeNotFound     = "NOT_FOUND"
-	CodeRateLimited  = "RATE_LIMITED"
-	// CodeTooManyConnections: the principal holds as many streaming
-	// connections as it may.
-	CodeTooManyConnections = "TOO_MANY_CONNECTIONS"
-	// CodeResultTooLarge: a query's result is larger than a streaming
-	// connection may be sent at once.
-	CodeResultTooLarge = "RESULT_TOO_LARGE"
-	// CodeStorageUnavailable: the store could not write (its disk is full),
-	// so the answer ended without being kept whole.
-	CodeStorageUnavailable = "STORAGE_UNAVAILABLE"
-	// CodeOperationTimeout: a query or mutation ran out of its time
-	// (--operation-timeout).
-	CodeOperationTimeout = "OPERATION_TIMEOUT"
-	// CodeCancelled: the client left before its operation finished.
-	CodeCancelled = "CANCELLED"
-)
-
-// ErrStorageFull says the store cannot write for lack of space: its disk is
-// full or it is out of the resources it was given. Retrying soon is futile,
-// unlike a lost connection or a leader election.
-var ErrStorageFull = errors.New("the store has no space left to write")
-
-// Error is a failure with a stable code and a message safe to show a client.
-type Error struct {
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // MaxSessionIDLen bounds a session id, which also names a NATS subject token.
 const MaxSessionIDLen = 128

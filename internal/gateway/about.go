@@ -27,13 +27,8 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 func (g *Gateway) about(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = indexPage.Execute(w, map[string]any{
-		"Version":  g.version,
+		"Version":  g.d.Version,
 		"Host":     r.Host,
-		"NeedsKey": !g.open(),
+		"NeedsKey": !g.d.Policy.Open(),
 	})
-}
-
-func (g *Gateway) open() bool {
-	o, ok := g.auth.(interface{ Open() bool })
-	return ok && o.Open()
 }

@@ -1,33 +1,12 @@
 package gateway
 
-import (
-	"net/http"
-	"net/url"
-	"strings"
-)
+import "net/http"
 
 // corsAllowHeaders are the request headers an AppSync frontend sends
 // (Amplify: content-type, x-api-key, x-amz-user-agent; Cognito/OIDC and
 // SigV4: authorization, x-amz-date, x-amz-security-token) plus graphql-sse's
 // accept.
 const corsAllowHeaders = "content-type, x-api-key, x-amz-user-agent, authorization, x-amz-date, x-amz-security-token, x-amz-content-sha256, accept"
-
-// allowedOrigin reports whether a browser page on origin may call the API:
-// the configured origins only, "*" only when configured.
-func (g *Gateway) allowedOrigin(origin string) bool {
-	if origin == "" {
-		return false
-	}
-	if _, err := url.Parse(origin); err != nil {
-		return false
-	}
-	for _, o := range g.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	return false
-}
 
 // cors answers preflights and marks responses readable by the configured
 // origins. Requests from other origins get no CORS headers, so the browser
@@ -41,12 +20,12 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 		}
 		h := w.Header()
 		h.Add("Vary", "Origin")
-		allowed := g.allowedOrigin(origin)
+		allowed := g.d.Policy.AllowedOrigin(origin)
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			h.Add("Vary", "Access-Control-Request-Method")
 			h.Add("Vary", "Access-Control-Request-Headers")
 			if !allowed {
-				g.cfg.Refusals.Origin(r.Context(), g.cfg.Proxies.ClientAddr(r), origin, "CORS preflight")
+				g.d.Policy.Refusals().Origin(r.Context(), g.d.Policy.ClientAddr(r), origin, "CORS preflight")
 				w.WriteHeader(http.StatusForbidden)
 				return
 			}

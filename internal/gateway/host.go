@@ -6,9 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/vektah/gqlparser/v2/gqlerror"
-
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/graph"
 )
 
 // hosts refuses, in development mode, a request whose Host is not a loopback
@@ -22,8 +21,8 @@ func (g *Gateway) hosts(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.allowedHost(r.Host) {
-			g.cfg.Refusals.Host(r.Context(), g.cfg.Proxies.ClientAddr(r), r.Host)
-			writeErrors(w, http.StatusForbidden, gqlerror.List{{Message: "this development server answers only to localhost, 127.0.0.1 and [::1] (see --allowed-hosts)", Extensions: map[string]any{"code": chat.CodeForbidden}}})
+			g.d.Policy.Refusals().Host(r.Context(), g.d.Policy.ClientAddr(r), r.Host)
+			graph.WriteErrors(w, http.StatusForbidden, graph.Refusal(chat.CodeForbidden, "this development server answers only to localhost, 127.0.0.1 and [::1] (see --allowed-hosts)"))
 			return
 		}
 		next.ServeHTTP(w, r)

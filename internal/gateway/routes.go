@@ -7,11 +7,20 @@ import (
 
 // Handler returns every route the server answers.
 func (g *Gateway) Handler() http.Handler {
+	// One GraphQL endpoint, every transport behind one policy: a WebSocket
+	// upgrade goes to the connection engine, which checks the origin and
+	// authenticates in its own protocol; anything else must be one JSON
+	// object POSTed by an authenticated caller, and is streamed as SSE when
+	// it accepts an event stream, else answered once.
+	graphql := upgrade(g.d.WebSocket,
+		g.jsonPost(g.authenticated(
+			eventStream(g.d.SSE, g.d.GraphQL))))
+
 	mux := http.NewServeMux()
-	mux.HandleFunc("/graphql", g.serveGraphQL)
-	mux.HandleFunc("/graphql/realtime", g.serveGraphQL)
+	mux.Handle("/graphql", graphql)
+	mux.Handle("/graphql/realtime", graphql) // AppSync clients' custom-domain path
 	mux.HandleFunc("GET /healthz", healthz)
-	mux.HandleFunc("GET /readyz", readyz(g.ready))
+	mux.HandleFunc("GET /readyz", readyz(g.d.Ready))
 	mux.HandleFunc("GET /{$}", g.chatUI)
 	mux.HandleFunc("GET /assets/", g.uiAsset)
 	mux.HandleFunc("GET /about", g.about)

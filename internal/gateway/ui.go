@@ -34,11 +34,11 @@ var uiTypes = map[string]string{
 // serveUIFile writes one embedded file. Names under assets/ carry a content
 // hash, so they may be cached for good; everything else is revalidated.
 func (g *Gateway) serveUIFile(w http.ResponseWriter, r *http.Request, name string) {
-	if g.ui == nil {
+	if g.cfg.UI == nil {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := fs.ReadFile(g.ui, name)
+	data, err := fs.ReadFile(g.cfg.UI, name)
 	if err != nil {
 		http.NotFound(w, r)
 		return

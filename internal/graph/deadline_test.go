@@ -48,7 +48,7 @@ const stuckQuery = `{ conversation(sessionId: "s-1") { sessionId } }`
 // the transports that run operations themselves (WebSocket, SSE).
 func TestOperationsEndAtTheirDeadline(t *testing.T) {
 	es, st := stuckSchema()
-	ops := NewOperations(es, Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200, MaxFields: 500, OperationTimeout: 50 * time.Millisecond}, allowAll{})
+	ops := NewOperations(es, Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200, MaxFields: 500, OperationTimeout: 50 * time.Millisecond}, allowAll{}, slog.New(slog.DiscardHandler))
 	ctx := auth.WithPrincipal(context.Background(), alice)
 	op, errs := ops.Prepare(ctx, &graphql.RawParams{Query: stuckQuery})
 	if len(errs) > 0 {

@@ -165,7 +165,7 @@ func writtenFields(doc *ast.QueryDocument) int {
 }
 
 func limitError(message, code string) *gqlerror.Error {
-	return &gqlerror.Error{Message: message, Extensions: map[string]any{"code": code}}
+	return Refusal(code, message)[0]
 }
 
 // deadline gives every query and mutation a context that ends after d.

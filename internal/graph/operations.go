@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,9 +19,11 @@ import (
 	"github.com/tokencast/tokencast/internal/graph/model"
 )
 
-// Operations parses and validates GraphQL operations for the transports that
-// are not gqlgen's own (WebSocket dialects, SSE): queries and mutations run on
-// gqlgen's executor, subscriptions become a session and a Shape.
+// Operations is the one way GraphQL runs, whatever the transport (HTTP
+// POST, the WebSocket dialects, SSE): one gqlgen executor with the limits,
+// the panic recovery and the error masking every client gets. Queries and
+// mutations run on it; subscriptions become a session and a Shape, served
+// from the hub.
 type Operations struct {
 	exec     *executor.Executor
 	sessions Authorizer
@@ -29,15 +32,27 @@ type Operations struct {
 	shapes map[string]*Shape
 }
 
-// NewOperations returns Operations over the executable schema, with the
-// same limits as every other transport.
-func NewOperations(es graphql.ExecutableSchema, limits Limits, sessions Authorizer) *Operations {
+// NewOperations returns Operations over the executable schema. A resolver
+// that panics, or lets out an error not made for clients, is logged to log
+// and answered INTERNAL.
+func NewOperations(es graphql.ExecutableSchema, limits Limits, sessions Authorizer, log *slog.Logger) *Operations {
 	exec := executor.New(es)
 	for _, ext := range limits.Extensions() {
 		exec.Use(ext)
 	}
 	exec.SetDisableSuggestion(!limits.Suggestions)
+	exec.SetErrorPresenter(presentError(log))
+	exec.SetRecoverFunc(recoverPanic(log))
 	return &Operations{exec: exec, sessions: sessions, shapes: make(map[string]*Shape)}
+}
+
+// presentPanic is what a client sees of a panic outside the resolvers (in an
+// extension, say), which gqlgen does not recover itself.
+func (o *Operations) presentPanic(ctx context.Context, p any) *gqlerror.Error {
+	if gerr, ok := o.exec.PresentRecoveredError(ctx, p).(*gqlerror.Error); ok {
+		return gerr
+	}
+	return clientError(nil, &chat.Error{Code: chat.CodeInternal, Message: "internal error"})
 }
 
 // Operation is a parsed, validated operation.
@@ -57,7 +72,12 @@ type Subscription struct {
 
 // Prepare parses and validates an operation. Variables the operation does not
 // declare are ignored (the AWS sample's UI sends one).
-func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (*Operation, gqlerror.List) {
+func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (op *Operation, errs gqlerror.List) {
+	defer func() {
+		if p := recover(); p != nil {
+			op, errs = nil, gqlerror.List{o.presentPanic(ctx, p)}
+		}
+	}()
 	if params.ReadTime.Start.IsZero() {
 		now := graphql.Now()
 		params.ReadTime = graphql.TraceTiming{Start: now, End: now}
@@ -67,35 +87,37 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (*O
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	op := &Operation{opCtx: opCtx}
+	op = &Operation{opCtx: opCtx}
 	if opCtx.Operation.Operation != ast.Subscription {
 		return op, nil
 	}
 	fields := graphql.CollectFields(opCtx, opCtx.Operation.SelectionSet, []string{"Subscription"})
 	if len(fields) != 1 || fields[0].Name != "onSendMessage" {
-		return nil, gqlerror.List{{Message: "a subscription selects exactly one field, onSendMessage", Extensions: map[string]any{"code": chat.CodeBadInput}}}
+		return nil, Refusal(chat.CodeBadInput, "a subscription selects exactly one field, onSendMessage")
 	}
 	f := fields[0]
 	args := f.ArgumentMap(opCtx.Variables)
 	session, _ := args["sessionId"].(string)
 	if !chat.ValidSessionID(session) {
-		return nil, gqlerror.List{{Message: "sessionId must be 1 to 128 letters, digits, '-' or '_'", Extensions: map[string]any{"code": chat.CodeBadSessionID}}}
+		return nil, Refusal(chat.CodeBadSessionID, "sessionId must be 1 to 128 letters, digits, '-' or '_'")
 	}
 	if err := o.sessions.Authorize(ctx, auth.FromContext(ctx), session); err != nil {
 		if errors.Is(err, auth.ErrForbidden) || errors.Is(err, auth.ErrUnauthenticated) {
-			return nil, gqlerror.List{{Message: "this session belongs to someone else", Extensions: map[string]any{"code": chat.CodeForbidden}}}
+			return nil, Refusal(chat.CodeForbidden, "this session belongs to someone else")
 		}
 		var limited *auth.RateLimitedError
 		if errors.As(err, &limited) {
-			return nil, gqlerror.List{{Message: "too many new sessions; wait before starting another", Extensions: map[string]any{"code": chat.CodeRateLimited, "retryAfter": int(limited.RetryAfter/time.Second) + 1}}}
+			refused := Refusal(chat.CodeRateLimited, "too many new sessions; wait before starting another")
+			refused[0].Extensions["retryAfter"] = int(limited.RetryAfter/time.Second) + 1
+			return nil, refused
 		}
-		return nil, gqlerror.List{{Message: "could not check access to the session, try again", Extensions: map[string]any{"code": chat.CodeUnavailable}}}
+		return nil, Refusal(chat.CodeUnavailable, "could not check access to the session, try again")
 	}
 	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}
 	if after, ok := args["after"].(string); ok {
 		seq, err := ParseCursor(after)
 		if err != nil {
-			return nil, gqlerror.List{{Message: "after must be a cursor from an earlier event", Extensions: map[string]any{"code": chat.CodeBadCursor}}}
+			return nil, Refusal(chat.CodeBadCursor, "after must be a cursor from an earlier event")
 		}
 		op.Subscription.After = &seq
 	}
@@ -108,7 +130,12 @@ func ParseCursor(s string) (uint64, error) {
 }
 
 // Execute runs a query or mutation and returns its single result.
-func (o *Operations) Execute(ctx context.Context, op *Operation) *graphql.Response {
+func (o *Operations) Execute(ctx context.Context, op *Operation) (resp *graphql.Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp = &graphql.Response{Errors: gqlerror.List{o.presentPanic(ctx, p)}}
+		}
+	}()
 	handler, ctx := o.exec.DispatchOperation(ctx, op.opCtx)
 	return handler(ctx)
 }

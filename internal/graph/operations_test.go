@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 
 func newOps() *Operations {
 	es := NewExecutableSchema(Config{Resolvers: &Resolver{}})
-	return NewOperations(es, Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200, MaxFields: 500}, allowAll{})
+	return NewOperations(es, Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200, MaxFields: 500}, allowAll{}, slog.New(slog.DiscardHandler))
 }
 
 var endEvent = chat.Event{

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/tokencast/tokencast/internal/auth"
@@ -136,39 +135,6 @@ func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) erro
 	return nil
 }
 
-// codeError is a GraphQL error carrying a stable extensions.code.
-func codeError(ctx context.Context, code, message string) *gqlerror.Error {
-	return &gqlerror.Error{
-		Message:    message,
-		Path:       graphql.GetPath(ctx),
-		Extensions: map[string]any{"code": code},
-	}
-}
-
-// msgStorageFull goes with chat.CodeStorageUnavailable.
-const msgStorageFull = "the server cannot store anything now; try again later"
-
-// fromDomain maps a domain error to a GraphQL error; anything unexpected is
-// logged and shown as INTERNAL, never as its own text.
-func (r *Resolver) fromDomain(ctx context.Context, err error) *gqlerror.Error {
-	var ce *chat.Error
-	if errors.As(err, &ce) {
-		return codeError(ctx, ce.Code, ce.Message)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		r.Log.Warn("operation timed out", "err", err)
-		return codeError(ctx, chat.CodeOperationTimeout, "the operation took longer than the server allows")
-	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return codeError(ctx, chat.CodeCancelled, "the client left")
-	}
-	r.Log.Error("request failed", "err", err)
-	if errors.Is(err, chat.ErrStorageFull) {
-		return codeError(ctx, chat.CodeStorageUnavailable, msgStorageFull)
-	}
-	return codeError(ctx, chat.CodeUnavailable, "the server could not accept the request, try again")
-}
-
 // reenqueueWindow is how long after a question was stored an ask with the
 // same id may enqueue it again: well inside the requests stream's duplicate
 // window (2 minutes), so a request already queued is not queued twice.
@@ -245,11 +211,8 @@ func (r *Resolver) countAsk(err error) {
 		return
 	}
 	code := "OK"
-	var gerr *gqlerror.Error
-	if errors.As(err, &gerr) {
-		code, _ = gerr.Extensions["code"].(string)
-	} else if err != nil {
-		code = chat.CodeInternal
+	if err != nil {
+		code = chat.ErrorCode(err)
 	}
 	r.Asked(code)
 }

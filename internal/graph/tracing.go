@@ -2,9 +2,7 @@ package graph
 
 import (
 	"context"
-	"errors"
 
-	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -30,13 +28,7 @@ func endAsk(span trace.Span, resp *model.GetLlmResponse, err error) {
 		span.SetAttributes(tracing.Request.String(*resp.RequestID))
 	}
 	if err != nil {
-		code := chat.CodeInternal
-		var gerr *gqlerror.Error
-		if errors.As(err, &gerr) {
-			if c, ok := gerr.Extensions["code"].(string); ok {
-				code = c
-			}
-		}
+		code := chat.ErrorCode(err)
 		span.SetAttributes(tracing.ErrorCode.String(code))
 		span.SetStatus(codes.Error, code)
 	}

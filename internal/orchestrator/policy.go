@@ -37,11 +37,7 @@ var (
 // the provider asked us to slow down, or could not serve right now. A model
 // that timed out is not asked again (the wait would double); its fallback is.
 func retryable(err error) bool {
-	var ce *chat.Error
-	if !errors.As(err, &ce) {
-		return false
-	}
-	switch ce.Code {
+	switch chat.ErrorCode(err) {
 	case chat.CodeThrottled, chat.CodeProviderUnavailable:
 		return true
 	}
@@ -84,8 +80,11 @@ func (o *Orchestrator) stream(ctx context.Context, a *answer, first Model, promp
 // fallbackable failures are the model's or its provider's, not the
 // request's: another model may well answer.
 func fallbackable(err error) bool {
-	var ce *chat.Error
-	return retryable(err) || (errors.As(err, &ce) && (ce.Code == chat.CodeProviderAuth || ce.Code == chat.CodeTimeout))
+	switch chat.ErrorCode(err) {
+	case chat.CodeProviderAuth, chat.CodeTimeout:
+		return true
+	}
+	return retryable(err)
 }
 
 // withRetries calls one model until it answers, fails for good, or the

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
@@ -58,10 +57,9 @@ func startProviderSpan(ctx context.Context, m Model) (context.Context, trace.Spa
 // code; the provider's own text stays out of the trace.
 func endProviderSpan(span trace.Span, err error) {
 	if err != nil {
-		code := chat.CodeProvider
-		var ce *chat.Error
-		if errors.As(err, &ce) {
-			code = ce.Code
+		code := chat.ErrorCode(err)
+		if code == chat.CodeInternal {
+			code = chat.CodeProvider // a failure the provider did not classify is its own
 		}
 		span.SetAttributes(tracing.ErrorCode.String(code))
 		span.SetStatus(codes.Error, code)

@@ -26,6 +26,7 @@ import (
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/stream"
 )
 
 func TestMain(m *testing.M) {
@@ -86,7 +87,7 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 		Store: b, MaxMessageBytes: 1024, Log: log, Sessions: guard, Asks: ratelimit.New(0, 1),
 		ModelNames: []string{"demo:default"}, DefaultModel: "demo:default",
 	}})
-	ops := graph.NewOperations(es, graph.Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, guard)
+	ops := graph.NewOperations(es, graph.Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, guard, log)
 	var exec Executor = ops
 	if o.executor != nil {
 		exec = o.executor(ops)
@@ -94,7 +95,7 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 	ws := NewServer(Config{
 		InitTimeout: 300 * time.Millisecond, MaxSubscriptions: 2, MaxPayload: o.maxPayload,
 		KeepAlive: time.Hour, ConnectionTimeout: 300 * time.Second,
-	}, exec, h, auth.NewAuthenticator(clients, services, nil), log)
+	}, stream.NewPolicy(stream.Config{}, auth.NewAuthenticator(clients, services, nil), log), exec, h, log)
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", ws)
 	mux.Handle("/graphql/realtime", ws)

@@ -19,7 +19,7 @@ import (
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
-	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/stream"
 )
 
 // dialect is one GraphQL-over-WebSocket protocol.
@@ -59,7 +59,9 @@ type conn struct {
 	ctx          context.Context
 	cancel       context.CancelFunc
 
-	out     *outbox
+	// q is the connection's outgoing side: its bounded outbox, and how it
+	// closes when the client does not keep up.
+	q       stream.Queue
 	closing chan struct{}
 	readEnd chan struct{}
 	closed  chan struct{} // the writer has closed the connection
@@ -74,42 +76,47 @@ type conn struct {
 	// of a public key and for the log.
 	addr   netip.Addr
 	origin string
+	// lease is the connection's slots: pending until it authenticates,
+	// then the node's and its principal's.
+	lease *stream.Lease
 
 	mu        sync.Mutex
 	principal *auth.Principal
-	limitKey  string // what the principal's connection cap counts
-	// pending: the connection holds a pending slot (not authenticated
-	// yet); once it has a principal it holds a node slot instead.
-	pending bool
-	acked   bool
-	inits   int
-	subs    map[string]*subscription
+	acked     bool
+	inits     int
+	subs      map[string]*subscription
 	// queries are the queries and mutations running beside the reader.
 	queries sync.WaitGroup
 }
 
 type subscription struct {
-	c     *conn
-	id    string
-	shape *graph.Shape
-	hub   *hub.Subscriber
+	stream.Sink // Deliver and Replay, for the hub
+	c           *conn
+	id          string
+	shape       *graph.Shape
+	hub         *hub.Subscriber
 	// cancel ends a query or mutation in flight; nil for a subscription.
 	cancel context.CancelFunc
 }
 
-func newConn(s *Server, ws *websocket.Conn, r *http.Request) *conn {
+func newConn(s *Server, ws *websocket.Conn, r *http.Request, lease *stream.Lease) *conn {
 	// The connection outlives the request: keep only its credentials.
 	ctx, cancel := context.WithCancel(context.Background())
 	obj, _, err := requestAuthObject(r)
 	c := &conn{
 		s: s, ws: ws, reqAuth: obj, reqAuthErr: err, ctx: ctx, cancel: cancel,
-		addr: s.cfg.Proxies.ClientAddr(r), origin: r.Header.Get("Origin"), pending: true,
+		addr: s.policy.ClientAddr(r), origin: r.Header.Get("Origin"), lease: lease,
 		closing: make(chan struct{}),
 		readEnd: make(chan struct{}),
 		closed:  make(chan struct{}),
 		subs:    make(map[string]*subscription),
 	}
-	c.out = newOutbox(s.cfg.QueueSize, s.cfg.QueueBytes, func() { go c.writeLoop() })
+	c.q = stream.Queue{
+		Out:           stream.NewOutbox(s.cfg.QueueSize, s.cfg.QueueBytes, func() { go c.writeLoop() }),
+		Closing:       c.closing,
+		Slow:          func() { c.close(CloseSlow, "slow consumer: resume from your last cursor") },
+		ReplayTimeout: s.cfg.WriteTimeout,
+	}
 	return c
 }
 
@@ -152,16 +159,9 @@ func (c *conn) run() {
 	}
 	subs := c.subs
 	c.subs = nil
-	p, key, pending := c.principal, c.limitKey, c.pending
-	c.principal, c.pending = nil, false
+	c.principal = nil
 	c.mu.Unlock()
-	if pending {
-		c.s.cfg.Conns.ClosePending(c.addr.String())
-	}
-	if p != nil {
-		c.s.cfg.Conns.Release(key)
-		c.s.cfg.Conns.Close()
-	}
+	c.lease.Release()
 	for _, sub := range subs {
 		if sub != nil && sub.hub != nil { // nil: reserved, never started
 			sub.hub.Close()
@@ -179,17 +179,20 @@ func (c *conn) handle(data []byte) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// A bug met on one client's message ends that connection, not the
-		// server.
-		defer func() {
-			if r := recover(); r != nil {
-				c.s.log.Error("panic while handling a client message; closing the connection", "panic", r, "stack", string(debug.Stack()))
-				c.close(CloseInternalError, "Internal server error")
-			}
-		}()
+		defer c.survive()
 		c.dialect.handle(c, data)
 	}()
 	<-done
+}
+
+// survive, deferred, makes a bug met on one client's message end that
+// connection, not the server. Resolvers' panics never get here: the executor
+// answers them INTERNAL.
+func (c *conn) survive() {
+	if r := recover(); r != nil {
+		c.s.log.Error("panic while handling a client message; closing the connection", "panic", r, "stack", string(debug.Stack()))
+		c.close(CloseInternalError, "Internal server error")
+	}
 }
 
 func (c *conn) readLoop() {
@@ -219,7 +222,7 @@ func (c *conn) readLoop() {
 // the outbox when a frame is queued or the connection must close.
 func (c *conn) writeLoop() {
 	for {
-		batch, closing := c.out.next()
+		batch, closing := c.q.Out.Next()
 		if closing {
 			c.closeSocket()
 			return
@@ -270,7 +273,7 @@ func (c *conn) keepAliveTick() {
 	}
 	c.mu.Unlock()
 	if acked {
-		c.out.push(frameKeepAlive)
+		c.q.Out.Push(frameKeepAlive)
 	}
 }
 
@@ -294,7 +297,7 @@ func (c *conn) flush() {
 		return
 	}
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	for _, frame := range c.out.take() {
+	for _, frame := range c.q.Out.Take() {
 		if c.ws.WriteMessage(websocket.TextMessage, frame) != nil {
 			return
 		}
@@ -307,7 +310,7 @@ func (c *conn) close(code int, reason string) {
 	c.once.Do(func() {
 		c.code, c.reason = code, reason
 		close(c.closing)
-		c.out.shut()
+		c.q.Out.Shut()
 		if code == CloseSlow && c.s.cfg.OnSlow != nil {
 			c.s.cfg.OnSlow()
 		}
@@ -316,18 +319,7 @@ func (c *conn) close(code int, reason string) {
 
 // send queues a frame; a full queue means the client is too slow, and it is
 // closed so that it reconnects and resumes.
-func (c *conn) send(frame []byte) bool {
-	select {
-	case <-c.closing:
-		return false
-	default:
-	}
-	if c.out.push(frame) {
-		return true
-	}
-	c.close(CloseSlow, "slow consumer: resume from your last cursor")
-	return false
-}
+func (c *conn) send(frame []byte) bool { return c.q.Send(frame) }
 
 // Attached implements hub.Attacher: it acknowledges the subscription, for
 // dialects that do, before any event of it is sent.
@@ -337,38 +329,11 @@ func (s *subscription) Attached() {
 	}
 }
 
-// Deliver implements hub.Sink: the event is encoded once per shape and
-// wrapped in this connection's dialect frame.
-func (s *subscription) Deliver(sh *hub.Shared) bool {
-	return s.c.send(s.encode(sh))
-}
-
+// encode frames an event for this subscription: encoded once per shape
+// for every subscriber, wrapped in this connection's dialect.
 func (s *subscription) encode(sh *hub.Shared) []byte {
 	return s.c.dialect.frame(s.id, sh.Encoded(s.shape, s.shape.Encode))
 }
-
-// Replay implements hub.Sink: history may be longer than the queue, so it
-// waits for room, up to the write timeout.
-func (s *subscription) Replay(ctx context.Context, sh *hub.Shared) error {
-	frame := s.encode(sh)
-	t := time.NewTimer(s.c.s.cfg.WriteTimeout)
-	defer t.Stop()
-	for !s.c.out.push(frame) {
-		select {
-		case <-s.c.out.room:
-		case <-s.c.closing:
-			return errConnClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			s.c.close(CloseSlow, "slow consumer: resume from your last cursor")
-			return errConnClosed
-		}
-	}
-	return nil
-}
-
-var errConnClosed = errors.New("connection closed")
 
 // errTooManyConns refuses a principal over its connection cap.
 var errTooManyConns = errors.New("too many connections for this principal")
@@ -387,49 +352,20 @@ func (c *conn) authenticate(payload map[string]any) error {
 		}
 		creds = c.reqAuth.credentials()
 	}
-	p, err := c.s.auth.Authenticate(c.ctx, creds)
+	p, err := c.s.policy.Authenticate(c.ctx, creds, c.addr, c.origin)
 	if err != nil {
-		c.s.cfg.Refusals.Credentials(c.ctx, c.addr, c.origin, err, ratelimit.FixCredentials)
 		return err
 	}
-	// A connection holds one slot whatever it sends: a second init keeps
-	// the slot it holds, or gives it back for one of another principal.
-	key := p.LimitKey(c.addr)
-	c.mu.Lock()
-	held, heldKey := c.principal != nil, c.limitKey
-	c.mu.Unlock()
-	if !held && !c.s.cfg.Conns.Open() {
-		c.s.cfg.Refusals.Connection(c.ctx, c.addr, p.ID, c.origin, "--max-conns")
+	if err := c.lease.Admit(c.ctx, p); err != nil {
 		return errTooManyConns
 	}
-	if !held || heldKey != key {
-		if !c.s.cfg.Conns.Admit(key) {
-			if !held {
-				c.s.cfg.Conns.Close()
-			}
-			c.s.cfg.Refusals.Connection(c.ctx, c.addr, p.ID, c.origin, "--max-conns-per-principal")
-			return errTooManyConns
-		}
-		if held {
-			c.s.cfg.Conns.Release(heldKey)
-		}
-	}
 	c.mu.Lock()
-	c.principal, c.limitKey = p, key
-	pending := c.pending
-	c.pending = false
+	c.principal = p
 	c.mu.Unlock()
-	if pending {
-		c.s.cfg.Conns.ClosePending(c.addr.String())
-	}
 	if c.expiry != nil {
 		c.expiry.Stop() // a second init's credentials replace the first's
 	}
-	if !p.Expires.IsZero() {
-		c.expiry = time.AfterFunc(time.Until(p.Expires)+c.s.cfg.TokenGrace, func() {
-			c.close(4401, "token expired")
-		})
-	}
+	c.expiry = c.s.policy.Expire(p, func() { c.close(4401, "token expired") })
 	return nil
 }
 
@@ -466,7 +402,7 @@ func opError(code, message string) errOperation {
 func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 	ctx := auth.WithClientAddr(auth.WithPrincipal(c.ctx, p), c.addr)
 	op, errs := c.s.ops.Prepare(ctx, params)
-	if len(errs) > 0 && errs[0].Extensions["code"] == chat.CodeForbidden {
+	if len(errs) > 0 && chat.ErrorCode(errs[0]) == chat.CodeForbidden {
 		c.finish(id)
 		if _, ok := c.dialect.(transportWS); ok {
 			c.close(4403, "Forbidden")
@@ -495,6 +431,7 @@ func (c *conn) start(id string, params *graphql.RawParams, p *auth.Principal) {
 		c.mu.Unlock()
 		c.queries.Go(func() {
 			defer cancel()
+			defer c.survive()
 			c.execute(ctx, q, op)
 		})
 		return
@@ -534,6 +471,7 @@ func (c *conn) subscribe(id string, op *graph.Operation) {
 	// The acknowledgement goes out once the subscription is live (Attached),
 	// so a message published after start_ack always reaches the client.
 	sub := &subscription{c: c, id: id, shape: op.Subscription.Shape}
+	sub.Sink = stream.Sink{Queue: &c.q, Frame: sub.encode}
 	hs, err := c.s.hub.Subscribe(c.ctx, op.Subscription.SessionID, op.Subscription.After, sub)
 	if err != nil {
 		c.finish(id)

@@ -8,8 +8,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,10 +15,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
-	"github.com/tokencast/tokencast/internal/ratelimit"
+	"github.com/tokencast/tokencast/internal/stream"
 )
 
 // Subprotocol names.
@@ -46,18 +43,6 @@ const (
 	CloseInternalError = 4500
 )
 
-// ConnLimiter caps connections per node and per principal, and those not yet
-// authenticated per node and per address.
-type ConnLimiter interface {
-	Open() bool
-	Full() bool
-	Close()
-	Admit(principal string) bool
-	Release(principal string)
-	OpenPending(addr string) bool
-	ClosePending(addr string)
-}
-
 // Executor is what the engine needs from the GraphQL layer.
 type Executor interface {
 	Prepare(ctx context.Context, params *graphql.RawParams) (*graph.Operation, gqlerror.List)
@@ -67,11 +52,6 @@ type Executor interface {
 // Hub is what the engine needs from the node's fan-out.
 type Hub interface {
 	Subscribe(ctx context.Context, session string, after *uint64, sink hub.Sink) (*hub.Subscriber, error)
-}
-
-// Authenticator turns presented credentials into a principal.
-type Authenticator interface {
-	Authenticate(ctx context.Context, c auth.Credentials) (*auth.Principal, error)
 }
 
 // Config bounds every connection.
@@ -86,18 +66,6 @@ type Config struct {
 	MaxResultBytes   int
 	InitTimeout      time.Duration
 	MaxSubscriptions int
-	// MaxConns bounds the connections of this node; MaxConnsPerPrincipal
-	// those of one principal.
-	MaxConns             int
-	MaxConnsPerPrincipal int
-	// MaxPending bounds the connections of this node not yet authenticated,
-	// MaxPendingPerAddr those of one client address.
-	MaxPending, MaxPendingPerAddr int
-	// Conns, when set, holds those caps shared with other transports (SSE);
-	// otherwise the engine keeps its own from the two numbers above.
-	Conns ConnLimiter
-	// TokenGrace is how long a subscription outlives its token's expiry.
-	TokenGrace time.Duration
 	// MaxPayload bounds an AppSync start payload and event (AppSync: 240 KB).
 	MaxPayload int
 	// KeepAlive is how often graphql-ws connections get a "ka".
@@ -110,23 +78,14 @@ type Config struct {
 	// OnConn is called with +1 when a connection opens and -1 when it
 	// closes, with its subprotocol.
 	OnConn func(protocol string, delta int)
-	// AllowedOrigins lists browser origins besides the server's own that may
-	// open a WebSocket; "*" allows any.
-	AllowedOrigins []string
-	// Proxies may say which client they forward for; a public key's caps
-	// count per client address.
-	Proxies auth.Proxies
-	// Refusals logs refused origins, credentials and connections; nil logs
-	// them through the engine's logger.
-	Refusals *ratelimit.Refusals
 }
 
 // Server accepts WebSocket connections.
 type Server struct {
 	cfg      Config
+	policy   *stream.Policy
 	ops      Executor
 	hub      Hub
-	auth     Authenticator
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 	// connectionAck is the AppSync connection_ack, made once.
@@ -138,8 +97,9 @@ type Server struct {
 	wg       sync.WaitGroup
 }
 
-// NewServer returns the engine.
-func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logger) *Server {
+// NewServer returns the engine. Its connections are held to policy, which
+// SSE shares: origins, credentials, caps and token expiry.
+func NewServer(cfg Config, policy *stream.Policy, ops Executor, h Hub, log *slog.Logger) *Server {
 	if cfg.ReadLimit <= 0 {
 		cfg.ReadLimit = 256 << 10
 	}
@@ -170,13 +130,7 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 	if cfg.ConnectionTimeout <= 0 {
 		cfg.ConnectionTimeout = 5 * time.Minute
 	}
-	if cfg.Conns == nil {
-		cfg.Conns = ratelimit.NewConns(cfg.MaxConns, cfg.MaxConnsPerPrincipal).WithPending(cfg.MaxPending, cfg.MaxPendingPerAddr)
-	}
-	if cfg.Refusals == nil {
-		cfg.Refusals = ratelimit.NewRefusals(log)
-	}
-	s := &Server{cfg: cfg, ops: ops, hub: h, auth: a, log: log, conns: make(map[*conn]struct{}),
+	s := &Server{cfg: cfg, policy: policy, ops: ops, hub: h, log: log, conns: make(map[*conn]struct{}),
 		connectionAck: connectionAck(cfg.ConnectionTimeout.Milliseconds())}
 	s.upgrader = websocket.Upgrader{
 		// An idle connection keeps only its 256-byte read buffer (a frame
@@ -189,35 +143,14 @@ func NewServer(cfg Config, ops Executor, h Hub, a Authenticator, log *slog.Logge
 		// The client's order decides; a header-… entry (AppSync auth) is
 		// never echoed.
 		Subprotocols: []string{SubprotocolTransportWS, SubprotocolGraphQLWS},
-		CheckOrigin:  s.checkOrigin,
+		CheckOrigin: func(r *http.Request) bool {
+			return policy.CheckOrigin(r, "WebSocket upgrade")
+		},
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			http.Error(w, http.StatusText(status), status)
 		},
 	}
 	return s
-}
-
-// checkOrigin lets non-browser clients (no Origin), same-origin pages and the
-// configured origins in; a page on another site must not drive the server.
-func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	s.cfg.Refusals.Origin(r.Context(), s.cfg.Proxies.ClientAddr(r), origin, "WebSocket upgrade")
-	return false
 }
 
 // ServeHTTP upgrades the request and runs the connection until it ends.
@@ -228,22 +161,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	// A full node says so at once; a slot is taken only when the connection
-	// authenticates. Until then it holds a pending slot, from a budget of its
-	// own per address, so sockets that never authenticate starve no user.
-	addr := s.cfg.Proxies.ClientAddr(r)
-	if s.cfg.Conns.Full() {
+	// A slot is taken only when the connection authenticates; until then it
+	// holds a pending one.
+	lease, err := s.policy.Pending(r.Context(), s.policy.ClientAddr(r), r.Header.Get("Origin"))
+	if err != nil {
 		s.mu.Unlock()
-		s.cfg.Refusals.Connection(r.Context(), addr, "", r.Header.Get("Origin"), "--max-conns")
 		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many connections on this node", http.StatusServiceUnavailable)
-		return
-	}
-	if !s.cfg.Conns.OpenPending(addr.String()) {
-		s.mu.Unlock()
-		s.cfg.Refusals.Connection(r.Context(), addr, "", r.Header.Get("Origin"), "--max-pending-conns, --max-pending-conns-per-addr")
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many connections waiting to authenticate", http.StatusServiceUnavailable)
+		http.Error(w, err.Error(), http.StatusServiceUnavailable) // ErrNodeFull, ErrPendingFull
 		return
 	}
 	s.wg.Add(1)
@@ -251,11 +175,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.cfg.Conns.ClosePending(addr.String())
+		lease.Release()
 		s.wg.Done()
 		return // the upgrader has answered
 	}
-	c := newConn(s, ws, r)
+	c := newConn(s, ws, r, lease)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()

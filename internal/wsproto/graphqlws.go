@@ -10,7 +10,6 @@ import (
 
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
-	"github.com/tokencast/tokencast/internal/ratelimit"
 )
 
 // The graphql-ws subprotocol is spoken by two protocols: the AppSync
@@ -168,8 +167,7 @@ func gwsStartOperation(c *conn, msg gwsMessage) {
 	}
 	if creds := st.auth.credentials(); creds != (auth.Credentials{}) {
 		// AppSync authorizes each subscription with its own auth object.
-		if p, err = c.s.auth.Authenticate(c.ctx, creds); err != nil {
-			c.s.cfg.Refusals.Credentials(c.ctx, c.addr, c.origin, err, ratelimit.FixCredentials)
+		if p, err = c.s.policy.Authenticate(c.ctx, creds, c.addr, c.origin); err != nil {
 			c.send(c.dialect.errorFrame(msg.ID, appSyncError(errorTypeUnauthorized, "You are not authorized to make this call.", 401)))
 			return
 		}

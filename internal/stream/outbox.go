@@ -1,12 +1,13 @@
-package wsproto
+package stream
 
 import "sync"
 
-// outbox is a connection's bounded queue of frames and the keeper of its
+// Outbox is a connection's bounded queue of frames and the keeper of its
 // writer. Unlike a buffered channel, it holds no memory while empty, and no
 // goroutine either: a writer is started when a frame is queued and exits once
-// the queue is drained, so an idle connection costs a few words.
-type outbox struct {
+// the queue is drained, so an idle connection costs a few words. (SSE, whose
+// writer is its handler, is woken by start instead.)
+type Outbox struct {
 	max      int    // frames queued
 	maxBytes int    // bytes queued or being written; 0: no bound
 	start    func() // runs a writer on a new goroutine
@@ -22,14 +23,21 @@ type outbox struct {
 	room chan struct{} // signalled when the writer takes frames
 }
 
-func newOutbox(max, maxBytes int, start func()) *outbox {
-	return &outbox{max: max, maxBytes: maxBytes, start: start, room: make(chan struct{}, 1)}
+// Room is signalled when the writer takes frames, so a sender that found the
+// queue full may try again.
+func (o *Outbox) Room() <-chan struct{} { return o.room }
+
+// NewOutbox returns an outbox of at most max frames and maxBytes bytes
+// (0: no byte bound); start runs a writer, which calls Next until the queue
+// is drained.
+func NewOutbox(max, maxBytes int, start func()) *Outbox {
+	return &Outbox{max: max, maxBytes: maxBytes, start: start, room: make(chan struct{}, 1)}
 }
 
-// push queues a frame and sees that a writer runs; false when the queue is
+// Push queues a frame and sees that a writer runs; false when the queue is
 // full, in frames or in bytes. A frame larger than the byte bound alone
 // still goes when nothing else is pending (results have their own bound).
-func (o *outbox) push(frame []byte) bool {
+func (o *Outbox) Push(frame []byte) bool {
 	o.mu.Lock()
 	pending := o.queued + o.writing
 	if len(o.frames) >= o.max || (o.maxBytes > 0 && pending > 0 && pending+len(frame) > o.maxBytes) {
@@ -42,15 +50,15 @@ func (o *outbox) push(frame []byte) bool {
 	return true
 }
 
-// shut tells the writer to close the connection, starting one if none runs.
-func (o *outbox) shut() {
+// Shut tells the writer to close the connection, starting one if none runs.
+func (o *Outbox) Shut() {
 	o.mu.Lock()
 	o.closing = true
 	o.wake()
 }
 
 // wake starts a writer unless one runs; it unlocks o.mu.
-func (o *outbox) wake() {
+func (o *Outbox) wake() {
 	start := !o.running
 	o.running = true
 	o.mu.Unlock()
@@ -59,10 +67,10 @@ func (o *outbox) wake() {
 	}
 }
 
-// next is the writer's turn: the queued frames to write, or closing when it
+// Next is the writer's turn: the queued frames to write, or closing when it
 // must close the connection instead. Neither means the queue is drained and
 // the writer must exit; the next push starts another.
-func (o *outbox) next() (batch [][]byte, closing bool) {
+func (o *Outbox) Next() (batch [][]byte, closing bool) {
 	o.mu.Lock()
 	o.writing = 0 // the previous batch is written
 	if o.closing {
@@ -82,9 +90,9 @@ func (o *outbox) next() (batch [][]byte, closing bool) {
 	return batch, false
 }
 
-// take returns every queued frame, oldest first, for the writer that is
+// Take returns every queued frame, oldest first, for the writer that is
 // closing the connection.
-func (o *outbox) take() [][]byte {
+func (o *Outbox) Take() [][]byte {
 	o.mu.Lock()
 	batch := o.swap()
 	o.mu.Unlock()
@@ -92,9 +100,9 @@ func (o *outbox) take() [][]byte {
 	return batch
 }
 
-// swap hands out the queued frames; the slice is the outbox's own and valid
+// swap hands out the queued frames; the slice is the Outbox's own and valid
 // until the next swap. o.mu is held.
-func (o *outbox) swap() [][]byte {
+func (o *Outbox) swap() [][]byte {
 	batch := o.frames
 	o.writing, o.queued = o.queued, 0
 	clear(o.spare)
@@ -105,7 +113,7 @@ func (o *outbox) swap() [][]byte {
 	return batch
 }
 
-func (o *outbox) signalRoom() {
+func (o *Outbox) signalRoom() {
 	select {
 	case o.room <- struct{}{}:
 	default:

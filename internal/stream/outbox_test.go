@@ -1,4 +1,4 @@
-package wsproto
+package stream
 
 import (
 	"bytes"
@@ -10,11 +10,11 @@ import (
 func TestOutboxIsBoundedInBytes(t *testing.T) {
 	const maxBytes = 256 << 10
 	started := 0
-	o := newOutbox(256, maxBytes, func() { started++ }) // the writer never runs: the client does not read
+	o := NewOutbox(256, maxBytes, func() { started++ }) // the writer never runs: the client does not read
 	frame := bytes.Repeat([]byte("x"), 32<<10)
 	pushed := 0
 	for range 200 {
-		if !o.push(frame) {
+		if !o.Push(frame) {
 			break
 		}
 		pushed++
@@ -27,25 +27,25 @@ func TestOutboxIsBoundedInBytes(t *testing.T) {
 	}
 
 	// What the writer has taken still counts until it comes back for more.
-	batch, _ := o.next()
-	if len(batch) != pushed || o.push(frame) {
+	batch, _ := o.Next()
+	if len(batch) != pushed || o.Push(frame) {
 		t.Fatalf("took %d frames; a push while they are written was accepted", len(batch))
 	}
-	if batch, _ := o.next(); batch != nil {
+	if batch, _ := o.Next(); batch != nil {
 		t.Fatalf("a second batch of %d", len(batch))
 	}
-	if !o.push(frame) {
+	if !o.Push(frame) {
 		t.Fatal("room came back after the batch was written, but the push was refused")
 	}
 
 	// A single frame larger than the bound goes when nothing else waits.
-	big := newOutbox(256, 1024, func() {})
-	if !big.push(bytes.Repeat([]byte("y"), 4096)) || big.push([]byte("z")) {
+	big := NewOutbox(256, 1024, func() {})
+	if !big.Push(bytes.Repeat([]byte("y"), 4096)) || big.Push([]byte("z")) {
 		t.Fatal("a lone large frame was refused, or a second one taken beside it")
 	}
 	// The frame bound still holds.
-	few := newOutbox(2, 0, func() {})
-	if !few.push(nil) || !few.push(nil) || few.push(nil) {
+	few := NewOutbox(2, 0, func() {})
+	if !few.Push(nil) || !few.Push(nil) || few.Push(nil) {
 		t.Fatal("the frame bound did not hold")
 	}
 }
