@@ -580,18 +580,9 @@ func compactID(id string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
-// ErrSuperseded says a newer attempt has claimed the request.
-var ErrSuperseded = errors.New("a newer attempt has claimed the request")
-
-// Claim is an attempt's hold on a request, from ClaimAttempt.
-type Claim struct {
-	// Attempt is the attempt number this worker now owns.
-	Attempt uint64
-	// Final, when set, is the terminal event an earlier attempt committed:
-	// the request is answered, and only that event may need publishing.
-	Final    *chat.Event
-	revision uint64
-}
+// The bus is the workers' request queue; a claim's revision is its key's
+// revision in the attempts bucket.
+var _ chat.Queue = (*Bus)(nil)
 
 type attemptRecord struct {
 	Attempt uint64      `json:"attempt"`
@@ -604,7 +595,7 @@ func attemptKey(session, request string) string { return session + "." + request
 // least min. Claims are compare-and-set on one key, so of two workers that
 // both believe they hold the request (a redelivery while the first still
 // runs), exactly one can commit its end.
-func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (c Claim, err error) {
+func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (c chat.Claim, err error) {
 	err = b.retrying(ctx, "claim "+request, func() error {
 		c, err = b.claimAttempt(ctx, session, request, min)
 		return err
@@ -612,7 +603,7 @@ func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uin
 	return c, err
 }
 
-func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uint64) (Claim, error) {
+func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uint64) (chat.Claim, error) {
 	key := attemptKey(session, request)
 	for {
 		e, err := b.attempts.Get(ctx, key)
@@ -623,19 +614,19 @@ func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uin
 				continue
 			}
 			if err != nil {
-				return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+				return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 			}
-			return Claim{Attempt: min, revision: rev}, nil
+			return chat.Claim{Attempt: min, Revision: rev}, nil
 		}
 		if err != nil {
-			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 		}
 		var cur attemptRecord
 		if err := json.Unmarshal(e.Value(), &cur); err != nil {
-			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 		}
 		if cur.Final != nil {
-			return Claim{Attempt: cur.Attempt, Final: cur.Final}, nil
+			return chat.Claim{Attempt: cur.Attempt, Final: cur.Final}, nil
 		}
 		next := max(min, cur.Attempt+1)
 		data, _ := json.Marshal(attemptRecord{Attempt: next})
@@ -644,15 +635,15 @@ func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uin
 			if isWrongRevision(err) {
 				continue
 			}
-			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 		}
-		return Claim{Attempt: next, revision: rev}, nil
+		return chat.Claim{Attempt: next, Revision: rev}, nil
 	}
 }
 
 // CommitAttempt records end as the request's terminal event if the claim
-// still holds; ErrSuperseded if a newer attempt has claimed the request.
-func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Claim, end chat.Event) error {
+// still holds; chat.ErrSuperseded if a newer attempt has claimed the request.
+func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c chat.Claim, end chat.Event) error {
 	data, err := json.Marshal(attemptRecord{Attempt: c.Attempt, Final: &end})
 	if err != nil {
 		return fmt.Errorf("encode end of %s: %w", request, err)
@@ -662,7 +653,7 @@ func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Clai
 	// committed and publishes it, so nothing is lost either way.
 	var superseded bool
 	err = b.retrying(ctx, "commit "+request, func() error {
-		_, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.revision)
+		_, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.Revision)
 		if isWrongRevision(err) {
 			superseded = true
 			return nil
@@ -670,7 +661,7 @@ func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Clai
 		return err
 	})
 	if superseded {
-		return ErrSuperseded
+		return chat.ErrSuperseded
 	}
 	if err != nil {
 		return fmt.Errorf("commit end of %s: %w", request, err)
@@ -769,12 +760,19 @@ func (b *Bus) Enqueue(ctx context.Context, req chat.Request) error {
 // Delivery is a request handed to a worker; it must be acked, or nacked, or
 // left to expire so another worker gets it.
 type Delivery struct {
-	Request chat.Request
-	// Attempt counts deliveries of this request, from 1.
-	Attempt uint64
+	request chat.Request
+	attempt uint64 // deliveries of this request, from 1
 	msg     jetstream.Msg
 	nc      *nats.Conn
 }
+
+var _ chat.Delivery = (*Delivery)(nil)
+
+// Request is the request delivered.
+func (d *Delivery) Request() chat.Request { return d.request }
+
+// Attempt counts deliveries of this request, from 1.
+func (d *Delivery) Attempt() uint64 { return d.attempt }
 
 // Ack says the request is done.
 func (d *Delivery) Ack(ctx context.Context) error { return d.msg.DoubleAck(ctx) }
@@ -789,7 +787,7 @@ func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 func (d *Delivery) Release(ctx context.Context, delay time.Duration) error {
 	body := fmt.Appendf(nil, `-NAK {"delay": %d}`, max(delay, time.Millisecond).Nanoseconds())
 	if _, err := d.nc.RequestWithContext(ctx, d.msg.Reply(), body); err != nil {
-		return fmt.Errorf("release request %s: %w", d.Request.ID, err)
+		return fmt.Errorf("release request %s: %w", d.request.ID, err)
 	}
 	return nil
 }
@@ -798,7 +796,7 @@ func (d *Delivery) Release(ctx context.Context, delay time.Duration) error {
 func (d *Delivery) Drop() error { return d.msg.Term() }
 
 // NextRequest waits for the next request, until ctx ends.
-func (b *Bus) NextRequest(ctx context.Context) (*Delivery, error) {
+func (b *Bus) NextRequest(ctx context.Context) (chat.Delivery, error) {
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		msg, err := b.work.Next(jetstream.FetchContext(fctx))
@@ -814,9 +812,9 @@ func (b *Bus) NextRequest(ctx context.Context) (*Delivery, error) {
 		}
 		d := &Delivery{msg: msg, nc: b.nc}
 		if md, err := msg.Metadata(); err == nil {
-			d.Attempt = md.NumDelivered
+			d.attempt = md.NumDelivered
 		}
-		if err := json.Unmarshal(msg.Data(), &d.Request); err != nil {
+		if err := json.Unmarshal(msg.Data(), &d.request); err != nil {
 			b.log.Error("dropping undecodable request", "err", err)
 			_ = msg.Term()
 			continue

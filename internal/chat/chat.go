@@ -144,15 +144,6 @@ type Request struct {
 	TraceParent string `json:"traceparent,omitempty"`
 }
 
-// DeadLetter is the operator's record of a request that could not be
-// answered: every delivery failed.
-type DeadLetter struct {
-	Request    Request   `json:"request"`
-	Deliveries uint64    `json:"deliveries"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"at"`
-}
-
 // Error codes a client sees, in GraphQL extensions.code and in ERROR events.
 const (
 	CodeBadInput        = "BAD_USER_INPUT"

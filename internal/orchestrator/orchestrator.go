@@ -16,7 +16,6 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tokencast/tokencast/internal/bus"
 	"github.com/tokencast/tokencast/internal/chat"
 )
 
@@ -26,20 +25,14 @@ type Provider interface {
 	Stream(ctx context.Context, p chat.Prompt, emit func(text string) error) (chat.Final, error)
 }
 
-// Queue is what a worker needs from the bus.
+// Queue is what a worker needs from the bus: the requests, and the event
+// history and conversations their answers are written to.
 type Queue interface {
-	NextRequest(ctx context.Context) (*bus.Delivery, error)
+	chat.Queue
 	PublishEvent(ctx context.Context, ev chat.Event, msgID string) (uint64, error)
 	PublishEventAfter(ctx context.Context, ev chat.Event, after uint64) (uint64, error)
 	AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	Conversation(ctx context.Context, session string) (chat.Conversation, error)
-	Cancelled(ctx context.Context, session, request string) (bool, error)
-	WatchCancels(fn func(session, request string)) (stop func(), err error)
-	WatchExhausted(fn func(req chat.Request, deliveries uint64) error) (stop func(), err error)
-	RecordDeadLetter(ctx context.Context, d bus.DeadLetter) error
-	ClaimAttempt(ctx context.Context, session, request string, min uint64) (bus.Claim, error)
-	CommitAttempt(ctx context.Context, session, request string, c bus.Claim, end chat.Event) error
-	WatchAttempts(session, request string, fn func(attempt uint64)) (stop func(), err error)
 	// Announce delivers an event to the session's subscribers without
 	// storing it, for an answer the store has no space left for.
 	Announce(ev chat.Event) error
@@ -258,19 +251,19 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 	if err := a.fail(ctx, &chat.Error{Code: chat.CodeInternal, Message: "the answer could not be generated"}, log); err != nil {
 		return fmt.Errorf("publish the end of an exhausted request: %w", err)
 	}
-	if err := o.queue.RecordDeadLetter(ctx, bus.DeadLetter{Request: req, Deliveries: deliveries, Reason: "max deliveries reached", At: time.Now().UTC()}); err != nil {
+	if err := o.queue.RecordDeadLetter(ctx, chat.DeadLetter{Request: req, Deliveries: deliveries, Reason: "max deliveries reached", At: time.Now().UTC()}); err != nil {
 		log.Error("record dead letter", "err", err)
 	}
 	return nil
 }
 
 // handle answers one delivered request.
-func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
-	req := d.Request
-	log := o.log.With("session", req.SessionID, "request", req.ID, "attempt", d.Attempt)
+func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
+	req := d.Request()
+	log := o.log.With("session", req.SessionID, "request", req.ID, "attempt", d.Attempt())
 	ctx, span := startAnswerSpan(ctx, req)
 	defer span.End()
-	a := &answer{o: o, req: req, attempt: d.Attempt, log: log, began: time.Now(), span: span}
+	a := &answer{o: o, req: req, attempt: d.Attempt(), log: log, began: time.Now(), span: span}
 	err := o.answer(ctx, d, a, log)
 	if errors.Is(err, errSuperseded) {
 		log.Warn("a newer attempt took the request over; this one stops without a word")
@@ -305,7 +298,7 @@ func (o *Orchestrator) handle(ctx context.Context, d *bus.Delivery) {
 
 // answer streams and records one answer. It returns an error only when the
 // outcome could not be published or stored, so the request must be retried.
-func (o *Orchestrator) answer(ctx context.Context, d *bus.Delivery, a *answer, log *slog.Logger) error {
+func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer, log *slog.Logger) error {
 	req := a.req
 	// Whether the request has already ended is the claim's to say, not the
 	// conversation's: a superseded attempt may have stored its turn before
@@ -431,7 +424,7 @@ type answer struct {
 	ttft     time.Duration // from began to the first token
 	// owned is this attempt's claim on the request; superseded is set once
 	// a newer attempt at the request is seen.
-	owned      bus.Claim
+	owned      chat.Claim
 	superseded atomic.Bool
 	span       trace.Span // the answer's trace span; nil when not traced
 	// storeErr is set once the store said it has no space left: nothing
@@ -490,7 +483,7 @@ func (a *answer) finish(ctx context.Context, ev chat.Event) error {
 		return a.storeErr
 	}
 	if err := a.o.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, ev); err != nil {
-		if errors.Is(err, bus.ErrSuperseded) {
+		if errors.Is(err, chat.ErrSuperseded) {
 			a.superseded.Store(true)
 			return errSuperseded
 		}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/tokencast/tokencast/internal/bus"
 	"github.com/tokencast/tokencast/internal/chat"
 )
 
@@ -21,7 +20,7 @@ const storeRetryMax = 10 * time.Second
 // store the same end, so that once there is space the conversation says how
 // the answer ended instead of IN_PROGRESS forever; a shutdown hands the
 // request back instead.
-func (o *Orchestrator) storageFull(ctx context.Context, d *bus.Delivery, a *answer, cause error, log *slog.Logger) {
+func (o *Orchestrator) storageFull(ctx context.Context, d chat.Delivery, a *answer, cause error, log *slog.Logger) {
 	log.Error("the store has no space left: the answer ends with STORAGE_UNAVAILABLE", "err", cause)
 	a.storeErr = nil
 	evs := a.failureEvents(chat.StreamError{Code: chat.CodeStorageUnavailable, Message: "the answer could not be stored"})
@@ -118,7 +117,7 @@ func (a *answer) storeEnd(ctx context.Context, evs []chat.Event, stored *int) er
 		}
 	}
 	if err := a.o.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, evs[last]); err != nil {
-		if errors.Is(err, bus.ErrSuperseded) {
+		if errors.Is(err, chat.ErrSuperseded) {
 			return errSuperseded
 		}
 		return err
