@@ -8,13 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokencast/tokencast/internal/chat"
 )
@@ -116,12 +112,6 @@ type Orchestrator struct {
 
 // errCancelled is the cause of a provider call stopped by the user.
 var errCancelled = errors.New("cancelled by the user")
-
-// errSuperseded stops an attempt once a newer attempt at the same request
-// has started: this worker lost its delivery without knowing (a broker
-// restart, a pause longer than the ack wait), and the request now belongs to
-// the newer attempt, which must be the one to end it and ack it.
-var errSuperseded = errors.New("superseded by a newer attempt")
 
 // New returns an orchestrator; models are keyed by the name a request uses.
 func New(cfg Config, queue Queue, models map[string]Model, log *slog.Logger) *Orchestrator {
@@ -240,7 +230,7 @@ func (o *Orchestrator) pull(pull, work context.Context, slots chan struct{}, ans
 func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveries uint64) error {
 	log := o.log.With("session", req.SessionID, "request", req.ID)
 	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
-	a := &answer{o: o, req: req, log: log, began: time.Now()}
+	a := o.newAnswer(req, 0, log)
 	if done, err := a.claim(ctx, deliveries+1); done || err != nil {
 		return err
 	}
@@ -248,7 +238,7 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 		return fmt.Errorf("publish restart of an exhausted request: %w", err)
 	}
 	a.index = 0
-	if err := a.fail(ctx, &chat.Error{Code: chat.CodeInternal, Message: "the answer could not be generated"}, log); err != nil {
+	if err := a.fail(ctx, &chat.Error{Code: chat.CodeInternal, Message: "the answer could not be generated"}); err != nil {
 		return fmt.Errorf("publish the end of an exhausted request: %w", err)
 	}
 	if err := o.queue.RecordDeadLetter(ctx, chat.DeadLetter{Request: req, Deliveries: deliveries, Reason: "max deliveries reached", At: time.Now().UTC()}); err != nil {
@@ -257,15 +247,25 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 	return nil
 }
 
+// newAnswer begins an answer to req as the given attempt (0 for one that
+// has yet to claim the request).
+func (o *Orchestrator) newAnswer(req chat.Request, attempt uint64, log *slog.Logger) *answer {
+	return &answer{
+		queue: o.queue, recorder: o.cfg.Recorder, heartbeat: o.cfg.Heartbeat,
+		req: req, attempt: attempt, log: log, began: time.Now(),
+	}
+}
+
 // handle answers one delivered request.
 func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
 	req := d.Request()
 	log := o.log.With("session", req.SessionID, "request", req.ID, "attempt", d.Attempt())
 	ctx, span := startAnswerSpan(ctx, req)
 	defer span.End()
-	a := &answer{o: o, req: req, attempt: d.Attempt(), log: log, began: time.Now(), span: span}
-	err := o.answer(ctx, d, a, log)
-	if errors.Is(err, errSuperseded) {
+	a := o.newAnswer(req, d.Attempt(), log)
+	a.span = span
+	err := o.answer(ctx, d, a)
+	if errors.Is(err, chat.ErrSuperseded) {
 		log.Warn("a newer attempt took the request over; this one stops without a word")
 		return
 	}
@@ -287,7 +287,7 @@ func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
 		return
 	}
 	if errors.Is(err, chat.ErrStorageFull) {
-		o.storageFull(ctx, d, a, err, log)
+		a.storageFull(ctx, d, err)
 		return
 	}
 	log.Error("answer failed before it could be recorded", "err", err)
@@ -298,7 +298,7 @@ func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
 
 // answer streams and records one answer. It returns an error only when the
 // outcome could not be published or stored, so the request must be retried.
-func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer, log *slog.Logger) error {
+func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) error {
 	req := a.req
 	// Whether the request has already ended is the claim's to say, not the
 	// conversation's: a superseded attempt may have stored its turn before
@@ -312,7 +312,7 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer, l
 	}
 	model, ok := o.models[modelName]
 	if !ok {
-		return a.fail(ctx, &chat.Error{Code: chat.CodeProvider, Message: "the requested model is not configured"}, log)
+		return a.fail(ctx, &chat.Error{Code: chat.CodeProvider, Message: "the requested model is not configured"})
 	}
 	a.model = model.Ref
 	conv, err := o.queue.Conversation(ctx, req.SessionID)
@@ -342,7 +342,7 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer, l
 	stopWatch, err := o.queue.WatchAttempts(req.SessionID, req.ID, func(attempt uint64) {
 		if attempt > a.attempt {
 			a.superseded.Store(true)
-			cancel(errSuperseded)
+			cancel(chat.ErrSuperseded)
 		}
 	})
 	if err != nil {
@@ -397,254 +397,13 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer, l
 	case a.storeErr != nil:
 		return a.storeErr
 	case a.superseded.Load():
-		return errSuperseded
+		return chat.ErrSuperseded
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(context.Cause(streamCtx), errCancelled):
-		return a.cancelled(ctx, log)
+		return a.cancelled(ctx)
 	case perr != nil:
-		return a.fail(ctx, perr, log)
+		return a.fail(ctx, perr)
 	}
 	return a.end(ctx, final)
-}
-
-// answer is the state of one answer being published.
-type answer struct {
-	o        *Orchestrator
-	req      chat.Request
-	attempt  uint64
-	model    string
-	index    int
-	startSeq uint64
-	lastSeq  uint64 // the position of this attempt's newest event
-	text     strings.Builder
-	log      *slog.Logger
-	began    time.Time     // when this worker took the request
-	emitted  bool          // the provider has produced text
-	ttft     time.Duration // from began to the first token
-	// owned is this attempt's claim on the request; superseded is set once
-	// a newer attempt at the request is seen.
-	owned      chat.Claim
-	superseded atomic.Bool
-	span       trace.Span // the answer's trace span; nil when not traced
-	// storeErr is set once the store said it has no space left: nothing
-	// more is published, and the answer ends with storageFull.
-	storeErr error
-}
-
-// stored notes a write that failed for lack of space, and returns err.
-func (a *answer) stored(err error) error {
-	if a.storeErr == nil && errors.Is(err, chat.ErrStorageFull) {
-		a.storeErr = err
-	}
-	return err
-}
-
-// appendTurn stores the answer's turn record.
-func (a *answer) appendTurn(ctx context.Context, t chat.Turn) error {
-	if a.storeErr != nil {
-		return a.storeErr
-	}
-	return a.stored(a.o.queue.AppendTurn(ctx, a.req.SessionID, t))
-}
-
-// eventID makes a retried publish of the same event a no-op; a new attempt
-// at the request publishes anew.
-func eventID(ev chat.Event) string {
-	return ev.SessionID + "." + ev.RequestID + "." + strconv.FormatUint(ev.Attempt, 10) + "." + strconv.Itoa(ev.Index) + "." + string(ev.Type)
-}
-
-// claim makes this worker the request's owner, as attempt min or later
-// (delivery counts restart when the broker loses its consumer state). done
-// means an earlier attempt had already committed its end: it is published
-// again (a no-op if it was) and there is nothing left to do.
-func (a *answer) claim(ctx context.Context, min uint64) (done bool, err error) {
-	c, err := a.o.queue.ClaimAttempt(ctx, a.req.SessionID, a.req.ID, max(min, 1))
-	if err != nil {
-		return false, err
-	}
-	if c.Final != nil {
-		a.log.Info("request already ended; publishing its end again", "attempt", c.Attempt)
-		_, err := a.o.queue.PublishEvent(ctx, *c.Final, eventID(*c.Final))
-		return true, err
-	}
-	a.attempt, a.owned = c.Attempt, c
-	return false, nil
-}
-
-// finish commits ev as the request's end while this attempt still owns the
-// request, then publishes it. Of two attempts that both ran, exactly one
-// gets here; the other learns it was superseded and stops without a word.
-func (a *answer) finish(ctx context.Context, ev chat.Event) error {
-	if a.superseded.Load() {
-		return errSuperseded
-	}
-	if a.storeErr != nil {
-		return a.storeErr
-	}
-	if err := a.o.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, ev); err != nil {
-		if errors.Is(err, chat.ErrSuperseded) {
-			a.superseded.Store(true)
-			return errSuperseded
-		}
-		return a.stored(err)
-	}
-	_, err := a.o.queue.PublishEvent(ctx, ev, eventID(ev))
-	a.index++
-	if err == nil {
-		a.o.cfg.Recorder.Published()
-	}
-	return a.stored(err)
-}
-
-func (a *answer) event(t chat.EventType, message string) chat.Event {
-	return chat.Event{
-		Type:      t,
-		SessionID: a.req.SessionID,
-		RequestID: a.req.ID,
-		Index:     a.index,
-		Message:   message,
-		Locale:    a.req.Locale,
-		TimeStamp: time.Now().UTC(),
-		StartSeq:  a.startSeq,
-		Model:     a.model,
-		Attempt:   a.attempt,
-	}
-}
-
-func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
-	if a.superseded.Load() {
-		return 0, errSuperseded
-	}
-	if a.storeErr != nil {
-		return 0, a.storeErr
-	}
-	var seq uint64
-	var err error
-	if ev.Type == chat.EventDelta && a.lastSeq > 0 {
-		// One per token: published without a message id, which the stream
-		// would hold in memory for its whole dedup window.
-		seq, err = a.o.queue.PublishEventAfter(ctx, ev, a.lastSeq)
-	} else {
-		seq, err = a.o.queue.PublishEvent(ctx, ev, eventID(ev))
-	}
-	if err != nil {
-		// The index is not spent: an answer that ends without its store
-		// (storageFull) goes on from it, with no gap.
-		return 0, a.stored(err)
-	}
-	a.index++
-	a.lastSeq = seq
-	a.o.cfg.Recorder.Published()
-	return seq, nil
-}
-
-func (a *answer) start(ctx context.Context) error {
-	seq, err := a.publish(ctx, a.event(chat.EventStart, chat.MarkerStart))
-	a.startSeq = seq
-	return err
-}
-
-func (a *answer) delta(ctx context.Context, text string) error {
-	_, err := a.publish(ctx, a.event(chat.EventDelta, text))
-	return err
-}
-
-func (a *answer) end(ctx context.Context, final chat.Final) error {
-	if a.superseded.Load() {
-		return errSuperseded
-	}
-	usage := final.Usage
-	if err := a.appendTurn(ctx, chat.Turn{
-		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
-		Status: chat.StatusComplete, Locale: a.req.Locale, Model: a.model,
-		Usage: &usage, At: time.Now().UTC(), Attempt: a.attempt,
-	}); err != nil {
-		return err
-	}
-	ev := a.event(chat.EventEnd, chat.MarkerEnd)
-	ev.Usage = &usage
-	ev.StopReason = final.StopReason
-	ev.TTFTMillis = a.ttft.Milliseconds()
-	if err := a.finish(ctx, ev); err != nil {
-		return err
-	}
-	a.record(chat.EventEnd, "", usage)
-	return nil
-}
-
-// record tells the metrics how the answer ended.
-func (a *answer) record(outcome chat.EventType, code string, usage chat.Usage) {
-	r := a.o.cfg.Recorder
-	if a.emitted {
-		r.FirstToken(a.model, a.ttft)
-	}
-	r.Answered(a.model, outcome, code, usage)
-	a.traceOutcome(outcome, code, usage)
-}
-
-// fail publishes the localized apology, then the ERROR event with a stable
-// code; the provider's own error goes to the log only.
-func (a *answer) fail(ctx context.Context, cause error, log *slog.Logger) error {
-	se := chat.StreamError{Code: chat.CodeProvider, Message: "the model could not answer"}
-	var ce *chat.Error
-	if errors.As(cause, &ce) {
-		se = chat.StreamError{Code: ce.Code, Message: ce.Message}
-	} else if errors.Is(cause, context.DeadlineExceeded) {
-		se = chat.StreamError{Code: chat.CodeTimeout, Message: "the model took too long to answer"}
-	}
-	log.Warn("answer failed", "code", se.Code, "err", cause)
-	if a.startSeq == 0 {
-		if err := a.start(ctx); err != nil {
-			return err
-		}
-	}
-	// A truncated answer is kept, marked incomplete: never passed off as
-	// whole.
-	status := chat.StatusError
-	if se.Code == chat.CodeIncomplete || a.emitted {
-		status = chat.StatusIncomplete
-	}
-	if err := a.appendTurn(ctx, chat.Turn{
-		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
-		Status: status, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
-	}); err != nil {
-		return err
-	}
-	// As the AWS sample's orchestrator does: once text was shown, the
-	// apology opens a message of its own with a second #START_STREAM#
-	// (the sample's UI starts a new bubble on it). Typed clients see a
-	// MESSAGE of this answer, which adds no text.
-	if a.text.Len() > 0 {
-		if _, err := a.publish(ctx, a.event(chat.EventMessage, chat.MarkerStart)); err != nil {
-			return err
-		}
-	}
-	if err := a.delta(ctx, chat.ErrorText(a.req.Locale)); err != nil {
-		return err
-	}
-	ev := a.event(chat.EventError, chat.MarkerError)
-	ev.Error = &se
-	if err := a.finish(ctx, ev); err != nil {
-		return fmt.Errorf("publish error event: %w", err)
-	}
-	a.record(chat.EventError, se.Code, chat.Usage{})
-	return nil
-}
-
-// cancelled records an answer the user stopped: the partial text is kept as
-// a CANCELLED turn, and subscribers see CANCELLED.
-func (a *answer) cancelled(ctx context.Context, log *slog.Logger) error {
-	log.Info("answer cancelled", "chars", a.text.Len())
-	if err := a.appendTurn(ctx, chat.Turn{
-		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
-		Status: chat.StatusCancelled, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
-	}); err != nil {
-		return err
-	}
-	if err := a.finish(ctx, a.event(chat.EventCancelled, "")); err != nil {
-		return err
-	}
-	a.record(chat.EventCancelled, "", chat.Usage{})
-	return nil
 }
