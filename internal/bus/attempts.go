@@ -22,18 +22,9 @@ import (
 
 const attemptBucket = "TC_ATTEMPTS"
 
-// ErrSuperseded says a newer attempt has claimed the request.
-var ErrSuperseded = errors.New("a newer attempt has claimed the request")
-
-// Claim is an attempt's hold on a request, from ClaimAttempt.
-type Claim struct {
-	// Attempt is the attempt number this worker now owns.
-	Attempt uint64
-	// Final, when set, is the terminal event an earlier attempt committed:
-	// the request is answered, and only that event may need publishing.
-	Final    *chat.Event
-	revision uint64
-}
+// The bus is the workers' request queue; a claim's revision is its key's
+// revision in the attempts bucket.
+var _ chat.Queue = (*Bus)(nil)
 
 type attemptRecord struct {
 	Attempt uint64      `json:"attempt"`
@@ -46,7 +37,7 @@ func attemptKey(session, request string) string { return chat.AnswerKey(session,
 // least min. Claims are compare-and-set on one key, so of two workers that
 // both believe they hold the request (a redelivery while the first still
 // runs), exactly one can commit its end.
-func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (c Claim, err error) {
+func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uint64) (c chat.Claim, err error) {
 	err = b.retrying(ctx, "claim "+request, func() error {
 		c, err = b.claimAttempt(ctx, session, request, min)
 		return err
@@ -54,7 +45,7 @@ func (b *Bus) ClaimAttempt(ctx context.Context, session, request string, min uin
 	return c, err
 }
 
-func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uint64) (Claim, error) {
+func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uint64) (chat.Claim, error) {
 	key := attemptKey(session, request)
 	for {
 		e, err := b.attempts.Get(ctx, key)
@@ -65,19 +56,19 @@ func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uin
 				continue
 			}
 			if err != nil {
-				return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+				return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 			}
-			return Claim{Attempt: min, revision: rev}, nil
+			return chat.Claim{Attempt: min, Revision: rev}, nil
 		}
 		if err != nil {
-			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 		}
 		var cur attemptRecord
 		if err := json.Unmarshal(e.Value(), &cur); err != nil {
-			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 		}
 		if cur.Final != nil {
-			return Claim{Attempt: cur.Attempt, Final: cur.Final}, nil
+			return chat.Claim{Attempt: cur.Attempt, Final: cur.Final}, nil
 		}
 		next := max(min, cur.Attempt+1)
 		data, _ := json.Marshal(attemptRecord{Attempt: next})
@@ -86,15 +77,15 @@ func (b *Bus) claimAttempt(ctx context.Context, session, request string, min uin
 			if isWrongRevision(err) {
 				continue
 			}
-			return Claim{}, fmt.Errorf("claim %s: %w", request, err)
+			return chat.Claim{}, fmt.Errorf("claim %s: %w", request, err)
 		}
-		return Claim{Attempt: next, revision: rev}, nil
+		return chat.Claim{Attempt: next, Revision: rev}, nil
 	}
 }
 
 // CommitAttempt records end as the request's terminal event if the claim
-// still holds; ErrSuperseded if a newer attempt has claimed the request.
-func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Claim, end chat.Event) error {
+// still holds; chat.ErrSuperseded if a newer attempt has claimed the request.
+func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c chat.Claim, end chat.Event) error {
 	data, err := json.Marshal(attemptRecord{Attempt: c.Attempt, Final: &end})
 	if err != nil {
 		return fmt.Errorf("encode end of %s: %w", request, err)
@@ -104,7 +95,7 @@ func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Clai
 	// committed and publishes it, so nothing is lost either way.
 	var superseded bool
 	err = b.retrying(ctx, "commit "+request, func() error {
-		_, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.revision)
+		_, err := b.attempts.Update(ctx, attemptKey(session, request), data, c.Revision)
 		if isWrongRevision(err) {
 			superseded = true
 			return nil
@@ -112,7 +103,7 @@ func (b *Bus) CommitAttempt(ctx context.Context, session, request string, c Clai
 		return err
 	})
 	if superseded {
-		return ErrSuperseded
+		return chat.ErrSuperseded
 	}
 	if err != nil {
 		return fmt.Errorf("commit end of %s: %w", request, err)

@@ -42,12 +42,19 @@ func (b *Bus) Enqueue(ctx context.Context, req chat.Request) error {
 // Delivery is a request handed to a worker; it must be acked, or nacked, or
 // left to expire so another worker gets it.
 type Delivery struct {
-	Request chat.Request
-	// Attempt counts deliveries of this request, from 1.
-	Attempt uint64
+	request chat.Request
+	attempt uint64 // deliveries of this request, from 1
 	msg     jetstream.Msg
 	nc      *nats.Conn
 }
+
+var _ chat.Delivery = (*Delivery)(nil)
+
+// Request is the request delivered.
+func (d *Delivery) Request() chat.Request { return d.request }
+
+// Attempt counts deliveries of this request, from 1.
+func (d *Delivery) Attempt() uint64 { return d.attempt }
 
 // Ack says the request is done.
 func (d *Delivery) Ack(ctx context.Context) error { return d.msg.DoubleAck(ctx) }
@@ -62,7 +69,7 @@ func (d *Delivery) InProgress() error { return d.msg.InProgress() }
 func (d *Delivery) Release(ctx context.Context, delay time.Duration) error {
 	body := fmt.Appendf(nil, `-NAK {"delay": %d}`, max(delay, time.Millisecond).Nanoseconds())
 	if _, err := d.nc.RequestWithContext(ctx, d.msg.Reply(), body); err != nil {
-		return fmt.Errorf("release request %s: %w", d.Request.ID, err)
+		return fmt.Errorf("release request %s: %w", d.request.ID, err)
 	}
 	return nil
 }
@@ -71,7 +78,7 @@ func (d *Delivery) Release(ctx context.Context, delay time.Duration) error {
 func (d *Delivery) Drop() error { return d.msg.Term() }
 
 // NextRequest waits for the next request, until ctx ends.
-func (b *Bus) NextRequest(ctx context.Context) (*Delivery, error) {
+func (b *Bus) NextRequest(ctx context.Context) (chat.Delivery, error) {
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		msg, err := b.work.Next(jetstream.FetchContext(fctx))
@@ -87,9 +94,9 @@ func (b *Bus) NextRequest(ctx context.Context) (*Delivery, error) {
 		}
 		d := &Delivery{msg: msg, nc: b.nc}
 		if md, err := msg.Metadata(); err == nil {
-			d.Attempt = md.NumDelivered
+			d.attempt = md.NumDelivered
 		}
-		if err := json.Unmarshal(msg.Data(), &d.Request); err != nil {
+		if err := json.Unmarshal(msg.Data(), &d.request); err != nil {
 			b.log.Error("dropping undecodable request", "err", err)
 			_ = msg.Term()
 			continue

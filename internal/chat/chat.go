@@ -149,15 +149,6 @@ type Request struct {
 	TraceParent string `json:"traceparent,omitempty"`
 }
 
-// DeadLetter is the operator's record of a request that could not be
-// answered: every delivery failed.
-type DeadLetter struct {
-	Request    Request   `json:"request"`
-	Deliveries uint64    `json:"deliveries"`
-	Reason     string    `json:"reason"`
-	At         time.Time `json:"at"`
-}
-
 // MaxSessionIDLen bounds a session id, which also names a NATS subject token.
 const MaxSessionIDLen = 128
 

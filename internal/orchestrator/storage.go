@@ -3,10 +3,8 @@ package orchestrator
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
-	"github.com/tokencast/tokencast/internal/bus"
 	"github.com/tokencast/tokencast/internal/chat"
 )
 
@@ -21,25 +19,25 @@ const storeRetryMax = 10 * time.Second
 // store the same end, so that once there is space the conversation says how
 // the answer ended instead of IN_PROGRESS forever; a shutdown hands the
 // request back instead.
-func (o *Orchestrator) storageFull(ctx context.Context, d *bus.Delivery, a *answer, cause error, log *slog.Logger) {
-	log.Error("the store has no space left: the answer ends with STORAGE_UNAVAILABLE", "err", cause)
+func (a *answer) storageFull(ctx context.Context, d chat.Delivery, cause error) {
+	a.log.Error("the store has no space left: the answer ends with STORAGE_UNAVAILABLE", "err", cause)
 	a.storeErr = nil
 	evs := a.failureEvents(chat.StreamError{Code: chat.CodeStorageUnavailable, Message: "the answer could not be stored"})
 	for _, ev := range evs {
-		if err := o.queue.Announce(ev); err != nil {
-			log.Warn("announce the end of an answer", "err", err)
+		if err := a.queue.Announce(ev); err != nil {
+			a.log.Warn("announce the end of an answer", "err", err)
 			break
 		}
 	}
 	a.record(chat.EventError, chat.CodeStorageUnavailable, chat.Usage{})
 	stored := 0 // how many of evs are stored
-	for wait := min(time.Second, o.cfg.Heartbeat); ; wait = min(2*wait, storeRetryMax, o.cfg.Heartbeat) {
+	for wait := min(time.Second, a.heartbeat); ; wait = min(2*wait, storeRetryMax, a.heartbeat) {
 		select {
 		case <-ctx.Done():
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			if err := d.Release(rctx, 0); err != nil {
-				log.Warn("hand request back", "err", err)
+				a.log.Warn("hand request back", "err", err)
 			}
 			return
 		case <-time.After(wait):
@@ -48,16 +46,16 @@ func (o *Orchestrator) storageFull(ctx context.Context, d *bus.Delivery, a *answ
 		err := a.storeEnd(ctx, evs, &stored)
 		switch {
 		case err == nil:
-			log.Info("the end of an answer cut short by a full store is stored")
+			a.log.Info("the end of an answer cut short by a full store is stored")
 			if err := d.Ack(ctx); err != nil {
-				log.Warn("ack request", "err", err)
+				a.log.Warn("ack request", "err", err)
 			}
 			return
-		case errors.Is(err, errSuperseded):
-			log.Warn("a newer attempt took the request over; this one stops without a word")
+		case errors.Is(err, chat.ErrSuperseded):
+			a.log.Warn("a newer attempt took the request over; this one stops without a word")
 			return
 		}
-		log.Debug("the end of the answer is not stored yet", "err", err)
+		a.log.Debug("the end of the answer is not stored yet", "err", err)
 	}
 }
 
@@ -98,7 +96,7 @@ func (a *answer) storeEnd(ctx context.Context, evs []chat.Event, stored *int) er
 	if a.emitted || a.text.Len() > 0 {
 		status = chat.StatusIncomplete
 	}
-	if err := a.o.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
+	if err := a.queue.AppendTurn(ctx, a.req.SessionID, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: status, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
 	}); err != nil {
@@ -107,7 +105,7 @@ func (a *answer) storeEnd(ctx context.Context, evs []chat.Event, stored *int) er
 	last := len(evs) - 1
 	for ; *stored < last; *stored++ {
 		ev := evs[*stored]
-		seq, err := a.o.queue.PublishEvent(ctx, ev, eventID(ev))
+		seq, err := a.queue.PublishEvent(ctx, ev, eventID(ev))
 		if err != nil {
 			return err
 		}
@@ -117,12 +115,9 @@ func (a *answer) storeEnd(ctx context.Context, evs []chat.Event, stored *int) er
 			}
 		}
 	}
-	if err := a.o.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, evs[last]); err != nil {
-		if errors.Is(err, bus.ErrSuperseded) {
-			return errSuperseded
-		}
+	if err := a.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, evs[last]); err != nil {
 		return err
 	}
-	_, err := a.o.queue.PublishEvent(ctx, evs[last], eventID(evs[last]))
+	_, err := a.queue.PublishEvent(ctx, evs[last], eventID(evs[last]))
 	return err
 }
