@@ -1,7 +1,9 @@
 // Package wsproto is the WebSocket connection engine and its GraphQL dialects.
-// Every connection is bounded: one writer goroutine with a write deadline, a
-// bounded outgoing queue, a read limit, an init timeout and a cap on
-// subscriptions. A subscriber that cannot keep up is closed, never waited for.
+// Every connection is bounded: a reader goroutine for its life, a writer
+// started only while frames wait (with a write deadline), a queue bounded in
+// frames and bytes, a read limit, an init timeout and a cap on operations;
+// a query runs on a goroutine of its own while it lasts. A subscriber that
+// cannot keep up is closed, never waited for.
 package wsproto
 
 import (
