@@ -105,7 +105,8 @@ func TestChaos(t *testing.T) {
 	if t.Failed() {
 		t.Logf("API process:\n%s\nworker process:\n%s", lastLines(c.api.out.String(), 40), lastLines(c.worker.out.String(), 40))
 		if dir := os.Getenv("TOKENCAST_CHAOS_LOGS"); dir != "" {
-			_ = os.WriteFile(filepath.Join(dir, "api.log"), []byte(c.api.out.String()), 0o644)
+			all := append(c.pastAPI, c.api.out.String())
+			_ = os.WriteFile(filepath.Join(dir, "api.log"), []byte(strings.Join(all, "\n--- restarted ---\n")), 0o644)
 			_ = os.WriteFile(filepath.Join(dir, "worker.log"), []byte(c.worker.out.String()), 0o644)
 		}
 	}
@@ -121,6 +122,9 @@ type cluster struct {
 	apiCrashes        int
 	apiStops          int
 	apiArgs, wrkrArgs []string
+	// pastAPI keeps the output of the API processes stopped or killed,
+	// for the logs of a failed run.
+	pastAPI []string
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -152,6 +156,7 @@ func (c *cluster) killWorker() {
 // again on the same data dir and addresses; the worker reconnects.
 func (c *cluster) crashAPI() {
 	c.api.kill()
+	c.pastAPI = append(c.pastAPI, c.api.out.String())
 	c.apiCrashes++
 	c.api = spawnAt(c.t, c.apiAddr, c.apiArgs...)
 }
@@ -166,6 +171,7 @@ func (c *cluster) stopAPI() {
 		c.api.kill()
 	}
 	c.apiStops++
+	c.pastAPI = append(c.pastAPI, c.api.out.String())
 	c.api = spawnAt(c.t, c.apiAddr, c.apiArgs...)
 }
 

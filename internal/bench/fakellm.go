@@ -187,14 +187,14 @@ func (f *fakeLLM) play(ctx context.Context, text string, emit func(string) error
 type provider struct{ llm *fakeLLM }
 
 // Stream implements orchestrator.Provider.
-func (p provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(string) error) (chat.Final, error) {
+func (p provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	last := ""
 	for _, m := range prompt.Messages {
 		if m.Role == chat.RoleUser {
 			last = m.Text
 		}
 	}
-	n, err := p.llm.play(ctx, last, emit)
+	n, err := p.llm.play(ctx, last, func(s string) error { return emit(chat.TextPart(s)) })
 	if err != nil {
 		return chat.Final{}, err
 	}

@@ -45,6 +45,21 @@ type Usage struct {
 	InputTokens  int `json:"inputTokens"`
 	OutputTokens int `json:"outputTokens"`
 	TotalTokens  int `json:"totalTokens"`
+	// ReasoningTokens (part of OutputTokens) and the prompt-cache counts
+	// are set when the provider reports them.
+	ReasoningTokens  int `json:"reasoningTokens,omitempty"`
+	CacheReadTokens  int `json:"cacheReadTokens,omitempty"`
+	CacheWriteTokens int `json:"cacheWriteTokens,omitempty"`
+}
+
+// Add adds u's counts to the sum.
+func (sum *Usage) Add(u Usage) {
+	sum.InputTokens += u.InputTokens
+	sum.OutputTokens += u.OutputTokens
+	sum.TotalTokens += u.TotalTokens
+	sum.ReasoningTokens += u.ReasoningTokens
+	sum.CacheReadTokens += u.CacheReadTokens
+	sum.CacheWriteTokens += u.CacheWriteTokens
 }
 
 // StreamError is what a subscriber learns about a failure: a stable code and a
@@ -79,6 +94,11 @@ type Event struct {
 	// pause longer than the ack wait) may go on publishing beside the new
 	// attempt; its events are stale once a higher attempt has been seen.
 	Attempt uint64 `json:"attempt,omitempty"`
+	// The agent events' own parts (see agent.go).
+	Tool     *ToolEvent    `json:"tool,omitempty"`
+	Step     *StepInfo     `json:"step,omitempty"`
+	Source   *Source       `json:"source,omitempty"`
+	Approval *ApprovalInfo `json:"approval,omitempty"`
 
 	// Seq is the event's position in the session history, set on delivery.
 	Seq uint64 `json:"-"`
@@ -133,6 +153,10 @@ type Turn struct {
 	// Attempt is the delivery of the request that wrote an answer turn; a
 	// record of an older attempt never replaces a newer one.
 	Attempt uint64 `json:"attempt,omitempty"`
+	// Run is an agent answer's messages in order: the assistant's steps
+	// (reasoning, text, tool calls) and the tool results between them. An
+	// answer without tools has none; Text is its whole text either way.
+	Run []Message `json:"run,omitempty"`
 }
 
 // Request is an accepted question waiting for a worker.
@@ -235,8 +259,12 @@ func (c *Conversation) Before(requestID string) []Turn {
 
 // Message is one turn as a model sees it.
 type Message struct {
-	Role Role
-	Text string
+	Role Role   `json:"role"`
+	Text string `json:"text,omitempty"`
+	// Blocks, when set, is the message's content in order and Text is not
+	// read: an assistant's reasoning, text and tool calls, or the tool
+	// results a user message carries back.
+	Blocks []Block `json:"blocks,omitempty"`
 }
 
 // Prompt is what a provider is asked to continue.
@@ -246,6 +274,8 @@ type Prompt struct {
 	System   string
 	Locale   string
 	Messages []Message
+	// Tools are the tools the model may call; none for a plain answer.
+	Tools []ToolSpec
 }
 
 // Final is how a provider's answer ended.

@@ -27,6 +27,7 @@ import (
 type Operations struct {
 	exec     *executor.Executor
 	sessions Authorizer
+	log      *slog.Logger
 
 	mu     sync.Mutex
 	shapes map[string]*Shape
@@ -43,7 +44,7 @@ func NewOperations(es graphql.ExecutableSchema, limits Limits, sessions Authoriz
 	exec.SetDisableSuggestion(!limits.Suggestions)
 	exec.SetErrorPresenter(presentError(log))
 	exec.SetRecoverFunc(recoverPanic(log))
-	return &Operations{exec: exec, sessions: sessions, shapes: make(map[string]*Shape)}
+	return &Operations{exec: exec, sessions: sessions, log: log, shapes: make(map[string]*Shape)}
 }
 
 // presentPanic is what a client sees of a panic outside the resolvers (in an
@@ -111,6 +112,7 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (op
 			refused[0].Extensions["retryAfter"] = int(limited.RetryAfter/time.Second) + 1
 			return nil, refused
 		}
+		o.log.WarnContext(ctx, "could not check access to a session", "session", session, "err", err)
 		return nil, Refusal(chat.CodeUnavailable, "could not check access to the session, try again")
 	}
 	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}

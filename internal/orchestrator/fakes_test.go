@@ -392,7 +392,7 @@ func (d *fakeDelivery) Release(context.Context, time.Duration) error {
 func (d *fakeDelivery) settled() bool { return d.acked+d.released > 0 }
 
 // step is one provider call of a script.
-type step func(ctx context.Context, emit func(string) error) (chat.Final, error)
+type step func(ctx context.Context, emit func(chat.Part) error) (chat.Final, error)
 
 // fakeProvider plays one step per call, the last one again once the script
 // runs out.
@@ -406,7 +406,7 @@ type fakeProvider struct {
 
 func script(steps ...step) *fakeProvider { return &fakeProvider{script: steps} }
 
-func (p *fakeProvider) Stream(ctx context.Context, prompt chat.Prompt, emit func(string) error) (chat.Final, error) {
+func (p *fakeProvider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	p.mu.Lock()
 	s := p.script[min(p.calls, len(p.script)-1)]
 	p.calls++
@@ -423,7 +423,7 @@ func (p *fakeProvider) called() int {
 
 // answers emits chunks, then ends the answer.
 func answers(chunks ...string) step {
-	return func(_ context.Context, emit func(string) error) (chat.Final, error) {
+	return func(_ context.Context, emit func(chat.Part) error) (chat.Final, error) {
 		if err := emitAll(emit, chunks); err != nil {
 			return chat.Final{}, err
 		}
@@ -433,7 +433,7 @@ func answers(chunks ...string) step {
 
 // fails emits chunks, then fails with err.
 func fails(err error, chunks ...string) step {
-	return func(_ context.Context, emit func(string) error) (chat.Final, error) {
+	return func(_ context.Context, emit func(chat.Part) error) (chat.Final, error) {
 		if err := emitAll(emit, chunks); err != nil {
 			return chat.Final{}, err
 		}
@@ -444,7 +444,7 @@ func fails(err error, chunks ...string) step {
 // hangs emits chunks, closes emitted, then waits for its call to be
 // stopped; stopped receives why it was.
 func hangs(emitted chan<- struct{}, stopped chan<- error, chunks ...string) step {
-	return func(ctx context.Context, emit func(string) error) (chat.Final, error) {
+	return func(ctx context.Context, emit func(chat.Part) error) (chat.Final, error) {
 		if err := emitAll(emit, chunks); err != nil {
 			return chat.Final{}, err
 		}
@@ -463,8 +463,8 @@ func hangs(emitted chan<- struct{}, stopped chan<- error, chunks ...string) step
 // and ends the answer, whatever happened to its call meanwhile: only a
 // stop of the call (a shutdown) ends the wait otherwise.
 func pauses(emitted chan<- struct{}, resume <-chan struct{}, before, after string) step {
-	return func(ctx context.Context, emit func(string) error) (chat.Final, error) {
-		if err := emit(before); err != nil {
+	return func(ctx context.Context, emit func(chat.Part) error) (chat.Final, error) {
+		if err := emit(chat.TextPart(before)); err != nil {
 			return chat.Final{}, err
 		}
 		close(emitted)
@@ -473,16 +473,16 @@ func pauses(emitted chan<- struct{}, resume <-chan struct{}, before, after strin
 		case <-ctx.Done():
 			return chat.Final{}, ctx.Err()
 		}
-		if err := emit(after); err != nil {
+		if err := emit(chat.TextPart(after)); err != nil {
 			return chat.Final{}, err
 		}
 		return chat.Final{Usage: chat.Usage{OutputTokens: 2}, StopReason: "end_turn"}, nil
 	}
 }
 
-func emitAll(emit func(string) error, chunks []string) error {
+func emitAll(emit func(chat.Part) error, chunks []string) error {
 	for _, c := range chunks {
-		if err := emit(c); err != nil {
+		if err := emit(chat.TextPart(c)); err != nil {
 			return err
 		}
 	}

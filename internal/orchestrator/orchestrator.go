@@ -18,7 +18,7 @@ import (
 // Provider streams a model's answer to a prompt: it calls emit with each text
 // delta in order, returns how the answer ended, and stops when ctx ends.
 type Provider interface {
-	Stream(ctx context.Context, p chat.Prompt, emit func(text string) error) (chat.Final, error)
+	Stream(ctx context.Context, p chat.Prompt, emit func(chat.Part) error) (chat.Final, error)
 }
 
 // Queue is what a worker needs from the bus: the requests, and the event
@@ -385,9 +385,12 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 	var final chat.Final
 	perr := context.Cause(streamCtx)
 	if perr == nil {
-		final, perr = o.stream(streamCtx, a, model, prompt, func(text string) error {
-			a.text.WriteString(text)
-			return co.Add(text)
+		final, perr = o.stream(streamCtx, a, model, prompt, func(part chat.Part) error {
+			if part.Kind != chat.PartText {
+				return nil
+			}
+			a.text.WriteString(part.Text)
+			return co.Add(part.Text)
 		})
 	}
 	if err := co.Close(); err != nil && !errors.Is(err, errClosed) {

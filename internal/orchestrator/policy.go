@@ -63,7 +63,7 @@ func (p Policy) backoff(n int) time.Duration {
 // stream asks the model, then its fallbacks, for the answer. Each model gets
 // 1+Retries attempts while no token has been emitted; the first token commits
 // the answer to the model that produced it.
-func (o *Orchestrator) stream(ctx context.Context, a *answer, first Model, prompt chat.Prompt, emit func(string) error) (chat.Final, error) {
+func (o *Orchestrator) stream(ctx context.Context, a *answer, first Model, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	var waited time.Duration
 	var err error
 	for _, m := range append([]Model{first}, o.fallbacks(first)...) {
@@ -89,7 +89,7 @@ func fallbackable(err error) bool {
 
 // withRetries calls one model until it answers, fails for good, or the
 // retry budget (shared by every model of the answer) is spent.
-func (o *Orchestrator) withRetries(ctx context.Context, a *answer, m Model, prompt chat.Prompt, emit func(string) error, waited *time.Duration) (chat.Final, error) {
+func (o *Orchestrator) withRetries(ctx context.Context, a *answer, m Model, prompt chat.Prompt, emit func(chat.Part) error, waited *time.Duration) (chat.Final, error) {
 	a.model = m.Ref
 	p := prompt
 	p.Model = m.ID
@@ -116,7 +116,7 @@ func (o *Orchestrator) withRetries(ctx context.Context, a *answer, m Model, prom
 }
 
 // attempt is one provider call under the first-token and idle watchdog.
-func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.Prompt, emit func(string) error) (final chat.Final, err error) {
+func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.Prompt, emit func(chat.Part) error) (final chat.Final, err error) {
 	ctx, span := startProviderSpan(ctx, m)
 	defer func() { endProviderSpan(span, err) }()
 	actx, cancel := context.WithCancelCause(ctx)
@@ -132,7 +132,7 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 	})
 	defer watchdog.Stop()
 	var last time.Time
-	final, err = m.Provider.Stream(actx, p, func(text string) error {
+	final, err = m.Provider.Stream(actx, p, func(part chat.Part) error {
 		now := time.Now()
 		if !a.emitted {
 			a.emitted = true
@@ -143,7 +143,7 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 		}
 		last = now
 		watchdog.Reset(pol.Idle)
-		return emit(text)
+		return emit(part)
 	})
 	switch cause := context.Cause(actx); {
 	case ctx.Err() != nil:

@@ -92,7 +92,7 @@ type request struct {
 
 // Stream asks for an answer to p and emits its text as it arrives.
 // Cancelling ctx cancels the upstream request, also before its first byte.
-func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	req, err := p.newRequest(ctx, prompt)
 	if err != nil {
 		return chat.Final{}, err
@@ -161,7 +161,7 @@ type event struct {
 
 // decode reads a Messages event stream, emitting text deltas. The answer is
 // complete only once message_stop arrived.
-func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
+func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
 	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
 	var final chat.Final
 	for {
@@ -190,7 +190,7 @@ func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
 			final.Usage.OutputTokens = ev.Message.Usage.OutputTokens
 		case "content_block_delta":
 			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
-				if err := emit(ev.Delta.Text); err != nil {
+				if err := emit(chat.TextPart(ev.Delta.Text)); err != nil {
 					return chat.Final{}, fmt.Errorf("anthropic: deliver delta: %w", err)
 				}
 			}

@@ -11,7 +11,7 @@ import (
 )
 
 func TestDecodeRefusesOversizedEvents(t *testing.T) {
-	_, err := decode(strings.NewReader("data: "+strings.Repeat("x", upstream.MaxEventBytes+1)+"\n\n"), func(string) error { return nil })
+	_, err := decode(strings.NewReader("data: "+strings.Repeat("x", upstream.MaxEventBytes+1)+"\n\n"), func(chat.Part) error { return nil })
 	var public *chat.Error
 	if !errors.As(err, &public) || public.Code != chat.CodeProvider {
 		t.Fatalf("oversized event: err = %v, want %s", err, chat.CodeProvider)
@@ -29,7 +29,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("data: {\"type\":\"message_stop\"}\n\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		emitted := 0
-		_, err := decode(bytes.NewReader(body), func(text string) error {
+		_, err := decode(bytes.NewReader(body), func(pt chat.Part) error {
+			text := pt.Text
 			if text == "" {
 				t.Fatal("emitted an empty delta")
 			}

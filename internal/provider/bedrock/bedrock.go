@@ -118,7 +118,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 
 // Stream asks for an answer to p and emits its text as it arrives.
 // Cancelling ctx cancels the upstream request, also before its first byte.
-func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	out, err := p.client.ConverseStream(ctx, p.input(prompt))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -138,7 +138,7 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(tex
 			if !ok || text.Value == "" {
 				continue
 			}
-			if err := emit(text.Value); err != nil {
+			if err := emit(chat.TextPart(text.Value)); err != nil {
 				return chat.Final{}, fmt.Errorf("bedrock: deliver delta: %w", err)
 			}
 		case *types.ConverseStreamOutputMemberMessageStop:

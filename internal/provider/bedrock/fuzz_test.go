@@ -76,7 +76,7 @@ func FuzzStream(f *testing.F) {
 		body.Store(&data)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := p.Stream(ctx, chat.Prompt{Model: modelID, Messages: []chat.Message{{Role: chat.RoleUser, Text: "q"}}}, func(string) error { return nil })
+		_, err := p.Stream(ctx, chat.Prompt{Model: modelID, Messages: []chat.Message{{Role: chat.RoleUser, Text: "q"}}}, func(chat.Part) error { return nil })
 		if err == nil {
 			return
 		}

@@ -97,7 +97,7 @@ func Tokens(text string) []string {
 }
 
 // Stream emits the demo answer, honouring ctx between tokens.
-func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(string) error) (chat.Final, error) {
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	text := Answer(prompt)
 	if p.Repeat > 1 {
 		text = strings.TrimSuffix(strings.Repeat(text+" ", p.Repeat), " ")
@@ -121,7 +121,7 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(str
 		if fail && i == 3 {
 			return chat.Final{}, &chat.Error{Code: chat.CodeProvider, Message: "the demo model failed as asked"}
 		}
-		if err := emit(tok); err != nil {
+		if err := emit(chat.TextPart(tok)); err != nil {
 			return chat.Final{}, err
 		}
 	}

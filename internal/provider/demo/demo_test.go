@@ -12,7 +12,7 @@ func TestMarkdownTriggerAnswersWithHostileMarkdown(t *testing.T) {
 	p := &Provider{}
 	prompt := chat.Prompt{Locale: "en", Messages: []chat.Message{{Role: chat.RoleUser, Text: "show " + MarkdownTrigger}}}
 	var got strings.Builder
-	if _, err := p.Stream(context.Background(), prompt, func(s string) error { got.WriteString(s); return nil }); err != nil {
+	if _, err := p.Stream(context.Background(), prompt, func(pt chat.Part) error { s := pt.Text; got.WriteString(s); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got.String() != MarkdownAnswer {

@@ -79,7 +79,7 @@ type request struct {
 }
 
 // Stream asks for an answer to prompt and emits its text as it arrives.
-func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	body := request{Model: prompt.Model, Stream: true}
 	if prompt.System != "" {
 		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
@@ -125,7 +125,7 @@ type line struct {
 // decode reads the NDJSON stream: text in message.content, the last line
 // done:true with the token counts, or an "error" line. A stream that ends
 // before done is INCOMPLETE.
-func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
+func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 4096), upstream.MaxEventBytes)
 	for sc.Scan() {
@@ -142,7 +142,7 @@ func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
 			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed, Cause: errors.New(l.Error)}
 		}
 		if l.Message != nil && l.Message.Content != "" {
-			if err := emit(l.Message.Content); err != nil {
+			if err := emit(chat.TextPart(l.Message.Content)); err != nil {
 				return chat.Final{}, err
 			}
 		}

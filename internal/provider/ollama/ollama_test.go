@@ -73,7 +73,7 @@ func TestStream(t *testing.T) {
 			seen := make(chan map[string]any, 1)
 			p := fake(t, tc.status, tc.body, seen)
 			var got strings.Builder
-			final, err := p.Stream(context.Background(), prompt, func(s string) error { got.WriteString(s); return nil })
+			final, err := p.Stream(context.Background(), prompt, func(pt chat.Part) error { s := pt.Text; got.WriteString(s); return nil })
 			if got.String() != tc.text {
 				t.Fatalf("text %q, want %q", got.String(), tc.text)
 			}
@@ -109,7 +109,7 @@ func TestCancelClosesTheUpstreamRequest(t *testing.T) {
 	p, _ := New(Options{BaseURL: srv.URL})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
-	_, err := p.Stream(ctx, prompt, func(string) error { return nil })
+	_, err := p.Stream(ctx, prompt, func(chat.Part) error { return nil })
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want the cancel", err)
 	}
@@ -140,7 +140,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"message":{"content":"a"}}` + "\n" + `{"done":true}`))
 	f.Add([]byte("\n\n{\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, err := decode(strings.NewReader(string(body)), func(string) error { return nil })
+		_, err := decode(strings.NewReader(string(body)), func(chat.Part) error { return nil })
 		var ce *chat.Error
 		if err != nil && (!errors.As(err, &ce) || ce.Code == "") {
 			t.Fatalf("uncoded error %v for %q", err, body)

@@ -19,7 +19,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(delta("cut")))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		emitted := 0
-		_, err := decode(bytes.NewReader(body), func(text string) error {
+		_, err := decode(bytes.NewReader(body), func(pt chat.Part) error {
+			text := pt.Text
 			if text == "" {
 				t.Fatal("emitted an empty delta")
 			}

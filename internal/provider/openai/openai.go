@@ -132,7 +132,7 @@ type request struct {
 
 // Stream asks for a completion of p and emits its text as it arrives.
 // Cancelling ctx cancels the upstream request, also before its first byte.
-func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(text string) error) (chat.Final, error) {
+func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	req, err := p.newRequest(ctx, prompt)
 	if err != nil {
 		return chat.Final{}, err
@@ -205,7 +205,7 @@ type chunk struct {
 // decode reads a chat completions event stream, emitting the first choice's
 // text. The answer is complete once a finish_reason or [DONE] arrived; usage
 // is zero when the server sent none.
-func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
+func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
 	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
 	var final chat.Final
 	finished := false
@@ -250,7 +250,7 @@ func decode(body io.Reader, emit func(string) error) (chat.Final, error) {
 				continue
 			}
 			if choice.Delta.Content != "" {
-				if err := emit(choice.Delta.Content); err != nil {
+				if err := emit(chat.TextPart(choice.Delta.Content)); err != nil {
 					return chat.Final{}, fmt.Errorf("openai: deliver delta: %w", err)
 				}
 			}

@@ -100,7 +100,8 @@ func newProvider(t *testing.T, opts Options) *Provider {
 
 func collect(ctx context.Context, p *Provider, prompt chat.Prompt) ([]string, chat.Final, error) {
 	var got []string
-	final, err := p.Stream(ctx, prompt, func(text string) error {
+	final, err := p.Stream(ctx, prompt, func(pt chat.Part) error {
+		text := pt.Text
 		got = append(got, text)
 		return nil
 	})
@@ -427,7 +428,7 @@ func TestStreamStopsWhenEmitFails(t *testing.T) {
 	stop := errors.New("subscriber gone")
 	calls := 0
 	// Not t.Context: its end at the test's end would hide a stream left open.
-	_, err := p.Stream(context.Background(), conversation, func(string) error {
+	_, err := p.Stream(context.Background(), conversation, func(chat.Part) error {
 		calls++
 		return stop
 	})
