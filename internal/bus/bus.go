@@ -3,7 +3,7 @@
 // file owns one thing and opens with the streams, subjects and retention it
 // owns: the connection (nats.go), the request queue (queue.go), the event log
 // (events.go), live watches (watch.go), attempts (attempts.go), session
-// owners (sessions.go), conversations (turns.go), cancels (cancels.go), dead
+// owners (sessions.go), conversations (turns.go), cancels (cancels.go), tool-call approvals (approvals.go), dead
 // letters (dead.go) and the store's health (storage.go).
 package bus
 
@@ -66,20 +66,21 @@ type Config struct {
 
 // Bus is a connection to NATS JetStream with tokencast's streams in place.
 type Bus struct {
-	cfg      Config
-	log      *slog.Logger
-	srv      *server.Server // nil when NATS is external
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	events   jetstream.Stream
-	turns    jetstream.Stream
-	work     jetstream.Consumer
-	requests jetstream.Stream
-	cancels  jetstream.KeyValue
-	sessions jetstream.KeyValue
-	attempts jetstream.KeyValue
-	health   jetstream.KeyValue
-	probe    storageProbe
+	cfg       Config
+	log       *slog.Logger
+	srv       *server.Server // nil when NATS is external
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	events    jetstream.Stream
+	turns     jetstream.Stream
+	work      jetstream.Consumer
+	requests  jetstream.Stream
+	cancels   jetstream.KeyValue
+	sessions  jetstream.KeyValue
+	approvals jetstream.KeyValue
+	attempts  jetstream.KeyValue
+	health    jetstream.KeyValue
+	probe     storageProbe
 	// fault is set from a write that failed for lack of space until the
 	// store takes writes again (see storageFault).
 	fault atomic.Pointer[error]

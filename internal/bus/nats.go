@@ -285,7 +285,7 @@ func (b *Bus) setup(ctx context.Context) error {
 	b.js = js
 	for _, step := range []func(context.Context) error{
 		b.setupQueue, b.setupDead, b.setupEvents, b.setupTurns,
-		b.setupCancels, b.setupSessions, b.setupAttempts, b.setupHealth,
+		b.setupCancels, b.setupSessions, b.setupAttempts, b.setupHealth, b.setupApprovals,
 	} {
 		if err := step(ctx); err != nil {
 			return err

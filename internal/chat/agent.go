@@ -1,6 +1,9 @@
 package chat
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"time"
+)
 
 // An agent run is an answer in steps: the model reasons, asks for tools,
 // reads their results and goes on until it stops. This file is its contract:
@@ -165,3 +168,19 @@ func (t EventType) Agent() bool {
 	}
 	return false
 }
+
+// ApprovalRecord is a tool call's approval as stored: requested, then
+// answered once.
+type ApprovalRecord struct {
+	ApprovalInfo
+	Answered bool `json:"answered,omitempty"`
+	// By is the principal who answered.
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at,omitzero"`
+}
+
+// ErrApprovalNotPending says no approval of that call is awaited.
+var ErrApprovalNotPending = &Error{Code: CodeApprovalNotPending, Message: "no approval of this tool call is awaited"}
+
+// ErrAlreadyAnswered says the approval was answered before.
+var ErrAlreadyAnswered = &Error{Code: CodeAlreadyAnswered, Message: "this approval was answered already"}

@@ -76,6 +76,16 @@ const (
 	CodeOperationTimeout = "OPERATION_TIMEOUT"
 	// CodeCancelled: the client left before its operation finished.
 	CodeCancelled = "CANCELLED"
+	// CodeStepLimit: an agent run asked for more model calls than a run
+	// may make (agent max_steps).
+	CodeStepLimit = "STEP_LIMIT"
+	// CodeRunTimeout: an agent run took longer than a run may (agent
+	// run_timeout).
+	CodeRunTimeout = "RUN_TIMEOUT"
+	// CodeApprovalNotPending: no approval of that tool call is awaited.
+	CodeApprovalNotPending = "APPROVAL_NOT_PENDING"
+	// CodeAlreadyAnswered: the approval was answered already.
+	CodeAlreadyAnswered = "ALREADY_ANSWERED"
 )
 
 // ErrStorageFull says the store cannot write for lack of space: its disk is

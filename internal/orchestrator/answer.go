@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,10 @@ type answer struct {
 	text     strings.Builder
 	log      *slog.Logger
 	began    time.Time     // when this worker took the request
-	emitted  bool          // the provider has produced text
+	emitted  bool          // the provider has produced output
+	// stepEmitted says the model call of the current step has produced
+	// output: it is no longer retried or handed to a fallback.
+	stepEmitted bool
 	ttft     time.Duration // from began to the first token
 	// owned is this attempt's claim on the request; superseded is set once
 	// a newer attempt at the request is seen.
@@ -45,6 +49,13 @@ type answer struct {
 	// storeErr is set once the store said it has no space left: nothing
 	// more is published, and the answer ends with storageFull.
 	storeErr error
+	// run is an agent answer's completed steps (each the model's message
+	// and the tool results), last the model call after them.
+	run  []chat.Message
+	last chat.Message
+	// pubMu orders publishing: text, reasoning and tool results may come
+	// from several goroutines.
+	pubMu sync.Mutex
 }
 
 // stored notes a write that failed for lack of space, and returns err.
@@ -97,6 +108,9 @@ func (a *answer) finish(ctx context.Context, ev chat.Event) error {
 	if a.storeErr != nil {
 		return a.storeErr
 	}
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	ev.Index = a.index
 	if err := a.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, ev); err != nil {
 		if errors.Is(err, chat.ErrSuperseded) {
 			a.superseded.Store(true)
@@ -128,12 +142,15 @@ func (a *answer) event(t chat.EventType, message string) chat.Event {
 }
 
 func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
 	if a.superseded.Load() {
 		return 0, chat.ErrSuperseded
 	}
 	if a.storeErr != nil {
 		return 0, a.storeErr
 	}
+	ev.Index = a.index
 	var seq uint64
 	var err error
 	if ev.Type == chat.EventDelta && a.lastSeq > 0 {
@@ -173,7 +190,7 @@ func (a *answer) end(ctx context.Context, final chat.Final) error {
 	if err := a.appendTurn(ctx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: chat.StatusComplete, Locale: a.req.Locale, Model: a.model,
-		Usage: &usage, At: time.Now().UTC(), Attempt: a.attempt,
+		Usage: &usage, At: time.Now().UTC(), Attempt: a.attempt, Run: a.runMessages(a.last),
 	}); err != nil {
 		return err
 	}
@@ -222,6 +239,7 @@ func (a *answer) fail(ctx context.Context, cause error) error {
 	if err := a.appendTurn(ctx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: status, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
+		Run: a.runMessages(a.last),
 	}); err != nil {
 		return err
 	}
@@ -253,6 +271,7 @@ func (a *answer) cancelled(ctx context.Context) error {
 	if err := a.appendTurn(ctx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: chat.StatusCancelled, Locale: a.req.Locale, Model: a.model, At: time.Now().UTC(), Attempt: a.attempt,
+		Run: a.runMessages(a.last),
 	}); err != nil {
 		return err
 	}

@@ -86,6 +86,17 @@ func (c *coalescer) flushLocked() error {
 	return c.err
 }
 
+// Flush hands what is buffered to flush now, so that an event of another
+// kind published next follows it.
+func (c *coalescer) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return c.flushLocked()
+}
+
 // Close flushes what is buffered and stops the timer; no flush runs after it.
 func (c *coalescer) Close() error {
 	c.mu.Lock()

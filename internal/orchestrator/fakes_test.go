@@ -42,6 +42,7 @@ type fakeQueue struct {
 	// quietClaims keeps a new claim from the watches, as when the
 	// notification is lost: the older attempt learns it lost at commit.
 	quietClaims bool
+	approvals   map[string]chat.ApprovalRecord
 }
 
 type fakeClaim struct {
@@ -511,4 +512,49 @@ func (r *fakeRecorder) outcomes() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.answered)
+}
+
+// RequestApproval stores a pending approval unless one is stored.
+func (q *fakeQueue) RequestApproval(_ context.Context, session, request string, info chat.ApprovalInfo) (chat.ApprovalRecord, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.approvals == nil {
+		q.approvals = make(map[string]chat.ApprovalRecord)
+	}
+	key := fakeKey(session, request) + "." + info.CallID
+	if rec, ok := q.approvals[key]; ok {
+		return rec, nil
+	}
+	q.approvals[key] = chat.ApprovalRecord{ApprovalInfo: info}
+	q.changedLocked()
+	return q.approvals[key], nil
+}
+
+// WaitApproval waits until answer is called for the call.
+func (q *fakeQueue) WaitApproval(ctx context.Context, session, request, call string) (chat.ApprovalRecord, error) {
+	key := fakeKey(session, request) + "." + call
+	for {
+		q.mu.Lock()
+		rec, changed := q.approvals[key], q.changed
+		q.mu.Unlock()
+		if rec.Answered {
+			return rec, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return rec, ctx.Err()
+		}
+	}
+}
+
+// answer answers a pending approval, as the session's owner does.
+func (q *fakeQueue) answer(session, request, call string, approved bool, reason string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	key := fakeKey(session, request) + "." + call
+	rec := q.approvals[key]
+	rec.Answered, rec.Approved, rec.Reason = true, approved, reason
+	q.approvals[key] = rec
+	q.changedLocked()
 }

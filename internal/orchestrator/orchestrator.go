@@ -32,6 +32,11 @@ type Queue interface {
 	// Announce delivers an event to the session's subscribers without
 	// storing it, for an answer the store has no space left for.
 	Announce(ev chat.Event) error
+	// RequestApproval stores a request for approval of a tool call unless
+	// one is stored, and returns the one stored.
+	RequestApproval(ctx context.Context, session, request string, info chat.ApprovalInfo) (chat.ApprovalRecord, error)
+	// WaitApproval waits until the approval of a call is answered.
+	WaitApproval(ctx context.Context, session, request, callID string) (chat.ApprovalRecord, error)
 }
 
 // Recorder is told what the workers do, for metrics.
@@ -63,6 +68,10 @@ type Model struct {
 	// Fallbacks name the models tried, in order, when this one fails
 	// before its first token.
 	Fallbacks []string
+	// Tools are the tools the model may call, and Policies how each may
+	// be run (a tool without one runs freely).
+	Tools    []chat.ToolSpec
+	Policies map[string]ToolPolicy
 }
 
 func (m Model) system(locale string) string {
@@ -95,6 +104,10 @@ type Config struct {
 	Policy Policy
 	// Recorder receives metrics; nil records nothing.
 	Recorder Recorder
+	// Tools runs the tools models call; nil for none.
+	Tools Toolbox
+	// Agent bounds agent runs.
+	Agent Agent
 }
 
 // Orchestrator runs the worker pool.
@@ -136,6 +149,7 @@ func New(cfg Config, queue Queue, models map[string]Model, log *slog.Logger) *Or
 	if cfg.Policy.Budget <= 0 {
 		cfg.Policy.Budget = 30 * time.Second
 	}
+	cfg.Agent.defaults()
 	return &Orchestrator{cfg: cfg, queue: queue, models: models, log: log, inFlight: make(map[string]context.CancelCauseFunc)}
 }
 
@@ -321,12 +335,23 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 	}
 	prompt := chat.Prompt{Locale: req.Locale}
 	for _, t := range conv.Before(req.ID) {
+		if t.Role == chat.RoleAssistant && len(t.Run) > 0 {
+			prompt.Messages = append(prompt.Messages, t.Run...)
+			continue
+		}
 		if t.Role == chat.RoleAssistant && t.Status != chat.StatusComplete && t.Text == "" {
 			continue
 		}
 		prompt.Messages = append(prompt.Messages, chat.Message{Role: t.Role, Text: t.Text})
 	}
 	prompt.Messages = append(prompt.Messages, chat.Message{Role: chat.RoleUser, Text: req.Message})
+	if o.cfg.Tools != nil {
+		prompt.Tools = model.Tools
+	}
+	var resumed []chat.Message
+	if a.attempt > 1 {
+		resumed = storedRun(conv, req.ID)
+	}
 
 	streamCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -381,21 +406,11 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 		}
 	}()
 
-	co := newCoalescer(o.cfg.Coalescing, func(text string) error { return a.delta(ctx, text) })
-	var final chat.Final
-	perr := context.Cause(streamCtx)
-	if perr == nil {
-		final, perr = o.stream(streamCtx, a, model, prompt, func(part chat.Part) error {
-			if part.Kind != chat.PartText {
-				return nil
-			}
-			a.text.WriteString(part.Text)
-			return co.Add(part.Text)
-		})
-	}
-	if err := co.Close(); err != nil && !errors.Is(err, errClosed) {
-		return err
-	}
+	r := newRun(o, a, model, ctx)
+	runCtx, stopRun := context.WithTimeoutCause(streamCtx, o.cfg.Agent.RunTimeout, errRunTimeout)
+	defer stopRun()
+	final, perr := o.steps(runCtx, a, r, model, prompt, resumed)
+	cerr := r.close()
 	switch {
 	case a.storeErr != nil:
 		return a.storeErr
@@ -403,10 +418,74 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 		return chat.ErrSuperseded
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case cerr != nil:
+		return cerr
 	case errors.Is(context.Cause(streamCtx), errCancelled):
 		return a.cancelled(ctx)
+	case errors.Is(context.Cause(runCtx), errRunTimeout):
+		return a.fail(ctx, &chat.Error{Code: chat.CodeRunTimeout, Message: "the agent run took longer than it may"})
 	case perr != nil:
 		return a.fail(ctx, perr)
 	}
+	final.Usage = r.usage
 	return a.end(ctx, final)
+}
+
+// steps runs the model, then the tools it calls, then the model again with
+// their results, until it answers without calling any. A plain answer is a
+// run of one step.
+func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model, prompt chat.Prompt, resumed []chat.Message) (chat.Final, error) {
+	if len(resumed) > 0 {
+		msgs, err := r.resume(ctx, resumed)
+		if err != nil {
+			return chat.Final{}, err
+		}
+		prompt.Messages = append(prompt.Messages, msgs...)
+	}
+	for {
+		if err := context.Cause(ctx); err != nil {
+			return chat.Final{}, err
+		}
+		if r.step >= o.cfg.Agent.MaxSteps {
+			return chat.Final{}, &chat.Error{Code: chat.CodeStepLimit, Message: fmt.Sprintf("the agent run reached its limit of %d model calls", o.cfg.Agent.MaxSteps)}
+		}
+		r.step++
+		a.stepEmitted = false
+		final, err := o.stream(ctx, a, model, prompt, r.onPart)
+		msg, serr := r.endStep()
+		a.last = msg
+		if err != nil {
+			return final, err
+		}
+		if serr != nil {
+			return final, serr
+		}
+		r.usage.Add(final.Usage)
+		calls := toolCalls(msg)
+		if len(calls) > 0 && o.cfg.Tools == nil {
+			calls = nil
+		}
+		// A plain answer is one step and says nothing of steps.
+		if len(calls) > 0 || r.step > 1 {
+			if err := r.publishStep(final.StopReason, len(calls) > 0, final.Usage); err != nil {
+				return final, err
+			}
+		}
+		if len(calls) == 0 {
+			return final, nil
+		}
+		// The step is stored before its tools run: a worker that takes
+		// over knows which calls may have started.
+		if err := r.storeProgress(append(append([]chat.Message(nil), a.run...), msg)); err != nil {
+			return final, err
+		}
+		results, err := r.runTools(ctx, msg, calls, nil, false)
+		if err != nil {
+			return final, err
+		}
+		a.last = chat.Message{}
+		step := []chat.Message{msg, {Role: chat.RoleUser, Blocks: results}}
+		a.run = append(a.run, step...)
+		prompt.Messages = append(prompt.Messages, step...)
+	}
 }

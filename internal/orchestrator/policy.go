@@ -61,15 +61,15 @@ func (p Policy) backoff(n int) time.Duration {
 }
 
 // stream asks the model, then its fallbacks, for the answer. Each model gets
-// 1+Retries attempts while no token has been emitted; the first token commits
-// the answer to the model that produced it.
+// 1+Retries attempts while no token of the step has been emitted; the first
+// token commits the step to the model that produced it.
 func (o *Orchestrator) stream(ctx context.Context, a *answer, first Model, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	var waited time.Duration
 	var err error
 	for _, m := range append([]Model{first}, o.fallbacks(first)...) {
 		var final chat.Final
 		final, err = o.withRetries(ctx, a, m, prompt, emit, &waited)
-		if err == nil || a.emitted || ctx.Err() != nil || !fallbackable(err) {
+		if err == nil || a.stepEmitted || ctx.Err() != nil || !fallbackable(err) {
 			return final, err
 		}
 		a.log.Warn("model failed before its first token; trying the next", "model", m.Ref, "err", err)
@@ -97,7 +97,7 @@ func (o *Orchestrator) withRetries(ctx context.Context, a *answer, m Model, prom
 	pol := o.cfg.Policy
 	for n := 0; ; n++ {
 		final, err := o.attempt(ctx, a, m, p, emit)
-		if err == nil || a.emitted || ctx.Err() != nil || !retryable(err) || n >= pol.Retries {
+		if err == nil || a.stepEmitted || ctx.Err() != nil || !retryable(err) || n >= pol.Retries {
 			return final, err
 		}
 		wait := pol.backoff(n)
@@ -134,6 +134,7 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 	var last time.Time
 	final, err = m.Provider.Stream(actx, p, func(part chat.Part) error {
 		now := time.Now()
+		a.stepEmitted = true
 		if !a.emitted {
 			a.emitted = true
 			a.ttft = now.Sub(a.began)
