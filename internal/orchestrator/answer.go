@@ -35,12 +35,12 @@ type answer struct {
 	lastSeq  uint64 // the position of this attempt's newest event
 	text     strings.Builder
 	log      *slog.Logger
-	began    time.Time     // when this worker took the request
-	emitted  bool          // the provider has produced output
+	began    time.Time // when this worker took the request
+	emitted  bool      // the provider has produced output
 	// stepEmitted says the model call of the current step has produced
 	// output: it is no longer retried or handed to a fallback.
 	stepEmitted bool
-	ttft     time.Duration // from began to the first token
+	ttft        time.Duration // from began to the first token
 	// owned is this attempt's claim on the request; superseded is set once
 	// a newer attempt at the request is seen.
 	owned      chat.Claim
