@@ -846,17 +846,22 @@ func TestIdleSessionsExpire(t *testing.T) {
 	}
 }
 
-// A damaged ownership store fails closed: with the session-owner bucket's
-// file truncated, a session that has a conversation is refused to everyone
-// (never handed to the first who asks), and the log says why.
-func TestDamagedOwnerStoreFailsClosed(t *testing.T) {
+// A lost owner record (the ownership store's file truncated, as a crash
+// before a write reached the disk may leave it) is restored from the
+// conversation, whose questions record who asked them: the owner gets the
+// session back, nobody else gets it, and the log says so. A conversation
+// whose questions record no owner (a service asked them) fails closed: it is
+// refused to everyone, never handed to the first who asks.
+func TestLostOwnerRecordIsRestoredOrFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	env := map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA + ",bob:" + keyB}
+	const serviceKey = "service-key-0123456789"
+	env := map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA + ",bob:" + keyB, "TOKENCAST_SERVICE_KEYS": "svc:" + serviceKey}
 	s := start(t, dir, env, fast...)
 	alice := subscribed(t, s, "s-owned", map[string]any{"x-api-key": keyA})
 	r := s.ask(t, keyA, "s-owned", "my secret plans", "en")
 	alice.answer("1", r)
 	alice.conn.CloseNow()
+	s.ask(t, serviceKey, "s-service", "the service's secret", "en")
 	s.stop()
 
 	blocks, err := filepath.Glob(filepath.Join(dir, "nats", "jetstream", "*", "streams", "KV_TC_SESSIONS", "msgs", "*.blk"))
@@ -870,15 +875,25 @@ func TestDamagedOwnerStoreFailsClosed(t *testing.T) {
 	}
 	s2 := start(t, dir, env, fast...)
 	_, resp := s2.post(t, keyB, conversationQuery, map[string]any{"s": "s-owned"})
-	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeUnavailable || strings.Contains(string(resp.Data), "secret") {
-		t.Fatalf("bob on a session whose owner record is lost: %s %+v, want UNAVAILABLE and nothing of it", resp.Data, resp.Errors)
+	if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != chat.CodeForbidden || strings.Contains(string(resp.Data), "secret") {
+		t.Fatalf("bob on alice's session whose owner record is lost: %s %+v, want FORBIDDEN and nothing of it", resp.Data, resp.Errors)
 	}
-	// Over a WebSocket too, and for alice herself: nobody may claim it.
-	c := dialWS(t, s2)
-	c.init(map[string]any{"x-api-key": keyA})
-	c.subscribe("1", "s-owned")
-	if m := c.must(5 * time.Second); m.Type != "error" || !strings.Contains(string(m.Payload), chat.CodeUnavailable) {
-		t.Fatalf("a subscription to it: %s %s", m.Type, m.Payload)
+	_, resp = s2.post(t, keyA, conversationQuery, map[string]any{"s": "s-owned"})
+	if len(resp.Errors) != 0 || !strings.Contains(string(resp.Data), "my secret plans") {
+		t.Fatalf("alice on her own session: %s %+v", resp.Data, resp.Errors)
+	}
+	if logs := s2.stderr.String(); !strings.Contains(logs, "restored a session's lost owner record") {
+		t.Fatalf("the log does not say the owner was restored:\n%s", logs)
+	}
+	// Nobody may claim the service's session, over a WebSocket either.
+	for _, key := range []string{keyA, keyB} {
+		c := dialWS(t, s2)
+		c.init(map[string]any{"x-api-key": key})
+		c.subscribe("1", "s-service")
+		if m := c.must(5 * time.Second); m.Type != "error" || !strings.Contains(string(m.Payload), chat.CodeUnavailable) {
+			t.Fatalf("a subscription to a session without an owner: %s %s", m.Type, m.Payload)
+		}
+		c.conn.CloseNow()
 	}
 	if logs := s2.stderr.String(); !strings.Contains(logs, "refused a session whose owner is missing") {
 		t.Fatalf("the log does not say why:\n%s", logs)

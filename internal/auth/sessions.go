@@ -18,8 +18,9 @@ type OwnerStore interface {
 	// look-up by the owner (user) counts as a use of the session.
 	SessionOwner(ctx context.Context, session, user string) (owner string, found bool, err error)
 	ClaimSession(ctx context.Context, session, owner string) (string, error)
-	// HasConversation reports whether a session has stored turns.
-	HasConversation(ctx context.Context, session string) (bool, error)
+	// ConversationOwner reports whether a session has stored turns, and
+	// the owner its questions record ("" for none).
+	ConversationOwner(ctx context.Context, session string) (owner string, has bool, err error)
 }
 
 // ErrOwnerLost says a session has a conversation but no owner record: the
@@ -64,14 +65,27 @@ func (g *Guard) Authorize(ctx context.Context, p *Principal, session string) err
 	}
 	if !found {
 		// Turns expire before their owner record (see bus.Config.SessionTTL),
-		// so turns without an owner mean a damaged store, never a free
-		// session: fail closed.
-		if has, err := g.store.HasConversation(ctx, session); err != nil || has {
-			if err == nil {
-				err = ErrOwnerLost
-				g.log.Error("refused a session whose owner is missing", "session", session, "principal", p.ID, "err", err)
-			}
+		// so turns without an owner record mean the store lost it: a
+		// crash before it was written, or damage. The questions record who
+		// asked them; the owner is restored from them. Without that, fail
+		// closed: never a free session.
+		recorded, has, err := g.store.ConversationOwner(ctx, session)
+		if err != nil {
 			return fmt.Errorf("authorize session %s: %w", session, err)
+		}
+		if has && recorded == "" {
+			g.log.Error("refused a session whose owner is missing", "session", session, "principal", p.ID, "err", ErrOwnerLost)
+			return fmt.Errorf("authorize session %s: %w", session, ErrOwnerLost)
+		}
+		if has {
+			if owner, err = g.store.ClaimSession(ctx, session, recorded); err != nil {
+				return fmt.Errorf("authorize session: %w", err)
+			}
+			g.log.Warn("restored a session's lost owner record from its conversation", "session", session)
+			if owner != p.ID {
+				return ErrForbidden
+			}
+			return nil
 		}
 		if g.claims != nil {
 			if ok, wait := g.claims.Allow(p.LimitKey(ClientAddrFrom(ctx))); !ok {

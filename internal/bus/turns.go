@@ -68,10 +68,24 @@ func (b *Bus) LatestTurn(ctx context.Context, session string) (*chat.Turn, error
 	return &t, nil
 }
 
-// HasConversation reports whether a session has stored turns.
-func (b *Bus) HasConversation(ctx context.Context, session string) (bool, error) {
+// ConversationOwner reports whether a session has stored turns and who
+// asked them, as its questions record it: the newest question's owner, ""
+// when no question records one.
+func (b *Bus) ConversationOwner(ctx context.Context, session string) (owner string, has bool, err error) {
 	t, err := b.LatestTurn(ctx, session)
-	return t != nil, err
+	if err != nil || t == nil {
+		return "", false, err
+	}
+	conv, err := b.Conversation(ctx, session)
+	if err != nil {
+		return "", true, err
+	}
+	for i := len(conv.Turns) - 1; i >= 0; i-- {
+		if conv.Turns[i].Role == chat.RoleUser && conv.Turns[i].Owner != "" {
+			return conv.Turns[i].Owner, true, nil
+		}
+	}
+	return "", true, nil
 }
 
 // Conversation loads every turn of a session.

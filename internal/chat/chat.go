@@ -157,6 +157,10 @@ type Turn struct {
 	// (reasoning, text, tool calls) and the tool results between them. An
 	// answer without tools has none; Text is its whole text either way.
 	Run []Message `json:"run,omitempty"`
+	// Owner, on a question, is the session's owner who asked it: the
+	// ownership can be restored from the conversation if its own record
+	// is lost (a crash of the store before it wrote it).
+	Owner string `json:"owner,omitempty"`
 }
 
 // Request is an accepted question waiting for a worker.

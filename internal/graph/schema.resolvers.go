@@ -156,6 +156,12 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 		return nil, codeError(ctx, chat.CodeUnknownModel, "unknown model; the models query lists those allowed")
 	}
 	now := time.Now().UTC()
+	// The question records the session's owner who asked it (a service
+	// owns no session).
+	var owner string
+	if !p.IsService() {
+		owner = p.ID
+	}
 	req := chat.Request{
 		SessionID:  input.SessionID,
 		Message:    input.Message,
@@ -196,7 +202,7 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	}
 	if err := r.Store.AppendTurn(ctx, req.SessionID, chat.Turn{
 		RequestID: req.ID, Role: chat.RoleUser, Text: req.Message,
-		Status: chat.StatusComplete, Locale: req.Locale, At: now,
+		Status: chat.StatusComplete, Locale: req.Locale, At: now, Owner: owner,
 	}); err != nil {
 		return nil, r.fromDomain(ctx, err)
 	}
