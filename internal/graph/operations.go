@@ -115,7 +115,8 @@ func (o *Operations) Prepare(ctx context.Context, params *graphql.RawParams) (op
 		o.log.WarnContext(ctx, "could not check access to a session", "session", session, "err", err)
 		return nil, Refusal(chat.CodeUnavailable, "could not check access to the session, try again")
 	}
-	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f)}
+	agent, _ := args["agent"].(bool)
+	op.Subscription = &Subscription{SessionID: session, Shape: o.shape(opCtx, f, agent)}
 	if after, ok := args["after"].(string); ok {
 		seq, err := ParseCursor(after)
 		if err != nil {
@@ -149,7 +150,13 @@ func (o *Operations) Execute(ctx context.Context, op *Operation) (resp *graphql.
 type Shape struct {
 	key    string // response key of the root field
 	fields []shapeField
+	// agent: the subscriber asked for the agent events too.
+	agent bool
 }
+
+// Wants reports whether the subscriber is sent ev: the agent events go only
+// to those who asked for them.
+func (s *Shape) Wants(ev *chat.Event) bool { return s.agent || !ev.Type.Agent() }
 
 type shapeField struct {
 	key  string // response key (alias or name)
@@ -157,9 +164,12 @@ type shapeField struct {
 	sub  []shapeField
 }
 
-func (o *Operations) shape(opCtx *graphql.OperationContext, root graphql.CollectedField) *Shape {
-	s := &Shape{key: root.Alias, fields: collect(opCtx, root.Selections, "SendMessageResponse")}
+func (o *Operations) shape(opCtx *graphql.OperationContext, root graphql.CollectedField, agent bool) *Shape {
+	s := &Shape{key: root.Alias, fields: collect(opCtx, root.Selections, "SendMessageResponse"), agent: agent}
 	var canon strings.Builder
+	if agent {
+		canon.WriteString("agent ")
+	}
 	canon.WriteString(s.key)
 	writeCanon(&canon, s.fields)
 	o.mu.Lock()
@@ -177,11 +187,8 @@ func collect(opCtx *graphql.OperationContext, sel ast.SelectionSet, typeName str
 	var out []shapeField
 	for _, f := range graphql.CollectFields(opCtx, sel, []string{typeName}) {
 		sf := shapeField{key: f.Alias, name: f.Name}
-		switch f.Name {
-		case "usage":
-			sf.sub = collect(opCtx, f.Selections, "Usage")
-		case "error":
-			sf.sub = collect(opCtx, f.Selections, "StreamError")
+		if t, ok := subTypes[f.Name]; ok {
+			sf.sub = collect(opCtx, f.Selections, t)
 		}
 		out = append(out, sf)
 	}
@@ -211,9 +218,19 @@ func TimeStamp(t time.Time) string { return t.UTC().Format(timeStampLayout) }
 // Cursor formats an event's history position for clients.
 func Cursor(seq uint64) string { return strconv.FormatUint(seq, 10) }
 
+// subTypes are the object fields of SendMessageResponse, by their types.
+var subTypes = map[string]string{
+	"usage": "Usage", "error": "StreamError", "toolCall": "ToolCall", "toolResult": "ToolResult",
+	"step": "Step", "source": "Source", "approval": "Approval",
+}
+
 // Encode returns the subscription's data object for ev, e.g.
-// {"onSendMessage":{"message":"Hel"}}.
+// {"onSendMessage":{"message":"Hel"}}, or nil for an event the subscriber
+// is not sent (see Wants).
 func (s *Shape) Encode(ev *chat.Event) []byte {
+	if !s.Wants(ev) {
+		return nil
+	}
 	b := make([]byte, 0, 256)
 	b = append(b, '{')
 	b = chat.AppendQuoted(b, s.key)
@@ -275,6 +292,8 @@ func encodeEvent(b []byte, fields []shapeField, ev *chat.Event) []byte {
 			b = encodeUsage(b, f.sub, ev.Usage)
 		case "error":
 			b = encodeError(b, f.sub, ev.Error)
+		case "toolCall", "toolResult", "step", "source", "approval":
+			b = encodeAgent(b, f.name, f.sub, ev)
 		default:
 			b = append(b, "null"...)
 		}
@@ -302,6 +321,12 @@ func encodeUsage(b []byte, fields []shapeField, u *chat.Usage) []byte {
 			b = strconv.AppendInt(b, int64(u.OutputTokens), 10)
 		case "totalTokens":
 			b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
+		case "reasoningTokens":
+			b = appendOptInt(b, u.ReasoningTokens)
+		case "cacheReadTokens":
+			b = appendOptInt(b, u.CacheReadTokens)
+		case "cacheWriteTokens":
+			b = appendOptInt(b, u.CacheWriteTokens)
 		default:
 			b = append(b, "null"...)
 		}

@@ -27,7 +27,15 @@ type Store interface {
 	LastEvent(ctx context.Context, session string) (*chat.Event, error)
 	ReplayEvents(ctx context.Context, session string, from, to uint64, fn func(chat.Event) error) error
 	DeadLetters(ctx context.Context, last int) ([]chat.DeadLetter, error)
+	// AnswerApproval answers a tool call's pending approval, once.
+	AnswerApproval(ctx context.Context, session, request, call string, approved bool, reason, by string) (chat.ApprovalRecord, error)
 }
+
+// Bounds of an approval's answer.
+const (
+	maxCallIDBytes    = 256
+	maxApprovalReason = 1000
+)
 
 // Authorizer decides whether a principal may touch a session.
 type Authorizer interface {
@@ -130,6 +138,14 @@ func (r *Resolver) inProgress(ctx context.Context, conv *chat.Conversation) erro
 	if err != nil || answer == nil || answer.Type.Terminal() {
 		return err
 	}
+	// An agent run in progress has a stored turn with its steps: the live
+	// text is the newer.
+	for i, t := range conv.Turns {
+		if t.RequestID == answer.RequestID && t.Role == chat.RoleAssistant && t.Status == chat.StatusInProgress {
+			conv.Turns[i].Text = text.String()
+			return nil
+		}
+	}
 	conv.Apply(chat.Turn{RequestID: answer.RequestID, Role: chat.RoleAssistant, Text: text.String(),
 		Status: chat.StatusInProgress, Locale: answer.Locale, Model: answer.Model, At: answer.TimeStamp})
 	return nil
@@ -200,9 +216,63 @@ func TurnModel(t chat.Turn) *model.Turn {
 		m.Model = &t.Model
 	}
 	if t.Usage != nil {
-		m.Usage = &model.Usage{InputTokens: t.Usage.InputTokens, OutputTokens: t.Usage.OutputTokens, TotalTokens: t.Usage.TotalTokens}
+		m.Usage = UsageModel(*t.Usage)
+	}
+	m.Steps = runSteps(t.Run)
+	return m
+}
+
+// UsageModel converts usage to the GraphQL type.
+func UsageModel(u chat.Usage) *model.Usage {
+	m := &model.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, TotalTokens: u.TotalTokens}
+	if u.ReasoningTokens > 0 {
+		m.ReasoningTokens = &u.ReasoningTokens
+	}
+	if u.CacheReadTokens > 0 {
+		m.CacheReadTokens = &u.CacheReadTokens
+	}
+	if u.CacheWriteTokens > 0 {
+		m.CacheWriteTokens = &u.CacheWriteTokens
 	}
 	return m
+}
+
+// runSteps is a stored run as the conversation shows it: one step per model
+// call, its tool calls with the results that followed. Signatures and
+// redacted reasoning are never shown.
+func runSteps(run []chat.Message) []*model.RunStep {
+	out := []*model.RunStep{}
+	for i, msg := range run {
+		if msg.Role != chat.RoleAssistant {
+			continue
+		}
+		results := map[string]chat.Block{}
+		if i+1 < len(run) && run[i+1].Role == chat.RoleUser {
+			for _, b := range run[i+1].Blocks {
+				results[b.CallID] = b
+			}
+		}
+		var reasoning, text strings.Builder
+		step := &model.RunStep{ToolCalls: []*model.RunToolCall{}}
+		for _, b := range msg.Blocks {
+			switch b.Kind {
+			case chat.BlockReasoning:
+				reasoning.WriteString(b.Text)
+			case chat.BlockText:
+				text.WriteString(b.Text)
+			case chat.BlockToolCall:
+				call := &model.RunToolCall{ID: b.CallID, Name: b.Name, Input: string(b.Input)}
+				if r, ok := results[b.CallID]; ok {
+					out, ms := r.Text, int(r.DurationMillis)
+					call.Output, call.IsError, call.Truncated, call.DurationMs = &out, r.IsError, r.Truncated, &ms
+				}
+				step.ToolCalls = append(step.ToolCalls, call)
+			}
+		}
+		step.Reasoning, step.Text = reasoning.String(), text.String()
+		out = append(out, step)
+	}
+	return out
 }
 
 // countAsk tells the metrics whether a question was accepted, or its code.

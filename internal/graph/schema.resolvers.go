@@ -9,6 +9,7 @@ import (
 	"context"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/tokencast/tokencast/internal/auth"
@@ -106,7 +107,7 @@ func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string,
 			continue
 		}
 		asked = asked || t.Role == chat.RoleUser
-		ended = ended || t.Role == chat.RoleAssistant
+		ended = ended || (t.Role == chat.RoleAssistant && t.Status != chat.StatusInProgress)
 	}
 	if !asked {
 		return nil, codeError(ctx, chat.CodeNotFound, "no such request in this session")
@@ -118,6 +119,41 @@ func (r *mutationResolver) CancelResponse(ctx context.Context, sessionID string,
 		return nil, r.fromDomain(ctx, err)
 	}
 	return &model.CancelResult{RequestID: requestID, Cancelled: true}, nil
+}
+
+// AnswerApproval is the resolver for the answerApproval field.
+func (r *mutationResolver) AnswerApproval(ctx context.Context, sessionID string, requestID string, callID string, approve bool, reason *string) (*model.ApprovalResult, error) {
+	p, gerr := r.session(ctx, sessionID)
+	if gerr != nil {
+		return nil, gerr
+	}
+	if p.IsService() {
+		return nil, codeError(ctx, chat.CodeForbidden, "only the session's owner answers an approval")
+	}
+	if !chat.ValidRequestID(requestID) {
+		return nil, codeError(ctx, chat.CodeBadRequestID, "requestId must be 1 to 128 letters, digits, '-' or '_'")
+	}
+	if callID == "" || len(callID) > maxCallIDBytes {
+		return nil, codeError(ctx, chat.CodeBadInput, "callId must be the id of a tool call of the answer")
+	}
+	why := ""
+	if reason != nil {
+		why = *reason
+	}
+	if utf8.RuneCountInString(why) > maxApprovalReason {
+		return nil, codeError(ctx, chat.CodeBadInput, "reason must be at most 1000 characters")
+	}
+	// Each answer is a write: a bucket of its own, at the ask rate.
+	if ok, wait := r.Asks.Allow("approval " + p.LimitKey(auth.ClientAddrFrom(ctx))); !ok {
+		e := codeError(ctx, chat.CodeRateLimited, "too many approvals; wait before answering again")
+		e.Extensions["retryAfter"] = int(wait/time.Second) + 1
+		return nil, e
+	}
+	if _, err := r.Store.AnswerApproval(ctx, sessionID, requestID, callID, approve, why, p.ID); err != nil {
+		return nil, r.fromDomain(ctx, err)
+	}
+	r.Log.Info("approval answered", "session", sessionID, "request", requestID, "call", callID, "approved", approve, "principal", p.ID)
+	return &model.ApprovalResult{CallID: callID, Approved: approve}, nil
 }
 
 // GetLlmResponse is the resolver for the getLlmResponse field: it accepts the
@@ -291,7 +327,7 @@ func (r *queryResolver) DeadLetters(ctx context.Context, last int) ([]*model.Dea
 // OnSendMessage is never reached: subscriptions are served by the connection
 // engine (WebSocket and SSE), which projects hub events without running the
 // executor per event per subscriber.
-func (r *subscriptionResolver) OnSendMessage(ctx context.Context, sessionID string, after *string) (<-chan *model.SendMessageResponse, error) {
+func (r *subscriptionResolver) OnSendMessage(ctx context.Context, sessionID string, after *string, agent *bool) (<-chan *model.SendMessageResponse, error) {
 	return nil, codeError(ctx, chat.CodeBadInput, "subscriptions are served over WebSocket or SSE on /graphql")
 }
 

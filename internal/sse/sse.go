@@ -167,7 +167,13 @@ func (s *Server) subscribe(ctx context.Context, w http.ResponseWriter, rc *http.
 		ReplayTimeout: s.cfg.WriteTimeout,
 	}
 	shape := sub.Shape
-	sink := stream.Sink{Queue: q, Frame: func(sh *hub.Shared) []byte { return nextData(sh.Encoded(shape, shape.Encode)) }}
+	sink := stream.Sink{Queue: q, Frame: func(sh *hub.Shared) []byte {
+		data := sh.Encoded(shape, shape.Encode)
+		if data == nil {
+			return nil // an event this subscriber did not ask for
+		}
+		return nextData(data)
+	}}
 
 	// Subscribing replays history into the queue this loop drains, so it
 	// runs beside the loop; the handler waits for it before returning.

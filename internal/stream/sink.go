@@ -70,10 +70,21 @@ type Sink struct {
 	Frame func(*hub.Shared) []byte
 }
 
-// Deliver implements hub.Sink: a live event, never waited for.
-func (s Sink) Deliver(sh *hub.Shared) bool { return s.Queue.Send(s.Frame(sh)) }
+// Deliver implements hub.Sink: a live event, never waited for. An event
+// Frame gives no frame for (one the subscriber did not ask for) is skipped.
+func (s Sink) Deliver(sh *hub.Shared) bool {
+	frame := s.Frame(sh)
+	if frame == nil {
+		return true
+	}
+	return s.Queue.Send(frame)
+}
 
 // Replay implements hub.Sink: an event of history, waited for.
 func (s Sink) Replay(ctx context.Context, sh *hub.Shared) error {
-	return s.Queue.SendWaiting(ctx, s.Frame(sh))
+	frame := s.Frame(sh)
+	if frame == nil {
+		return nil
+	}
+	return s.Queue.SendWaiting(ctx, frame)
 }

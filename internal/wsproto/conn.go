@@ -332,7 +332,11 @@ func (s *subscription) Attached() {
 // encode frames an event for this subscription: encoded once per shape
 // for every subscriber, wrapped in this connection's dialect.
 func (s *subscription) encode(sh *hub.Shared) []byte {
-	return s.c.dialect.frame(s.id, sh.Encoded(s.shape, s.shape.Encode))
+	data := sh.Encoded(s.shape, s.shape.Encode)
+	if data == nil {
+		return nil // an event this subscriber did not ask for
+	}
+	return s.c.dialect.frame(s.id, data)
 }
 
 // errTooManyConns refuses a principal over its connection cap.

@@ -9,6 +9,25 @@ import (
 	"strconv"
 )
 
+// An approval of a tool call, requested or answered.
+type Approval struct {
+	CallID string  `json:"callId"`
+	Tool   *string `json:"tool,omitempty"`
+	// The call's JSON input.
+	Input *string `json:"input,omitempty"`
+	// On APPROVAL: the answer.
+	Approved bool `json:"approved"`
+	// Why it was asked (a retry of a call that may have run), or the answer's reason.
+	Reason *string `json:"reason,omitempty"`
+	// When an unanswered request becomes a denial (ISO-8601).
+	Expires *string `json:"expires,omitempty"`
+}
+
+type ApprovalResult struct {
+	CallID   string `json:"callId"`
+	Approved bool   `json:"approved"`
+}
+
 type CancelResult struct {
 	RequestID string `json:"requestId"`
 	// False when the answer had already ended.
@@ -71,6 +90,25 @@ type Mutation struct {
 type Query struct {
 }
 
+// One model call of an agent answer, as the conversation keeps it.
+type RunStep struct {
+	// The reasoning shown while it ran (never the provider's signatures).
+	Reasoning string         `json:"reasoning"`
+	Text      string         `json:"text"`
+	ToolCalls []*RunToolCall `json:"toolCalls"`
+}
+
+// A tool call of a stored step, with its result when it has one.
+type RunToolCall struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	Input      string  `json:"input"`
+	Output     *string `json:"output,omitempty"`
+	IsError    bool    `json:"isError"`
+	Truncated  bool    `json:"truncated"`
+	DurationMs *int    `json:"durationMs,omitempty"`
+}
+
 type SendMessageInput struct {
 	SessionID string `json:"sessionId"`
 	Message   string `json:"message"`
@@ -95,6 +133,33 @@ type SendMessageResponse struct {
 	// On END: milliseconds from the worker taking the request to the model's first token.
 	TtftMs *int         `json:"ttftMs,omitempty"`
 	Error  *StreamError `json:"error,omitempty"`
+	// On TOOL_CALL_START, TOOL_CALL_DELTA and TOOL_CALL.
+	ToolCall *ToolCall `json:"toolCall,omitempty"`
+	// On TOOL_RESULT.
+	ToolResult *ToolResult `json:"toolResult,omitempty"`
+	// On STEP.
+	Step *Step `json:"step,omitempty"`
+	// On SOURCE.
+	Source *Source `json:"source,omitempty"`
+	// On APPROVAL_REQUESTED and APPROVAL.
+	Approval *Approval `json:"approval,omitempty"`
+}
+
+// A citation.
+type Source struct {
+	Title *string `json:"title,omitempty"`
+	URL   *string `json:"url,omitempty"`
+	Text  *string `json:"text,omitempty"`
+}
+
+// A model call of an agent run ended.
+type Step struct {
+	// From 1.
+	Number int `json:"number"`
+	// Why the model stopped, in the provider's words (tool_use, end_turn, stop, ...).
+	Reason *string `json:"reason,omitempty"`
+	// The run goes on with the tools' results.
+	Continues bool `json:"continues"`
 }
 
 // A failure: a stable code and a message that is safe to show.
@@ -104,6 +169,26 @@ type StreamError struct {
 }
 
 type Subscription struct {
+}
+
+// A tool call of an agent run.
+type ToolCall struct {
+	ID   string  `json:"id"`
+	Name *string `json:"name,omitempty"`
+	// The complete JSON input, on TOOL_CALL.
+	Input *string `json:"input,omitempty"`
+}
+
+// What a tool answered. The output is text (JSON when the tool gave structured content), cut to the server's cap.
+type ToolResult struct {
+	CallID string  `json:"callId"`
+	Name   *string `json:"name,omitempty"`
+	Output string  `json:"output"`
+	// The tool failed (or was denied, or timed out): output says why, and the model is told so.
+	IsError bool `json:"isError"`
+	// The output was cut to the server's cap; its end says how much was cut.
+	Truncated  bool `json:"truncated"`
+	DurationMs int  `json:"durationMs"`
 }
 
 // One message of a conversation.
@@ -118,12 +203,18 @@ type Turn struct {
 	Usage  *Usage     `json:"usage,omitempty"`
 	// When the turn was written (ISO-8601).
 	At string `json:"at"`
+	// An agent answer's steps (reasoning, text, tool calls and results), in order; empty for a plain answer.
+	Steps []*RunStep `json:"steps"`
 }
 
 type Usage struct {
 	InputTokens  int `json:"inputTokens"`
 	OutputTokens int `json:"outputTokens"`
 	TotalTokens  int `json:"totalTokens"`
+	// Part of outputTokens, when the provider reports it.
+	ReasoningTokens  *int `json:"reasoningTokens,omitempty"`
+	CacheReadTokens  *int `json:"cacheReadTokens,omitempty"`
+	CacheWriteTokens *int `json:"cacheWriteTokens,omitempty"`
 }
 
 // What an event of an answer means.
@@ -141,6 +232,24 @@ const (
 	EventTypeRestart EventType = "RESTART"
 	// The history no longer reaches the resume cursor: reload the conversation.
 	EventTypeResync EventType = "RESYNC"
+	// Agent runs (sent only to subscriptions with agent: true; see docs/agents.md). Reasoning text, in message.
+	EventTypeReasoning EventType = "REASONING"
+	// A tool call begins: toolCall has its id and name.
+	EventTypeToolCallStart EventType = "TOOL_CALL_START"
+	// A fragment of a tool call's JSON input, in message.
+	EventTypeToolCallDelta EventType = "TOOL_CALL_DELTA"
+	// A tool call's complete input: toolCall.input.
+	EventTypeToolCall EventType = "TOOL_CALL"
+	// A tool's result: toolResult.
+	EventTypeToolResult EventType = "TOOL_RESULT"
+	// A model call of the run ended: step, and its usage.
+	EventTypeStep EventType = "STEP"
+	// A citation the answer rests on: source.
+	EventTypeSource EventType = "SOURCE"
+	// A tool call waits for the session owner's approval (answerApproval): approval.
+	EventTypeApprovalRequested EventType = "APPROVAL_REQUESTED"
+	// The approval was answered (or timed out, denied): approval.
+	EventTypeApproval EventType = "APPROVAL"
 )
 
 var AllEventType = []EventType{
@@ -152,11 +261,20 @@ var AllEventType = []EventType{
 	EventTypeMessage,
 	EventTypeRestart,
 	EventTypeResync,
+	EventTypeReasoning,
+	EventTypeToolCallStart,
+	EventTypeToolCallDelta,
+	EventTypeToolCall,
+	EventTypeToolResult,
+	EventTypeStep,
+	EventTypeSource,
+	EventTypeApprovalRequested,
+	EventTypeApproval,
 }
 
 func (e EventType) IsValid() bool {
 	switch e {
-	case EventTypeStart, EventTypeDelta, EventTypeEnd, EventTypeError, EventTypeCancelled, EventTypeMessage, EventTypeRestart, EventTypeResync:
+	case EventTypeStart, EventTypeDelta, EventTypeEnd, EventTypeError, EventTypeCancelled, EventTypeMessage, EventTypeRestart, EventTypeResync, EventTypeReasoning, EventTypeToolCallStart, EventTypeToolCallDelta, EventTypeToolCall, EventTypeToolResult, EventTypeStep, EventTypeSource, EventTypeApprovalRequested, EventTypeApproval:
 		return true
 	}
 	return false
