@@ -38,7 +38,9 @@ type server struct {
 	ready map[string]gateway.Readiness
 	// orch is nil unless the role runs workers; hub, ws and events are nil
 	// unless it serves the API.
-	orch    *orchestrator.Orchestrator
+	orch *orchestrator.Orchestrator
+	// tools runs the tools agent models call; nil until built.
+	tools   orchestrator.Toolbox
 	hub     *hub.Hub
 	ws      *wsproto.Server
 	events  *sse.Server
@@ -192,6 +194,11 @@ func (s *server) buildWorkers(models map[string]orchestrator.Model, defaultModel
 			FirstToken: cfg.Worker.FirstTokenTimeout, Idle: cfg.Worker.IdleTimeout, Retries: cfg.Worker.ProviderRetries, Budget: cfg.Worker.RetryBudget,
 		},
 		Recorder: met,
+		Tools:    s.tools,
+		Agent: orchestrator.Agent{
+			MaxSteps: cfg.Worker.Agent.MaxSteps, ToolTimeout: cfg.Worker.Agent.ToolTimeout, RunTimeout: cfg.Worker.Agent.RunTimeout,
+			MaxToolOutput: cfg.Worker.Agent.MaxToolOutput, ApprovalTimeout: cfg.Worker.Agent.ApprovalTimeout, MaxParallelTools: cfg.Worker.Agent.ParallelTools,
+		},
 	}, b, models, log)
 	ready["workers"] = func(context.Context) error {
 		if !orch.Pulling() {

@@ -40,6 +40,28 @@ type modelFile struct {
 	SystemPrompt *string `yaml:"system_prompt"`
 	// Models by the name clients use.
 	Models map[string]modelEntry `yaml:"models"`
+	// MCPServers are where agent models' tools come from, by name.
+	MCPServers map[string]mcpServerEntry `yaml:"mcp_servers"`
+	// Tools are how tools may be run, by "server.tool".
+	Tools map[string]toolPolicyEntry `yaml:"tools"`
+}
+
+// mcpServerEntry is an MCP server reached over Streamable HTTP. Header
+// values name environment variables as ${NAME}: secrets stay out of the
+// file, and never come from a client.
+type mcpServerEntry struct {
+	URL     string            `yaml:"url"`
+	Headers map[string]string `yaml:"headers"`
+}
+
+// toolPolicyEntry is how a tool may be run.
+type toolPolicyEntry struct {
+	// Approval "required": a person approves each call.
+	Approval string `yaml:"approval"`
+	// Idempotent false: a call that may have run already is not run again
+	// without approval.
+	Idempotent *bool  `yaml:"idempotent"`
+	Timeout    string `yaml:"timeout"`
 }
 
 type modelEntry struct {
@@ -49,6 +71,12 @@ type modelEntry struct {
 	Temperature  *float64 `yaml:"temperature"`
 	SystemPrompt *string  `yaml:"system_prompt"`
 	Fallbacks    []string `yaml:"fallbacks"`
+	// Tools the model may call, as "server.tool" or "server.*"; the demo
+	// model has builtin.* unless it names its own.
+	Tools []string `yaml:"tools"`
+	// ThinkingBudget turns on extended thinking (Anthropic, Bedrock's
+	// Claude) with this many tokens; 0 is off.
+	ThinkingBudget int `yaml:"thinking_budget"`
 }
 
 // readConfigFile reads --config; no file is an empty one. Unknown keys are

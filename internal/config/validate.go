@@ -88,6 +88,9 @@ func (c *Config) positive() []error {
 		"--max-pending-conns": int64(l.MaxPendingConns), "--max-pending-conns-per-addr": int64(l.MaxPendingPerAddr),
 		"--max-depth": int64(l.MaxDepth), "--max-aliases": int64(l.MaxAliases), "--max-complexity": int64(l.MaxComplexity), "--max-fields": int64(l.MaxFields),
 		"--operation-timeout": int64(l.OperationTimeout),
+		"--agent-max-steps":   int64(c.Worker.Agent.MaxSteps), "--agent-tool-timeout": int64(c.Worker.Agent.ToolTimeout),
+		"--agent-run-timeout": int64(c.Worker.Agent.RunTimeout), "--agent-max-tool-output": int64(c.Worker.Agent.MaxToolOutput),
+		"--agent-approval-timeout": int64(c.Worker.Agent.ApprovalTimeout), "--agent-parallel-tools": int64(c.Worker.Agent.ParallelTools),
 	}
 	var errs []error
 	for name, v := range positive {

@@ -57,7 +57,7 @@ var greetings = map[string]string{
 func Answer(p chat.Prompt) string {
 	var questions []string
 	for _, m := range p.Messages {
-		if m.Role == chat.RoleUser {
+		if m.Role == chat.RoleUser && len(m.Blocks) == 0 {
 			questions = append(questions, m.Text)
 		}
 	}
@@ -98,6 +98,9 @@ func Tokens(text string) []string {
 
 // Stream emits the demo answer, honouring ctx between tokens.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
+	if isAgentRun(prompt) {
+		return p.agentStep(ctx, prompt, emit)
+	}
 	text := Answer(prompt)
 	if p.Repeat > 1 {
 		text = strings.TrimSuffix(strings.Repeat(text+" ", p.Repeat), " ")
