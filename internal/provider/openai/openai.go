@@ -112,24 +112,6 @@ func New(opts Options) (*Provider, error) {
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type streamOptions struct {
-	IncludeUsage bool `json:"include_usage"`
-}
-
-type request struct {
-	Model         string        `json:"model"`
-	Messages      []message     `json:"messages"`
-	Stream        bool          `json:"stream"`
-	StreamOptions streamOptions `json:"stream_options"`
-	MaxTokens     int           `json:"max_tokens,omitempty"`
-	Temperature   *float64      `json:"temperature,omitempty"`
-}
-
 // Stream asks for a completion of p and emits its text as it arrives.
 // Cancelling ctx cancels the upstream request, also before its first byte.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
@@ -145,16 +127,12 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Request, error) {
 	body := request{
 		Model:         prompt.Model,
+		Messages:      messages(prompt),
+		Tools:         tools(prompt.Tools),
 		Stream:        true,
 		StreamOptions: streamOptions{IncludeUsage: true},
 		MaxTokens:     p.opts.MaxTokens,
 		Temperature:   p.opts.Temperature,
-	}
-	if prompt.System != "" {
-		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
-	}
-	for _, m := range prompt.Messages {
-		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {

@@ -222,9 +222,12 @@ func TestStreamSendsTheConversation(t *testing.T) {
 				t.Errorf("Content-Type = %q", ct)
 			}
 			var body struct {
-				Model         string    `json:"model"`
-				Messages      []message `json:"messages"`
-				Stream        bool      `json:"stream"`
+				Model    string `json:"model"`
+				Messages []struct {
+					Role    string `json:"role"`
+					Content string `json:"content"`
+				} `json:"messages"`
+				Stream        bool `json:"stream"`
 				StreamOptions struct {
 					IncludeUsage bool `json:"include_usage"`
 				} `json:"stream_options"`
@@ -234,14 +237,21 @@ func TestStreamSendsTheConversation(t *testing.T) {
 			if err := json.Unmarshal(req.body, &body); err != nil {
 				t.Fatalf("request body %s: %v", req.body, err)
 			}
-			wantMessages := []message{
-				{"system", "You are terse."},
-				{"user", "first question"},
-				{"assistant", "first answer"},
-				{"user", "second question"},
+			var gotMessages []string
+			for _, m := range body.Messages {
+				gotMessages = append(gotMessages, m.Role+": "+m.Content)
 			}
-			if !reflect.DeepEqual(body.Messages, wantMessages) {
-				t.Errorf("messages = %+v, want %+v", body.Messages, wantMessages)
+			wantMessages := []string{
+				"system: You are terse.",
+				"user: first question",
+				"assistant: first answer",
+				"user: second question",
+			}
+			if !reflect.DeepEqual(gotMessages, wantMessages) {
+				t.Errorf("messages = %q, want %q", gotMessages, wantMessages)
+			}
+			if strings.Contains(string(req.body), "tool") {
+				t.Errorf("a prompt without tools sent some: %s", req.body)
 			}
 			if body.Model != "gpt-test" || !body.Stream || !body.StreamOptions.IncludeUsage || body.MaxTokens != 77 ||
 				body.Temperature == nil || *body.Temperature != 0.25 {
