@@ -112,15 +112,17 @@ func New(opts Options) (*Provider, error) {
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-// Stream asks for a completion of p and emits its text as it arrives.
+// Stream asks for a completion of prompt and emits its reasoning, text and
+// tool calls as they arrive.
 // Cancelling ctx cancels the upstream request, also before its first byte.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	req, err := p.newRequest(ctx, prompt)
 	if err != nil {
 		return chat.Final{}, err
 	}
+	taken := takenCallIDs(prompt.Messages)
 	return upstream.Stream(ctx, name, p.client, req, func(body io.Reader) (chat.Final, error) {
-		return decode(body, emit)
+		return decode(body, taken, emit)
 	})
 }
 

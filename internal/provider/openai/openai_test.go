@@ -98,11 +98,13 @@ func newProvider(t *testing.T, opts Options) *Provider {
 	return p
 }
 
+// collect streams prompt and returns the answer's text parts.
 func collect(ctx context.Context, p *Provider, prompt chat.Prompt) ([]string, chat.Final, error) {
 	var got []string
 	final, err := p.Stream(ctx, prompt, func(pt chat.Part) error {
-		text := pt.Text
-		got = append(got, text)
+		if pt.Kind == chat.PartText {
+			got = append(got, pt.Text)
+		}
 		return nil
 	})
 	return got, final, err
