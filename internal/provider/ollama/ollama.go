@@ -64,27 +64,9 @@ func New(opts Options) (*Provider, error) {
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type request struct {
-	Model    string         `json:"model"`
-	Messages []message      `json:"messages"`
-	Stream   bool           `json:"stream"`
-	Options  map[string]any `json:"options,omitempty"`
-}
-
 // Stream asks for an answer to prompt and emits its text as it arrives.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
-	body := request{Model: prompt.Model, Stream: true}
-	if prompt.System != "" {
-		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
-	}
-	for _, m := range prompt.Messages {
-		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
-	}
+	body := request{Model: prompt.Model, Messages: messages(prompt), Stream: true, Tools: tools(prompt.Tools)}
 	if p.opts.MaxTokens > 0 || p.opts.Temperature != nil {
 		body.Options = map[string]any{}
 		if p.opts.MaxTokens > 0 {
