@@ -64,7 +64,8 @@ func New(opts Options) (*Provider, error) {
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-// Stream asks for an answer to prompt and emits its text as it arrives.
+// Stream asks for an answer to prompt and emits its reasoning, text and
+// tool calls as they arrive.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	body := request{Model: prompt.Model, Messages: messages(prompt), Stream: true, Tools: tools(prompt.Tools)}
 	if p.opts.MaxTokens > 0 || p.opts.Temperature != nil {
@@ -85,7 +86,8 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 		return chat.Final{}, fmt.Errorf("ollama: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	taken := takenCallIDs(prompt.Messages)
 	return upstream.Stream(ctx, name, p.client, req, func(r io.Reader) (chat.Final, error) {
-		return decode(r, emit)
+		return decode(r, taken, emit)
 	})
 }

@@ -139,18 +139,30 @@ func TestFromEnv(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds arbitrary NDJSON: no panic, and either a final answer or
-// a coded error.
+// FuzzDecode feeds arbitrary NDJSON: no panic, parts that keep the
+// contract, and either a final answer or a coded error.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(okStream))
 	f.Add([]byte(`{"error":"x"}`))
 	f.Add([]byte(`{"message":{"content":"a"}}` + "\n" + `{"done":true}`))
 	f.Add([]byte("\n\n{\n"))
+	f.Add([]byte(toolStream))
+	f.Add([]byte(parallelStream))
+	f.Add([]byte(`{"message":{"tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}},{"function":{"name":"g","arguments":null}}]},"done":true}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, err := decode(strings.NewReader(string(body)), func(chat.Part) error { return nil })
+		var rules partRules
+		_, err := decode(strings.NewReader(string(body)), nil, func(pt chat.Part) error {
+			if err := rules.check(pt); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		})
 		var ce *chat.Error
 		if err != nil && (!errors.As(err, &ce) || ce.Code == "") {
 			t.Fatalf("uncoded error %v for %q", err, body)
+		}
+		if len(rules.open) > 0 {
+			t.Fatalf("calls left open: %v", rules.open)
 		}
 	})
 }
