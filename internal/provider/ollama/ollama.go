@@ -5,11 +5,9 @@
 package ollama
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,27 +64,10 @@ func New(opts Options) (*Provider, error) {
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type request struct {
-	Model    string         `json:"model"`
-	Messages []message      `json:"messages"`
-	Stream   bool           `json:"stream"`
-	Options  map[string]any `json:"options,omitempty"`
-}
-
-// Stream asks for an answer to prompt and emits its text as it arrives.
+// Stream asks for an answer to prompt and emits its reasoning, text and
+// tool calls as they arrive.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
-	body := request{Model: prompt.Model, Stream: true}
-	if prompt.System != "" {
-		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
-	}
-	for _, m := range prompt.Messages {
-		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
-	}
+	body := request{Model: prompt.Model, Messages: messages(prompt), Stream: true, Tools: tools(prompt.Tools)}
 	if p.opts.MaxTokens > 0 || p.opts.Temperature != nil {
 		body.Options = map[string]any{}
 		if p.opts.MaxTokens > 0 {
@@ -105,60 +86,8 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 		return chat.Final{}, fmt.Errorf("ollama: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	taken := takenCallIDs(prompt.Messages)
 	return upstream.Stream(ctx, name, p.client, req, func(r io.Reader) (chat.Final, error) {
-		return decode(r, emit)
+		return decode(r, taken, emit)
 	})
-}
-
-// line is one NDJSON object of Ollama's stream.
-type line struct {
-	Message *struct {
-		Content string `json:"content"`
-	} `json:"message"`
-	Done            bool   `json:"done"`
-	DoneReason      string `json:"done_reason"`
-	PromptEvalCount int    `json:"prompt_eval_count"`
-	EvalCount       int    `json:"eval_count"`
-	Error           string `json:"error"`
-}
-
-// decode reads the NDJSON stream: text in message.content, the last line
-// done:true with the token counts, or an "error" line. A stream that ends
-// before done is INCOMPLETE.
-func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 0, 4096), upstream.MaxEventBytes)
-	for sc.Scan() {
-		raw := bytes.TrimSpace(sc.Bytes())
-		if len(raw) == 0 {
-			continue
-		}
-		var l line
-		if err := json.Unmarshal(raw, &l); err != nil {
-			// A line cut off by a dropped connection is the usual cause.
-			return chat.Final{}, upstream.ReadError(name, fmt.Errorf("undecodable line: %w", err))
-		}
-		if l.Error != "" {
-			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed, Cause: errors.New(l.Error)}
-		}
-		if l.Message != nil && l.Message.Content != "" {
-			if err := emit(chat.TextPart(l.Message.Content)); err != nil {
-				return chat.Final{}, err
-			}
-		}
-		if l.Done {
-			return chat.Final{
-				Usage:      chat.Usage{InputTokens: l.PromptEvalCount, OutputTokens: l.EvalCount, TotalTokens: l.PromptEvalCount + l.EvalCount},
-				StopReason: l.DoneReason,
-			}, nil
-		}
-	}
-	err := sc.Err()
-	if errors.Is(err, bufio.ErrTooLong) {
-		err = fmt.Errorf("%w: %w", upstream.ErrEventTooLarge, err)
-	}
-	if err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	return chat.Final{}, upstream.ReadError(name, err)
 }

@@ -14,12 +14,13 @@ import (
 	"github.com/tokencast/tokencast/internal/chat"
 )
 
-// fake serves Ollama's /api/chat with body as the NDJSON stream.
-func fake(t *testing.T, status int, body string, seen chan<- map[string]any) *Provider {
+// fake serves Ollama's /api/chat with body as the NDJSON stream, and sends
+// the request body it received to seen.
+func fake(t *testing.T, status int, body string, seen chan<- []byte) *Provider {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req map[string]any
-		if r.URL.Path != "/api/chat" || json.NewDecoder(r.Body).Decode(&req) != nil {
+		req, err := io.ReadAll(r.Body)
+		if r.URL.Path != "/api/chat" || err != nil || !json.Valid(req) {
 			http.Error(w, "bad", http.StatusBadRequest)
 			return
 		}
@@ -70,7 +71,7 @@ func TestStream(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			seen := make(chan map[string]any, 1)
+			seen := make(chan []byte, 1)
 			p := fake(t, tc.status, tc.body, seen)
 			var got strings.Builder
 			final, err := p.Stream(context.Background(), prompt, func(pt chat.Part) error { s := pt.Text; got.WriteString(s); return nil })
@@ -87,11 +88,17 @@ func TestStream(t *testing.T) {
 					t.Fatalf("err %v, want code %s with a safe message", err, tc.code)
 				}
 			}
-			req := <-seen
+			var req map[string]any
+			if err := json.Unmarshal(<-seen, &req); err != nil {
+				t.Fatal(err)
+			}
 			msgs, _ := req["messages"].([]any)
 			if req["model"] != "llama3.1" || req["stream"] != true || len(msgs) != 4 || msgs[0].(map[string]any)["role"] != "system" ||
 				req["options"].(map[string]any)["num_predict"] != float64(64) {
 				t.Fatalf("request %v", req)
+			}
+			if _, ok := req["tools"]; ok {
+				t.Fatalf("a prompt without tools sent some: %v", req)
 			}
 		})
 	}
@@ -132,18 +139,30 @@ func TestFromEnv(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds arbitrary NDJSON: no panic, and either a final answer or
-// a coded error.
+// FuzzDecode feeds arbitrary NDJSON: no panic, parts that keep the
+// contract, and either a final answer or a coded error.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(okStream))
 	f.Add([]byte(`{"error":"x"}`))
 	f.Add([]byte(`{"message":{"content":"a"}}` + "\n" + `{"done":true}`))
 	f.Add([]byte("\n\n{\n"))
+	f.Add([]byte(toolStream))
+	f.Add([]byte(parallelStream))
+	f.Add([]byte(`{"message":{"tool_calls":[{"function":{"name":"f","arguments":"{\"a\":1}"}},{"function":{"name":"g","arguments":null}}]},"done":true}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, err := decode(strings.NewReader(string(body)), func(chat.Part) error { return nil })
+		var rules partRules
+		_, err := decode(strings.NewReader(string(body)), nil, func(pt chat.Part) error {
+			if err := rules.check(pt); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		})
 		var ce *chat.Error
 		if err != nil && (!errors.As(err, &ce) || ce.Code == "") {
 			t.Fatalf("uncoded error %v for %q", err, body)
+		}
+		if len(rules.open) > 0 {
+			t.Fatalf("calls left open: %v", rules.open)
 		}
 	})
 }

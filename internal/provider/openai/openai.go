@@ -112,49 +112,29 @@ func New(opts Options) (*Provider, error) {
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-type streamOptions struct {
-	IncludeUsage bool `json:"include_usage"`
-}
-
-type request struct {
-	Model         string        `json:"model"`
-	Messages      []message     `json:"messages"`
-	Stream        bool          `json:"stream"`
-	StreamOptions streamOptions `json:"stream_options"`
-	MaxTokens     int           `json:"max_tokens,omitempty"`
-	Temperature   *float64      `json:"temperature,omitempty"`
-}
-
-// Stream asks for a completion of p and emits its text as it arrives.
+// Stream asks for a completion of prompt and emits its reasoning, text and
+// tool calls as they arrive.
 // Cancelling ctx cancels the upstream request, also before its first byte.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	req, err := p.newRequest(ctx, prompt)
 	if err != nil {
 		return chat.Final{}, err
 	}
+	taken := takenCallIDs(prompt.Messages)
 	return upstream.Stream(ctx, name, p.client, req, func(body io.Reader) (chat.Final, error) {
-		return decode(body, emit)
+		return decode(body, taken, emit)
 	})
 }
 
 func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Request, error) {
 	body := request{
 		Model:         prompt.Model,
+		Messages:      messages(prompt),
+		Tools:         tools(prompt.Tools),
 		Stream:        true,
 		StreamOptions: streamOptions{IncludeUsage: true},
 		MaxTokens:     p.opts.MaxTokens,
 		Temperature:   p.opts.Temperature,
-	}
-	if prompt.System != "" {
-		body.Messages = append(body.Messages, message{Role: "system", Content: prompt.System})
-	}
-	for _, m := range prompt.Messages {
-		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -179,85 +159,4 @@ func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Re
 		req.Header.Set("Authorization", "Bearer "+p.opts.APIKey)
 	}
 	return req, nil
-}
-
-// chunk is one streamed chat.completion.chunk, or an error object that some
-// servers send in its place.
-type chunk struct {
-	Choices []struct {
-		Index int `json:"index"`
-		Delta struct {
-			Content string `json:"content"`
-		} `json:"delta"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *struct {
-		PromptTokens     int `json:"prompt_tokens"`
-		CompletionTokens int `json:"completion_tokens"`
-		TotalTokens      int `json:"total_tokens"`
-	} `json:"usage"`
-	Error *struct {
-		Type    string `json:"type"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// decode reads a chat completions event stream, emitting the first choice's
-// text. The answer is complete once a finish_reason or [DONE] arrived; usage
-// is zero when the server sent none.
-func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
-	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
-	var final chat.Final
-	finished := false
-	for {
-		ev, err := events.Next()
-		if errors.Is(err, io.EOF) {
-			if finished {
-				return final, nil
-			}
-			return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
-				Cause: errors.New("stream ended without finish_reason or [DONE]")}
-		}
-		if err != nil {
-			return chat.Final{}, upstream.ReadError(name, err)
-		}
-		if string(ev.Data) == "[DONE]" {
-			return final, nil
-		}
-		var c chunk
-		if ev.Name != "error" {
-			if err := json.Unmarshal(ev.Data, &c); err != nil {
-				return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
-					Cause: fmt.Errorf("decode chunk: %w", err)}
-			}
-		}
-		if ev.Name == "error" || c.Error != nil {
-			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
-				Cause: fmt.Errorf("error in stream: %s", ev.Data)}
-		}
-		if c.Usage != nil {
-			final.Usage = chat.Usage{
-				InputTokens:  c.Usage.PromptTokens,
-				OutputTokens: c.Usage.CompletionTokens,
-				TotalTokens:  c.Usage.TotalTokens,
-			}
-			if final.Usage.TotalTokens == 0 {
-				final.Usage.TotalTokens = final.Usage.InputTokens + final.Usage.OutputTokens
-			}
-		}
-		for _, choice := range c.Choices {
-			if choice.Index != 0 {
-				continue
-			}
-			if choice.Delta.Content != "" {
-				if err := emit(chat.TextPart(choice.Delta.Content)); err != nil {
-					return chat.Final{}, fmt.Errorf("openai: deliver delta: %w", err)
-				}
-			}
-			if choice.FinishReason != "" {
-				final.StopReason = choice.FinishReason
-				finished = true
-			}
-		}
-	}
 }
