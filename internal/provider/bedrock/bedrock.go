@@ -12,8 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 	"github.com/aws/smithy-go/auth/bearer"
+	"github.com/aws/smithy-go/transport/http/protocol/restjson1"
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/provider/upstream"
@@ -119,7 +121,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 // Stream asks for an answer to p and emits its text as it arrives.
 // Cancelling ctx cancels the upstream request, also before its first byte.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
-	out, err := p.client.ConverseStream(ctx, p.input(prompt))
+	out, err := p.client.ConverseStream(ctx, p.input(prompt), ownCodec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return chat.Final{}, fmt.Errorf("bedrock: %w", ctx.Err())
@@ -160,6 +162,15 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 			Cause: errors.New("stream ended without messageStop")}
 	}
 	return final, nil
+}
+
+// ownCodec gives one call a protocol of its own. The SDK's protocol keeps a
+// single event stream codec per client, whose scratch state every open
+// stream's reader writes without a lock (aws/smithy-go#714): answers
+// streamed at once, or one that starts while the reader of an abandoned
+// one is still draining, race. A codec per call shares nothing.
+func ownCodec(o *bedrockruntime.Options) {
+	o.Protocol = restjson1.New(schemas.AmazonBedrockFrontendService)
 }
 
 // plainBodies sends requests whose bodies offer only Read and Close.
