@@ -370,3 +370,20 @@ func TestNewChecksThinking(t *testing.T) {
 		})
 	}
 }
+
+func TestStreamLeavesToolsAndThinkingOut(t *testing.T) {
+	srv, got := fakeServer(t, sse(start(`{"input_tokens":1}`)+text("ok")+messageDelta("end_turn", "1")+messageStop))
+	if _, _, err := collectParts(t.Context(), newProvider(t, Options{BaseURL: srv.URL, APIKey: testKey}), conversation); err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	var body map[string]any
+	req := <-got
+	if err := json.Unmarshal(req.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"tools", "thinking"} {
+		if _, ok := body[key]; ok {
+			t.Errorf("body has %s though none was asked for: %s", key, req.body)
+		}
+	}
+}

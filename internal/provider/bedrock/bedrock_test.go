@@ -176,11 +176,14 @@ var conversation = chat.Prompt{
 	},
 }
 
+// collect streams prompt and returns the answer text as it arrived; parts
+// of other kinds are left out.
 func collect(ctx context.Context, p *Provider, prompt chat.Prompt) ([]string, chat.Final, error) {
 	var got []string
 	final, err := p.Stream(ctx, prompt, func(pt chat.Part) error {
-		text := pt.Text
-		got = append(got, text)
+		if pt.Kind == chat.PartText {
+			got = append(got, pt.Text)
+		}
 		return nil
 	})
 	return got, final, err
@@ -298,7 +301,7 @@ func TestStreamLeavesUnsetPartsOut(t *testing.T) {
 	if err := json.Unmarshal(req.body, &body); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"system", "inferenceConfig"} {
+	for _, key := range []string{"system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"} {
 		if _, ok := body[key]; ok {
 			t.Errorf("body has %s though none was given: %s", key, req.body)
 		}
