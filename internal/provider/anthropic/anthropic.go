@@ -24,8 +24,13 @@ const DefaultBaseURL = "https://api.anthropic.com"
 // APIVersion is the anthropic-version header this client speaks.
 const APIVersion = "2023-06-01"
 
-// DefaultMaxTokens is sent when Options.MaxTokens is 0: the API requires a cap.
+// DefaultMaxTokens is sent when Options.MaxTokens is 0: the API requires a
+// cap. With thinking on it is the room left for the answer beyond the
+// thinking budget.
 const DefaultMaxTokens = 1024
+
+// MinThinkingBudget is the smallest thinking budget the API accepts.
+const MinThinkingBudget = 1024
 
 // Options configure a Provider.
 type Options struct {
@@ -36,10 +41,17 @@ type Options struct {
 	// HTTPClient sends the requests; nil uses http.DefaultClient. Its Timeout
 	// must be zero or longer than any answer: ctx bounds each call instead.
 	HTTPClient *http.Client
-	// MaxTokens caps the answer's length; 0 means DefaultMaxTokens.
+	// MaxTokens caps the answer's length, thinking included; 0 means
+	// DefaultMaxTokens, plus ThinkingBudget when thinking is on.
 	MaxTokens int
-	// Temperature is sent when set.
+	// Temperature is sent when set. The API allows none but 1 with
+	// thinking on.
 	Temperature *float64
+	// ThinkingBudget turns extended thinking on: the model may reason for up
+	// to this many tokens (at least MinThinkingBudget, less than MaxTokens)
+	// before it answers, and its reasoning streams as chat.PartReasoning.
+	// 0 leaves thinking off.
+	ThinkingBudget int
 }
 
 // FromEnv reads Anthropic's usual variables: ANTHROPIC_BASE_URL (default
@@ -71,26 +83,31 @@ func New(opts Options) (*Provider, error) {
 	}
 	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
 	if opts.MaxTokens <= 0 {
-		opts.MaxTokens = DefaultMaxTokens
+		opts.MaxTokens = DefaultMaxTokens + max(opts.ThinkingBudget, 0)
+	}
+	if err := checkThinking(opts); err != nil {
+		return nil, fmt.Errorf("anthropic: %w", err)
 	}
 	return &Provider{opts: opts, client: upstream.Client(opts.HTTPClient)}, nil
 }
 
-type message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+// checkThinking refuses, when the server starts, what the API would refuse
+// on every call.
+func checkThinking(opts Options) error {
+	switch budget := opts.ThinkingBudget; {
+	case budget == 0:
+		return nil
+	case budget < MinThinkingBudget:
+		return fmt.Errorf("thinking budget %d is below the API's minimum of %d tokens", budget, MinThinkingBudget)
+	case opts.MaxTokens <= budget:
+		return fmt.Errorf("max tokens %d must be larger than the thinking budget %d", opts.MaxTokens, budget)
+	case opts.Temperature != nil && *opts.Temperature != 1:
+		return errors.New("a temperature other than 1 cannot be set with thinking on")
+	}
+	return nil
 }
 
-type request struct {
-	Model       string    `json:"model"`
-	MaxTokens   int       `json:"max_tokens"`
-	System      string    `json:"system,omitempty"`
-	Messages    []message `json:"messages"`
-	Stream      bool      `json:"stream"`
-	Temperature *float64  `json:"temperature,omitempty"`
-}
-
-// Stream asks for an answer to p and emits its text as it arrives.
+// Stream asks for an answer to p and emits its parts as they arrive.
 // Cancelling ctx cancels the upstream request, also before its first byte.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
 	req, err := p.newRequest(ctx, prompt)
@@ -110,8 +127,21 @@ func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Re
 		Stream:      true,
 		Temperature: p.opts.Temperature,
 	}
+	if p.opts.ThinkingBudget > 0 {
+		body.Thinking = &thinking{Type: "enabled", BudgetTokens: p.opts.ThinkingBudget}
+	}
+	var err error
+	if len(prompt.Tools) > 0 {
+		if body.Tools, err = tools(prompt.Tools); err != nil {
+			return nil, fmt.Errorf("anthropic: %w", err)
+		}
+	}
 	for _, m := range prompt.Messages {
-		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: m.Text})
+		c, err := content(m)
+		if err != nil {
+			return nil, fmt.Errorf("anthropic: %w", err)
+		}
+		body.Messages = append(body.Messages, message{Role: string(m.Role), Content: c})
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
@@ -126,110 +156,4 @@ func (p *Provider) newRequest(ctx context.Context, prompt chat.Prompt) (*http.Re
 	req.Header.Set("anthropic-version", APIVersion)
 	req.Header.Set("x-api-key", p.opts.APIKey)
 	return req, nil
-}
-
-// usage is the token count of message_start's message and of message_delta.
-type usage struct {
-	InputTokens              int `json:"input_tokens"`
-	OutputTokens             int `json:"output_tokens"`
-	CacheCreationInputTokens int `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     int `json:"cache_read_input_tokens"`
-}
-
-// input counts every input token the answer cost, cached or not.
-func (u usage) input() int {
-	return u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
-}
-
-// event is any Messages stream event; the fields its type does not use stay
-// empty.
-type event struct {
-	Type    string `json:"type"`
-	Message struct {
-		Usage usage `json:"usage"`
-	} `json:"message"`
-	Delta struct {
-		Type       string `json:"type"`
-		Text       string `json:"text"`
-		StopReason string `json:"stop_reason"`
-	} `json:"delta"`
-	Usage *usage `json:"usage"`
-	Error struct {
-		Type string `json:"type"`
-	} `json:"error"`
-}
-
-// decode reads a Messages event stream, emitting text deltas. The answer is
-// complete only once message_stop arrived.
-func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
-	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
-	var final chat.Final
-	for {
-		sse, err := events.Next()
-		if errors.Is(err, io.EOF) {
-			return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
-				Cause: errors.New("stream ended without message_stop")}
-		}
-		if err != nil {
-			return chat.Final{}, upstream.ReadError(name, err)
-		}
-		var ev event
-		if err := json.Unmarshal(sse.Data, &ev); err != nil {
-			if sse.Name == "error" {
-				return chat.Final{}, streamError("", sse.Data)
-			}
-			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
-				Cause: fmt.Errorf("decode %s event: %w", sse.Name, err)}
-		}
-		if ev.Type == "" {
-			ev.Type = sse.Name
-		}
-		switch ev.Type {
-		case "message_start":
-			final.Usage.InputTokens = ev.Message.Usage.input()
-			final.Usage.OutputTokens = ev.Message.Usage.OutputTokens
-		case "content_block_delta":
-			if ev.Delta.Type == "text_delta" && ev.Delta.Text != "" {
-				if err := emit(chat.TextPart(ev.Delta.Text)); err != nil {
-					return chat.Final{}, fmt.Errorf("anthropic: deliver delta: %w", err)
-				}
-			}
-		case "message_delta":
-			if ev.Delta.StopReason != "" {
-				final.StopReason = ev.Delta.StopReason
-			}
-			if ev.Usage != nil {
-				// Counts here are cumulative: they replace, never add.
-				final.Usage.OutputTokens = ev.Usage.OutputTokens
-				if in := ev.Usage.input(); in > 0 {
-					final.Usage.InputTokens = in
-				}
-			}
-		case "message_stop":
-			final.Usage.TotalTokens = final.Usage.InputTokens + final.Usage.OutputTokens
-			return final, nil
-		case "error":
-			return chat.Final{}, streamError(ev.Error.Type, sse.Data)
-		}
-		// ping, content_block_start/stop and event types added later carry
-		// nothing the answer needs.
-	}
-}
-
-// streamError maps an error event: a rate limit is throttling, an overload
-// or an internal error of the API means try again later, anything else is
-// a provider failure.
-func streamError(errType string, raw []byte) *upstream.Error {
-	e := &upstream.Error{Provider: name, Cause: fmt.Errorf("error event: %s", raw)}
-	switch errType {
-	case "rate_limit_error":
-		e.Code, e.Message = upstream.CodeThrottled, upstream.MsgThrottled
-	case "overloaded_error":
-		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgOverloaded
-	case "api_error":
-		e.Code, e.Message = upstream.CodeUnavailable, upstream.MsgUnavailable
-	default:
-		e.Code, e.Message = chat.CodeProvider, upstream.MsgFailed
-	}
-	return e
 }

@@ -105,11 +105,14 @@ func newProvider(t *testing.T, opts Options) *Provider {
 	return p
 }
 
+// collect streams prompt and returns the answer text as it arrived; parts
+// of other kinds are left out.
 func collect(ctx context.Context, p *Provider, prompt chat.Prompt) ([]string, chat.Final, error) {
 	var got []string
 	final, err := p.Stream(ctx, prompt, func(pt chat.Part) error {
-		text := pt.Text
-		got = append(got, text)
+		if pt.Kind == chat.PartText {
+			got = append(got, pt.Text)
+		}
 		return nil
 	})
 	return got, final, err
@@ -131,7 +134,7 @@ func TestStreamAnswers(t *testing.T) {
 			final: chat.Final{Usage: chat.Usage{InputTokens: 25, OutputTokens: 15, TotalTokens: 40}, StopReason: "end_turn"},
 		},
 		{
-			name: "cached input counts, other block types and unknown events are skipped",
+			name: "cached input counts; reasoning is not answer text; unknown events are skipped",
 			body: start(`{"input_tokens":5,"cache_creation_input_tokens":7,"cache_read_input_tokens":100,"output_tokens":1}`) +
 				ev("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}`) +
 				ev("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}`) +
@@ -139,8 +142,9 @@ func TestStreamAnswers(t *testing.T) {
 				ev("brand_new_event", `{"type":"brand_new_event","text":"no"}`) +
 				text("yes") +
 				messageDelta("max_tokens", "2") + messageStop,
-			want:  []string{"yes"},
-			final: chat.Final{Usage: chat.Usage{InputTokens: 112, OutputTokens: 2, TotalTokens: 114}, StopReason: "max_tokens"},
+			want: []string{"yes"},
+			final: chat.Final{Usage: chat.Usage{InputTokens: 112, OutputTokens: 2, TotalTokens: 114,
+				CacheReadTokens: 100, CacheWriteTokens: 7}, StopReason: "max_tokens"},
 		},
 		{
 			name: "message_delta's input count, when given, is the final one",
@@ -148,7 +152,7 @@ func TestStreamAnswers(t *testing.T) {
 				ev("message_delta", `{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":6}}`) +
 				messageStop,
 			want:  []string{"a"},
-			final: chat.Final{Usage: chat.Usage{InputTokens: 15, OutputTokens: 6, TotalTokens: 21}, StopReason: "end_turn"},
+			final: chat.Final{Usage: chat.Usage{InputTokens: 15, OutputTokens: 6, TotalTokens: 21, CacheReadTokens: 3}, StopReason: "end_turn"},
 		},
 		{
 			name:  "no usage anywhere",

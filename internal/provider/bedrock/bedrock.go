@@ -12,11 +12,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
-	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/schemas"
 	"github.com/aws/smithy-go/auth/bearer"
+	"github.com/aws/smithy-go/transport/http/protocol/restjson1"
 
 	"github.com/tokencast/tokencast/internal/chat"
-	"github.com/tokencast/tokencast/internal/provider/upstream"
 )
 
 // name prefixes the log-side text of this provider's errors.
@@ -44,11 +44,29 @@ type Options struct {
 	// stream starts; 0 keeps the SDK's default. Failures mid-stream are never
 	// retried: text has already been emitted.
 	RetryMaxAttempts int
-	// MaxTokens caps the answer's length; 0 leaves it to the model.
+	// MaxTokens caps the answer's length, reasoning included; 0 leaves it
+	// to the model, or, with thinking on, is ThinkingBudget plus
+	// DefaultAnswerTokens.
 	MaxTokens int
-	// Temperature is sent when set.
+	// Temperature is sent when set. Claude allows none but 1 with thinking
+	// on.
 	Temperature *float64
+	// ThinkingBudget turns Claude's extended thinking on, passed in the
+	// model's own request fields (additionalModelRequestFields): the model
+	// may reason for up to this many tokens (at least MinThinkingBudget,
+	// less than MaxTokens) before it answers, and its reasoning streams as
+	// chat.PartReasoning. 0 leaves thinking off. Models other than Claude
+	// refuse it.
+	ThinkingBudget int
 }
+
+// MinThinkingBudget is the smallest thinking budget Claude accepts.
+const MinThinkingBudget = 1024
+
+// DefaultAnswerTokens is the room left for the answer beyond the thinking
+// budget when thinking is on and Options.MaxTokens is 0: Claude requires a
+// cap above the budget.
+const DefaultAnswerTokens = 1024
 
 // FromEnv reads the variables that choose a region and a Bedrock API key:
 // AWS_REGION (else AWS_DEFAULT_REGION) and AWS_BEARER_TOKEN_BEDROCK. Keys,
@@ -66,14 +84,21 @@ func FromEnv(getenv func(string) string) (Options, error) {
 
 // Provider streams ConverseStream answers. It is safe for concurrent use.
 type Provider struct {
-	client      *bedrockruntime.Client
-	maxTokens   *int32
-	temperature *float32
+	client         *bedrockruntime.Client
+	maxTokens      *int32
+	temperature    *float32
+	thinkingBudget int
 }
 
 // New loads the AWS configuration and returns a provider. ctx bounds only
 // the loading (which may read files or ask an SSO cache), not later calls.
 func New(ctx context.Context, opts Options) (*Provider, error) {
+	if opts.ThinkingBudget != 0 && opts.MaxTokens <= 0 {
+		opts.MaxTokens = opts.ThinkingBudget + DefaultAnswerTokens
+	}
+	if err := checkThinking(opts); err != nil {
+		return nil, fmt.Errorf("bedrock: %w", err)
+	}
 	var load []func(*config.LoadOptions) error
 	if opts.Region != "" {
 		load = append(load, config.WithRegion(opts.Region))
@@ -106,7 +131,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 			o.AuthSchemePreference = []string{"httpBearerAuth"}
 		}
 	})
-	p := &Provider{client: client}
+	p := &Provider{client: client, thinkingBudget: opts.ThinkingBudget}
 	if opts.MaxTokens > 0 {
 		p.maxTokens = aws.Int32(int32(min(opts.MaxTokens, 1<<31-1)))
 	}
@@ -116,10 +141,30 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	return p, nil
 }
 
-// Stream asks for an answer to p and emits its text as it arrives.
+// checkThinking refuses, when the server starts, what Claude would refuse on
+// every call.
+func checkThinking(opts Options) error {
+	switch budget := opts.ThinkingBudget; {
+	case budget == 0:
+		return nil
+	case budget < MinThinkingBudget:
+		return fmt.Errorf("thinking budget %d is below the minimum of %d tokens", budget, MinThinkingBudget)
+	case opts.MaxTokens <= budget:
+		return fmt.Errorf("max tokens %d must be larger than the thinking budget %d", opts.MaxTokens, budget)
+	case opts.Temperature != nil && *opts.Temperature != 1:
+		return errors.New("a temperature other than 1 cannot be set with thinking on")
+	}
+	return nil
+}
+
+// Stream asks for an answer to p and emits its parts as they arrive.
 // Cancelling ctx cancels the upstream request, also before its first byte.
 func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
-	out, err := p.client.ConverseStream(ctx, p.input(prompt))
+	in, err := p.input(prompt)
+	if err != nil {
+		return chat.Final{}, err
+	}
+	out, err := p.client.ConverseStream(ctx, in, ownCodec)
 	if err != nil {
 		if ctx.Err() != nil {
 			return chat.Final{}, fmt.Errorf("bedrock: %w", ctx.Err())
@@ -129,24 +174,10 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 	stream := out.GetStream()
 	defer stream.Close()
 
-	var final chat.Final
-	stopped := false
+	d := newDecoder(emit)
 	for event := range stream.Events() {
-		switch e := event.(type) {
-		case *types.ConverseStreamOutputMemberContentBlockDelta:
-			text, ok := e.Value.Delta.(*types.ContentBlockDeltaMemberText)
-			if !ok || text.Value == "" {
-				continue
-			}
-			if err := emit(chat.TextPart(text.Value)); err != nil {
-				return chat.Final{}, fmt.Errorf("bedrock: deliver delta: %w", err)
-			}
-		case *types.ConverseStreamOutputMemberMessageStop:
-			final.StopReason = string(e.Value.StopReason)
-			stopped = true
-		case *types.ConverseStreamOutputMemberMetadata:
-			// metadata follows messageStop; read on to get it.
-			final.Usage = usage(e.Value.Usage)
+		if err := d.handle(event); err != nil {
+			return chat.Final{}, err
 		}
 	}
 	if err := stream.Err(); err != nil {
@@ -155,11 +186,16 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 		}
 		return chat.Final{}, mapError(err)
 	}
-	if !stopped {
-		return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
-			Cause: errors.New("stream ended without messageStop")}
-	}
-	return final, nil
+	return d.complete()
+}
+
+// ownCodec gives one call a protocol of its own. The SDK's protocol keeps a
+// single event stream codec per client, whose scratch state every open
+// stream's reader writes without a lock (aws/smithy-go#714): answers
+// streamed at once, or one that starts while the reader of an abandoned
+// one is still draining, race. A codec per call shares nothing.
+func ownCodec(o *bedrockruntime.Options) {
+	o.Protocol = restjson1.New(schemas.AmazonBedrockFrontendService)
 }
 
 // plainBodies sends requests whose bodies offer only Read and Close.
@@ -182,36 +218,4 @@ func (c plainBodies) Do(req *http.Request) (*http.Response, error) {
 		req.Body = struct{ io.ReadCloser }{req.Body}
 	}
 	return c.next.Do(req)
-}
-
-func (p *Provider) input(prompt chat.Prompt) *bedrockruntime.ConverseStreamInput {
-	in := &bedrockruntime.ConverseStreamInput{ModelId: aws.String(prompt.Model)}
-	if prompt.System != "" {
-		in.System = []types.SystemContentBlock{&types.SystemContentBlockMemberText{Value: prompt.System}}
-	}
-	for _, m := range prompt.Messages {
-		in.Messages = append(in.Messages, types.Message{
-			Role:    types.ConversationRole(m.Role),
-			Content: []types.ContentBlock{&types.ContentBlockMemberText{Value: m.Text}},
-		})
-	}
-	if p.maxTokens != nil || p.temperature != nil {
-		in.InferenceConfig = &types.InferenceConfiguration{MaxTokens: p.maxTokens, Temperature: p.temperature}
-	}
-	return in
-}
-
-func usage(u *types.TokenUsage) chat.Usage {
-	if u == nil {
-		return chat.Usage{}
-	}
-	out := chat.Usage{
-		InputTokens:  int(aws.ToInt32(u.InputTokens)),
-		OutputTokens: int(aws.ToInt32(u.OutputTokens)),
-		TotalTokens:  int(aws.ToInt32(u.TotalTokens)),
-	}
-	if out.TotalTokens == 0 {
-		out.TotalTokens = out.InputTokens + out.OutputTokens
-	}
-	return out
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,11 +176,14 @@ var conversation = chat.Prompt{
 	},
 }
 
+// collect streams prompt and returns the answer text as it arrived; parts
+// of other kinds are left out.
 func collect(ctx context.Context, p *Provider, prompt chat.Prompt) ([]string, chat.Final, error) {
 	var got []string
 	final, err := p.Stream(ctx, prompt, func(pt chat.Part) error {
-		text := pt.Text
-		got = append(got, text)
+		if pt.Kind == chat.PartText {
+			got = append(got, pt.Text)
+		}
 		return nil
 	})
 	return got, final, err
@@ -297,7 +301,7 @@ func TestStreamLeavesUnsetPartsOut(t *testing.T) {
 	if err := json.Unmarshal(req.body, &body); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"system", "inferenceConfig"} {
+	for _, key := range []string{"system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"} {
 		if _, ok := body[key]; ok {
 			t.Errorf("body has %s though none was given: %s", key, req.body)
 		}
@@ -510,6 +514,33 @@ func TestStreamStopsWhenEmitFails(t *testing.T) {
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("err = %v after %d calls, want the emit error after 1", err, calls)
 	}
+}
+
+// Answers streamed at once through one provider share its client: each must
+// arrive whole, and -race must find nothing shared between their streams.
+func TestStreamConcurrently(t *testing.T) {
+	isolate(t)
+	frames := []frame{messageStart}
+	for range 20 {
+		frames = append(frames, textDelta("abcdefgh"))
+	}
+	frames = append(frames, messageStop("end_turn"), metadata)
+	srv, _ := fakeService(t, false, stream(t, frames, nil))
+	p := newProvider(t, srv, nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			got, _, err := collect(t.Context(), p, conversation)
+			if err != nil {
+				t.Errorf("Stream: %v", err)
+				return
+			}
+			if len(got) != 20 || strings.Join(got, "") != strings.Repeat("abcdefgh", 20) {
+				t.Errorf("deltas = %q, want 20 times %q", got, "abcdefgh")
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // lateProbe is a transport that, like net/http's, checks a request body for

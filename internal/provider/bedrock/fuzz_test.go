@@ -18,8 +18,10 @@ import (
 // FuzzStream answers ConverseStream with arbitrary event stream bodies: one
 // frame of any message type, event type and payload, followed by arbitrary
 // bytes (half frames, bad checksums, garbage). Whatever arrives, the provider
-// must not panic and must end with either its text and no error or an error
-// carrying a stable code.
+// must not panic, must end with either its parts and no error or an error
+// carrying a stable code, and every part it emits must be whole: a
+// text-carrying part has text, a tool part names a call that was opened and
+// not yet closed.
 func FuzzStream(f *testing.F) {
 	good := func(frames ...frame) []byte { return encodeFrames(frames) }
 	seeds := []struct {
@@ -38,6 +40,17 @@ func FuzzStream(f *testing.F) {
 		{"error", "", ``, nil},
 		{"event", "unknownEvent", `{}`, []byte{0, 0, 0, 16, 0, 0, 0, 0, 1, 2, 3, 4}},
 		{"event", "messageStart", `{"role":"assistant"}`, good(textDelta("cut"))[:20]},
+		// Agent runs: tool calls, parallel calls, reasoning, redaction, citations.
+		{"event", "contentBlockStart", `{"contentBlockIndex":1,"start":{"toolUse":{"toolUseId":"t1","name":"get_weather"}}}`,
+			good(inputAt(1, `{"city":`), inputAt(1, `"Paris"}`), blockStopAt(1), messageStop("tool_use"), metadata)},
+		{"event", "contentBlockStart", `{"contentBlockIndex":0,"start":{"toolUse":{"toolUseId":"a","name":"x"}}}`,
+			good(toolUseAt(1, "b", "y"), inputAt(1, `{}`), inputAt(0, `{"k":1}`), blockStopAt(0), blockStopAt(1), messageStop("tool_use"))},
+		{"event", "contentBlockDelta", `{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"hmm"}}}`,
+			good(reasoningAt(0, `{"signature":"`+testSignature+`"}`), blockStopAt(0), redactedAt(1, testRedacted), messageStop("end_turn"))},
+		{"event", "contentBlockDelta", `{"contentBlockIndex":0,"delta":{"reasoningContent":{"redactedContent":"!!not base64"}}}`, good(messageStop("end_turn"))},
+		{"event", "contentBlockDelta", `{"contentBlockIndex":0,"delta":{"citation":{"title":"t","sourceContent":[{"text":"c"}],"location":{"web":{"url":"https://example.com"}}}}}`,
+			good(textAt(0, "x"), messageStop("end_turn"))},
+		{"event", "contentBlockStart", `{"contentBlockIndex":3,"start":{"toolUse":{"name":"no id"}}}`, good(inputAt(3, "{}"), messageStop("tool_use"))},
 	}
 	for _, s := range seeds {
 		f.Add(s.messageType, s.name, s.payload, s.tail)
@@ -76,7 +89,11 @@ func FuzzStream(f *testing.F) {
 		body.Store(&data)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := p.Stream(ctx, chat.Prompt{Model: modelID, Messages: []chat.Message{{Role: chat.RoleUser, Text: "q"}}}, func(chat.Part) error { return nil })
+		open := map[string]int{}
+		_, err := p.Stream(ctx, chat.Prompt{Model: modelID, Messages: []chat.Message{{Role: chat.RoleUser, Text: "q"}}}, func(pt chat.Part) error {
+			checkPart(t, open, pt)
+			return nil
+		})
 		if err == nil {
 			return
 		}
@@ -85,6 +102,42 @@ func FuzzStream(f *testing.F) {
 			t.Fatalf("error without a stable code: %v", err)
 		}
 	})
+}
+
+// checkPart fails t unless pt is whole; open counts the calls opened and
+// not yet closed.
+func checkPart(t *testing.T, open map[string]int, pt chat.Part) {
+	t.Helper()
+	switch pt.Kind {
+	case chat.PartText, chat.PartReasoning, chat.PartSignature:
+		if pt.Text == "" {
+			t.Fatalf("emitted an empty part of kind %d", pt.Kind)
+		}
+	case chat.PartRedacted:
+		if len(pt.Data) == 0 {
+			t.Fatal("emitted empty redacted reasoning")
+		}
+	case chat.PartToolStart:
+		if pt.CallID == "" {
+			t.Fatal("opened a call without an id")
+		}
+		open[pt.CallID]++
+	case chat.PartToolDelta:
+		if open[pt.CallID] == 0 || pt.Text == "" {
+			t.Fatalf("delta %q of call %q, which is not open", pt.Text, pt.CallID)
+		}
+	case chat.PartToolEnd:
+		if open[pt.CallID] == 0 {
+			t.Fatalf("closed call %q, which is not open", pt.CallID)
+		}
+		open[pt.CallID]--
+	case chat.PartSource:
+		if pt.Source == nil || *pt.Source == (chat.Source{}) {
+			t.Fatal("emitted an empty source")
+		}
+	default:
+		t.Fatalf("emitted a part of unknown kind %d", pt.Kind)
+	}
 }
 
 func encodeMessage(msg eventstream.Message) ([]byte, error) {
