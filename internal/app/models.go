@@ -170,6 +170,9 @@ func buildModel(ctx context.Context, demoPace config.Demo, getenv func(string) s
 		return orchestrator.Model{}, err
 	}
 	m := orchestrator.Model{Ref: e.Ref, ID: id, System: system, Fallbacks: e.Fallbacks}
+	if e.ThinkingBudget != 0 && provider != "anthropic" && provider != "bedrock" {
+		return m, errors.New("thinking_budget applies to anthropic and bedrock models only")
+	}
 	switch provider {
 	case "demo":
 		m.Provider = &demo.Provider{TTFT: demoPace.TTFT, TokenInterval: demoPace.TokenInterval, Repeat: demoPace.Repeat}
@@ -192,7 +195,7 @@ func buildModel(ctx context.Context, demoPace config.Demo, getenv func(string) s
 		if err != nil {
 			return m, err
 		}
-		opts.MaxTokens, opts.Temperature = e.MaxTokens, e.Temperature
+		opts.MaxTokens, opts.Temperature, opts.ThinkingBudget = e.MaxTokens, e.Temperature, e.ThinkingBudget
 		m.Provider, err = anthropic.New(opts)
 		if err != nil {
 			return m, err
@@ -213,7 +216,7 @@ func buildModel(ctx context.Context, demoPace config.Demo, getenv func(string) s
 			return m, err
 		}
 		// The orchestrator retries before the first token itself.
-		opts.MaxTokens, opts.Temperature, opts.RetryMaxAttempts = e.MaxTokens, e.Temperature, 1
+		opts.MaxTokens, opts.Temperature, opts.RetryMaxAttempts, opts.ThinkingBudget = e.MaxTokens, e.Temperature, 1, e.ThinkingBudget
 		m.Provider, err = bedrock.New(ctx, opts)
 		if err != nil {
 			return m, err

@@ -46,7 +46,7 @@ type Usage struct {
 	OutputTokens int `json:"outputTokens"`
 	TotalTokens  int `json:"totalTokens"`
 	// ReasoningTokens (part of OutputTokens) and the prompt-cache counts
-	// are set when the provider reports them.
+	// (part of InputTokens) are set when the provider reports them.
 	ReasoningTokens  int `json:"reasoningTokens,omitempty"`
 	CacheReadTokens  int `json:"cacheReadTokens,omitempty"`
 	CacheWriteTokens int `json:"cacheWriteTokens,omitempty"`
