@@ -355,22 +355,21 @@ func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat
 				mu.Unlock()
 				return
 			}
-			ev := a.event(chat.EventToolResult, "")
-			ev.Tool = &chat.ToolEvent{CallID: c.CallID, Name: c.Name, Output: res.Text, IsError: res.IsError, Truncated: res.Truncated, DurationMillis: res.DurationMillis}
-			if _, err := a.publish(r.pubCtx, ev); err != nil {
-				mu.Lock()
+			// Stored before it is shown and before the next model call:
+			// a worker that takes over never runs this call again. The
+			// results are stored one at a time, each record holding every
+			// result in so far.
+			mu.Lock()
+			results[i], have[i] = res, true
+			if err := r.storeProgress(stored()); err != nil {
 				errs = append(errs, err)
 				mu.Unlock()
 				return
 			}
-			mu.Lock()
-			results[i], have[i] = res, true
-			msgs := stored()
 			mu.Unlock()
-			// Stored before the next model call, and before any other
-			// call's result: a worker that takes over never runs this
-			// call again.
-			if err := r.storeProgress(msgs); err != nil {
+			ev := a.event(chat.EventToolResult, "")
+			ev.Tool = &chat.ToolEvent{CallID: c.CallID, Name: c.Name, Output: res.Text, IsError: res.IsError, Truncated: res.Truncated, DurationMillis: res.DurationMillis}
+			if _, err := a.publish(r.pubCtx, ev); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
