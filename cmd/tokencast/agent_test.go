@@ -176,6 +176,9 @@ func checkDemoRun(t *testing.T, evs []agentEvent) (text string) {
 			}
 			reasoning.WriteString(ev.Message)
 		case "TOOL_CALL":
+			if ev.ToolCall == nil || ev.ToolCall.Name == nil || ev.ToolCall.Input == nil {
+				t.Fatalf("TOOL_CALL without its call: %+v", ev)
+			}
 			inputs[*ev.ToolCall.Name] = *ev.ToolCall.Input
 		case "TOOL_RESULT":
 			results[ev.ToolResult.Name] = ev.ToolResult.Output
@@ -191,7 +194,7 @@ func checkDemoRun(t *testing.T, evs []agentEvent) (text string) {
 	if reasoning.String() != demo.AgentReasoning {
 		t.Fatalf("reasoning %q, want %q", reasoning.String(), demo.AgentReasoning)
 	}
-	if inputs["calculator"] != demo.AgentCalcInput || inputs["clock"] != "{}" {
+	if inputs["calculator"] != `{"expression":"6*7"}` || inputs["clock"] != "{}" {
 		t.Fatalf("tool inputs %v", inputs)
 	}
 	if results["calculator"] != "42" || results["clock"] == "" {
@@ -219,7 +222,7 @@ func TestDemoAgentRunStreamsTypedEvents(t *testing.T) {
 	req := s.ask(t, keyA, "agent-1", demo.AgentTrigger+" show me", "en")
 
 	text := checkDemoRun(t, typed.agentEvents(req, nil))
-	evs := plain.events(req)
+	evs := plain.answer("1", req)
 	var shown strings.Builder
 	for _, ev := range evs {
 		if chat.EventType(ev.Type).Agent() {
@@ -261,7 +264,7 @@ func TestDemoAgentRunStreamsTypedEvents(t *testing.T) {
 	// The next question's prompt carries the run; the demo model counts
 	// the questions only.
 	req2 := s.ask(t, keyA, "agent-1", "and now?", "en")
-	checkAnswer(t, plain.events(req2), req2, demoAnswer("en", demo.AgentTrigger+" show me", "and now?"))
+	checkAnswer(t, plain.answer("1", req2), req2, demoAnswer("en", demo.AgentTrigger+" show me", "and now?"))
 }
 
 // agentConfig writes a --config file.

@@ -18,6 +18,7 @@ import (
 	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/sse"
+	"github.com/tokencast/tokencast/internal/tools"
 	"github.com/tokencast/tokencast/internal/wsproto"
 )
 
@@ -39,12 +40,14 @@ type server struct {
 	// orch is nil unless the role runs workers; hub, ws and events are nil
 	// unless it serves the API.
 	orch *orchestrator.Orchestrator
-	// tools runs the tools agent models call; nil until built.
-	tools   orchestrator.Toolbox
-	hub     *hub.Hub
-	ws      *wsproto.Server
-	events  *sse.Server
-	handler http.Handler
+	// tools runs the tools agent models call, through registry; nil
+	// unless the role runs workers.
+	tools    orchestrator.Toolbox
+	registry *tools.Registry
+	hub      *hub.Hub
+	ws       *wsproto.Server
+	events   *sse.Server
+	handler  http.Handler
 }
 
 // build opens the bus and builds the models and the parts the role runs.
@@ -69,7 +72,18 @@ func build(ctx context.Context, cfg *config.Config, version string, opts Options
 	if s.bus, err = openBus(ctx, cfg.NATS, log); err != nil {
 		return nil, err
 	}
-	models, modelNames, defaultModel, err := models(ctx, cfg.Providers, cfg.Getenv, file, opts.Models)
+	var reg *tools.Registry
+	if s.runsWorkers() {
+		if reg, err = buildTools(ctx, file, cfg.Getenv, log); err != nil {
+			return nil, fmt.Errorf("tools: %w", err)
+		}
+		s.registry, s.tools = reg, toolbox{reg}
+	}
+	policies, err := toolPolicies(file)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %w", err)
+	}
+	models, modelNames, defaultModel, err := models(ctx, cfg.Providers, cfg.Getenv, file, opts.Models, reg, policies)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +106,11 @@ func build(ctx context.Context, cfg *config.Config, version string, opts Options
 func (s *server) close() {
 	if s.hub != nil {
 		s.hub.Close()
+	}
+	if s.registry != nil {
+		if err := s.registry.Close(); err != nil {
+			s.log.Warn("close the tools' servers", "err", err)
+		}
 	}
 	if s.bus != nil {
 		s.bus.Close()

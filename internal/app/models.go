@@ -21,6 +21,7 @@ import (
 	"github.com/tokencast/tokencast/internal/provider/demo"
 	"github.com/tokencast/tokencast/internal/provider/ollama"
 	"github.com/tokencast/tokencast/internal/provider/openai"
+	"github.com/tokencast/tokencast/internal/tools"
 )
 
 // modelFile is the --config file: named models and their parameters, and
@@ -111,7 +112,7 @@ var languages = map[string]string{
 // --model default (a bare "provider:model-id" needs no file), the demo model,
 // and extra ones from opts. It returns them by name, the names clients may
 // ask for, and the default's name.
-func models(ctx context.Context, p config.Providers, getenv func(string) string, file modelFile, extra map[string]orchestrator.Provider) (map[string]orchestrator.Model, []string, string, error) {
+func models(ctx context.Context, p config.Providers, getenv func(string) string, file modelFile, extra map[string]orchestrator.Provider, reg *tools.Registry, policies map[string]orchestrator.ToolPolicy) (map[string]orchestrator.Model, []string, string, error) {
 	defaultName := cmp(p.Model, file.DefaultModel, DefaultModel)
 	entries := file.Models
 	if entries == nil {
@@ -142,6 +143,10 @@ func models(ctx context.Context, p config.Providers, getenv func(string) string,
 				errs = append(errs, fmt.Errorf("model %q: fallback %q is not a configured model", name, f))
 			}
 		}
+		if m.Tools, err = modelTools(reg, e); err != nil {
+			errs = append(errs, fmt.Errorf("model %q: tools: %w", name, err))
+		}
+		m.Policies = policies
 		out[name] = m
 	}
 	if err := errors.Join(errs...); err != nil {

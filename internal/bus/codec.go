@@ -22,10 +22,16 @@ import (
 
 // appendEvent appends ev as json.Marshal encodes it. ok is false when ev holds
 // something only encoding/json knows how to refuse (a timestamp outside years
-// 0–9999 or with a zone offset of a day or more).
+// 0–9999 or with a zone offset of a day or more), or what it leaves to
+// encoding/json: the agent events' parts and the rarer usage counts, which
+// are not per token.
 func appendEvent(b []byte, ev *chat.Event) (_ []byte, ok bool) {
 	_, offset := ev.TimeStamp.Zone()
 	if y := ev.TimeStamp.Year(); y < 0 || y > 9999 || offset <= -24*3600 || offset >= 24*3600 {
+		return b, false
+	}
+	if ev.Tool != nil || ev.Step != nil || ev.Source != nil || ev.Approval != nil ||
+		(ev.Usage != nil && (ev.Usage.ReasoningTokens != 0 || ev.Usage.CacheReadTokens != 0 || ev.Usage.CacheWriteTokens != 0)) {
 		return b, false
 	}
 	b = append(b, `{"type":`...)
