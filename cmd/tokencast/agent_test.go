@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/provider/demo"
+	"github.com/tokencast/tokencast/internal/tools/toolstest"
 )
 
 const agentSubscription = `subscription($sessionId: String!, $after: String) {
@@ -68,7 +70,11 @@ type agentEvent struct {
 func agentSubscribed(t *testing.T, s *server, session, key, after string) *wsClient {
 	t.Helper()
 	c := dialWS(t, s)
-	c.init(map[string]any{"x-api-key": key})
+	var init map[string]any
+	if key != "" {
+		init = map[string]any{"x-api-key": key}
+	}
+	c.init(init)
 	vars := map[string]any{"sessionId": session}
 	if after != "" {
 		vars["after"] = after
@@ -339,5 +345,63 @@ func TestApprovalSurvivesARestartAndIsTheOwnersOnce(t *testing.T) {
 	}
 	if !approved || rest[len(rest)-1].Type != "END" || !strings.Contains(text, "6*7 = 42") {
 		t.Fatalf("after the approval: %s, text %q", agentTypes(rest), text)
+	}
+}
+
+// A worker that dies mid-run is replaced, and the run goes on from its
+// last stored step: a tool call whose result was stored is not run again
+// (the calculator counts one call), the one in flight is (the clock, which
+// is idempotent, counts two); a subscriber that resumed by cursor holds the
+// same run as one that never left, event for event.
+func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
+	release := make(chan struct{})
+	url, calls := toolstest.Server(t,
+		toolstest.Tool{Name: "calculator", Handler: func(context.Context, map[string]any) (string, error) { return "42", nil }},
+		toolstest.Tool{Name: "clock", Handler: func(ctx context.Context, _ map[string]any) (string, error) {
+			select {
+			case <-release:
+				return "noon", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}},
+	)
+	cfg := agentConfig(t, "mcp_servers:\n  ext:\n    url: "+url+"\nmodels:\n  demo:default:\n    ref: demo:default\n    tools: [ext.*]\n")
+	s, natsAddr := apiWithListeningNATS(t, "--config", cfg)
+	w1 := spawn(t, workerArgs(natsAddr, "--config", cfg)...)
+	steady := agentSubscribed(t, s, "agent-3", "", "")
+	leaver := agentSubscribed(t, s, "agent-3", "", "")
+	req := s.ask(t, "", "agent-3", demo.AgentTrigger+" survive", "en")
+
+	// The leaver goes away after the first tool call; the steady one
+	// watches the calculator's result come in (stored before it is shown)
+	// while the clock hangs.
+	before := leaver.agentEvents(req, func(ev agentEvent) bool { return ev.Type == "TOOL_CALL" })
+	leaver.conn.CloseNow()
+	seen := steady.agentEvents(req, func(ev agentEvent) bool {
+		return ev.Type == "TOOL_RESULT" && ev.ToolResult.Name == "calculator"
+	})
+	for calls("clock") != 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	w1.kill()
+	spawn(t, workerArgs(natsAddr, "--config", cfg)...)
+	close(release)
+
+	all := append(seen, steady.agentEvents(req, nil)...)
+	if !strings.Contains(agentTypes(all), "RESTART") {
+		t.Fatalf("no RESTART after the worker died: %s", agentTypes(all))
+	}
+	run := since(all)
+	if text := checkDemoRun(t, run); !strings.Contains(text, "The clock says noon.") {
+		t.Fatalf("answer %q", text)
+	}
+	if c, k := calls("calculator"), calls("clock"); c != 1 || k != 2 {
+		t.Fatalf("calls: calculator %d, clock %d; want 1 (its result was stored) and 2 (it was in flight)", c, k)
+	}
+	back := agentSubscribed(t, s, "agent-3", "", before[len(before)-1].Cursor)
+	resumed := append(before, back.agentEvents(req, nil)...)
+	if a, b := fmt.Sprint(since(resumed)), fmt.Sprint(run); a != b {
+		t.Fatalf("the resumed subscriber holds\n%s\nthe steady one\n%s", agentTypes(since(resumed)), agentTypes(run))
 	}
 }

@@ -46,6 +46,16 @@ func (b *Bus) AppendTurn(ctx context.Context, session string, t chat.Turn) error
 	if t.Attempt > 0 {
 		id += "." + strconv.FormatUint(t.Attempt, 10)
 	}
+	if t.Status == chat.StatusInProgress {
+		// An agent run in progress is stored after each step and each
+		// tool result: each record holds more blocks than the one before,
+		// and must not be taken for a retry of it.
+		blocks := 0
+		for _, m := range t.Run {
+			blocks += len(m.Blocks)
+		}
+		id += "." + strconv.Itoa(len(t.Run)) + "." + strconv.Itoa(blocks)
+	}
 	if _, err := b.publishRetrying(ctx, turnSubject(session), data, id); err != nil {
 		return fmt.Errorf("store %s turn of %s: %w", t.Role, session, err)
 	}
