@@ -366,17 +366,16 @@ func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat
 				mu.Unlock()
 				return
 			}
-			mu.Lock()
-			results[i], have[i] = res, true
-			msgs := stored()
-			mu.Unlock()
 			// Stored before the next model call, and before any other
 			// call's result: a worker that takes over never runs this
-			// call again.
-			if err := r.storeProgress(msgs); err != nil {
-				mu.Lock()
+			// call again. The lock is held while storing, so records are
+			// stored in the order they were made, each holding every
+			// result the one before it held.
+			mu.Lock()
+			defer mu.Unlock()
+			results[i], have[i] = res, true
+			if err := r.storeProgress(stored()); err != nil {
 				errs = append(errs, err)
-				mu.Unlock()
 			}
 		})
 	}
