@@ -127,11 +127,16 @@ func (a *answer) finish(ctx context.Context, ev chat.Event) error {
 }
 
 func (a *answer) event(t chat.EventType, message string) chat.Event {
+	// The index moves as events are published, by a step's tool calls too,
+	// each on its own goroutine.
+	a.pubMu.Lock()
+	index := a.index
+	a.pubMu.Unlock()
 	return chat.Event{
 		Type:      t,
 		SessionID: a.req.SessionID,
 		RequestID: a.req.ID,
-		Index:     a.index,
+		Index:     index,
 		Message:   message,
 		Locale:    a.req.Locale,
 		TimeStamp: time.Now().UTC(),

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -14,7 +15,8 @@ import (
 // The worker's test doubles: an in-memory queue and event history that keeps
 // what the bus keeps (claims compare-and-set like its attempts bucket,
 // publishes with a message id deduplicated), deliveries that remember how
-// they were settled, and a provider that plays a script.
+// they were settled, a provider that plays a script, and a toolbox whose
+// tools are scripted too.
 
 var _ Queue = (*fakeQueue)(nil)
 
@@ -416,6 +418,17 @@ func (p *fakeProvider) Stream(ctx context.Context, prompt chat.Prompt, emit func
 	return s(ctx, emit)
 }
 
+// prompt is what call n (from 0) was asked.
+func (p *fakeProvider) prompt(t *testing.T, n int) chat.Prompt {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n >= len(p.prompts) {
+		t.Fatalf("the provider was called %d times, not %d", len(p.prompts), n+1)
+	}
+	return p.prompts[n]
+}
+
 func (p *fakeProvider) called() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -557,4 +570,131 @@ func (q *fakeQueue) answer(session, request, call string, approved bool, reason 
 	rec.Answered, rec.Approved, rec.Reason = true, approved, reason
 	q.approvals[key] = rec
 	q.changedLocked()
+}
+
+// emits emits parts, then ends the model call as final says.
+func emits(final chat.Final, parts ...chat.Part) step {
+	return func(_ context.Context, emit func(chat.Part) error) (chat.Final, error) {
+		for _, p := range parts {
+			if err := emit(p); err != nil {
+				return chat.Final{}, err
+			}
+		}
+		return final, nil
+	}
+}
+
+// callsTools is a model call that asks for the tool calls given by parts
+// (see toolCall) and stops for their results.
+func callsTools(usage chat.Usage, parts ...[]chat.Part) step {
+	return emits(chat.Final{Usage: usage, StopReason: "tool_use"}, slices.Concat(parts...)...)
+}
+
+// toolCall is a tool call as a provider streams it: its start, its input
+// in the fragments given, its end.
+func toolCall(id, name string, input ...string) []chat.Part {
+	parts := []chat.Part{{Kind: chat.PartToolStart, CallID: id, Name: name}}
+	for _, in := range input {
+		parts = append(parts, chat.Part{Kind: chat.PartToolDelta, CallID: id, Text: in})
+	}
+	return append(parts, chat.Part{Kind: chat.PartToolEnd, CallID: id})
+}
+
+var _ Toolbox = (*fakeToolbox)(nil)
+
+// tool is one tool of a fakeToolbox.
+type tool func(ctx context.Context, input json.RawMessage) (ToolResult, error)
+
+// fakeToolbox runs its tools by name and counts the calls of each; a name
+// it has no tool for cannot be run, as a tool server that does not know it.
+type fakeToolbox struct {
+	tools map[string]tool
+
+	mu     sync.Mutex
+	inputs map[string][]string // of each call, by tool
+}
+
+func toolbox(tools map[string]tool) *fakeToolbox {
+	return &fakeToolbox{tools: tools, inputs: make(map[string][]string)}
+}
+
+func (b *fakeToolbox) Call(ctx context.Context, name string, input json.RawMessage) (ToolResult, error) {
+	b.mu.Lock()
+	b.inputs[name] = append(b.inputs[name], string(input))
+	run := b.tools[name]
+	b.mu.Unlock()
+	if run == nil {
+		return ToolResult{}, fmt.Errorf("no tool named %q here", name)
+	}
+	return run(ctx, input)
+}
+
+// called is how many times the tool was called.
+func (b *fakeToolbox) called(name string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.inputs[name])
+}
+
+// input is the input of each call of the tool, in order.
+func (b *fakeToolbox) input(name string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.inputs[name])
+}
+
+// replies is a tool that answers output.
+func replies(output string) tool {
+	return func(context.Context, json.RawMessage) (ToolResult, error) {
+		return ToolResult{Output: output}, nil
+	}
+}
+
+// failsWith is a tool that runs and fails, saying output.
+func failsWith(output string) tool {
+	return func(context.Context, json.RawMessage) (ToolResult, error) {
+		return ToolResult{Output: output, IsError: true}, nil
+	}
+}
+
+// cannotRun is a tool that cannot be run at all.
+func cannotRun(err error) tool {
+	return func(context.Context, json.RawMessage) (ToolResult, error) {
+		return ToolResult{}, err
+	}
+}
+
+// blocks is a tool that closes started (when not nil), then waits for its
+// call to be stopped; stopped receives why it was.
+func blocks(started chan<- struct{}, stopped chan<- error) tool {
+	return func(ctx context.Context, _ json.RawMessage) (ToolResult, error) {
+		if started != nil {
+			close(started)
+		}
+		<-ctx.Done()
+		stopped <- context.Cause(ctx)
+		return ToolResult{Output: "too late"}, nil
+	}
+}
+
+// together returns tools that each answer their output only once n calls
+// of them have begun: calls run one after another never get there.
+func together(n int) func(output string) tool {
+	var mu sync.Mutex
+	all := make(chan struct{})
+	return func(output string) tool {
+		return func(ctx context.Context, _ json.RawMessage) (ToolResult, error) {
+			mu.Lock()
+			if n--; n == 0 {
+				close(all)
+			}
+			mu.Unlock()
+			select {
+			case <-all:
+				return ToolResult{Output: output}, nil
+			case <-ctx.Done():
+				return ToolResult{}, context.Cause(ctx)
+			}
+		}
+	}
 }

@@ -480,12 +480,14 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 			return final, err
 		}
 		results, err := r.runTools(ctx, msg, calls, nil, false)
-		if err != nil {
-			return final, err
-		}
+		// Kept even when the run stops here: the turn says what was
+		// called and what came of it.
 		a.last = chat.Message{}
 		step := []chat.Message{msg, {Role: chat.RoleUser, Blocks: results}}
 		a.run = append(a.run, step...)
+		if err != nil {
+			return final, err
+		}
 		prompt.Messages = append(prompt.Messages, step...)
 	}
 }

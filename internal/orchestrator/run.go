@@ -310,7 +310,10 @@ func (r *run) storeProgress(msgs []chat.Message) error {
 // runTools runs the calls of one step, in parallel up to the bound, and
 // returns their results in call order. done holds results a worker before
 // this one stored; those calls are not run again. inFlight says the calls
-// may have started before (a worker died mid-step).
+// may have started before (a worker died mid-step). When the run stops
+// (an error), every call is given a result all the same, the run's own
+// for the calls it cut short: a model refuses a history with a call left
+// unanswered, and the turn keeps the run for the next question's prompt.
 func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat.Block, done map[string]chat.Block, inFlight bool) ([]chat.Block, error) {
 	a := r.a
 	results := make([]chat.Block, len(calls))
@@ -377,13 +380,24 @@ func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	err := errors.Join(errs...)
+	if err == nil {
+		err = context.Cause(ctx)
 	}
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
+	if err != nil {
+		for i, c := range calls {
+			if !have[i] {
+				results[i] = stoppedResult(c)
+			}
+		}
 	}
-	return results, nil
+	return results, err
+}
+
+// stoppedResult answers a call the run stopped before it had a result.
+func stoppedResult(c chat.Block) chat.Block {
+	return chat.Block{Kind: chat.BlockToolResult, CallID: c.CallID, Name: c.Name, IsError: true,
+		Text: "the run stopped before this tool call had a result"}
 }
 
 // errToolStopped is a tool call that stopped because the run did.
@@ -564,10 +578,10 @@ func (r *run) resume(ctx context.Context, stored []chat.Message) ([]chat.Message
 	a.run = prior
 	calls := toolCalls(last)
 	res, err := r.runTools(ctx, last, calls, results, true)
+	a.run = append(append(prior, last), chat.Message{Role: chat.RoleUser, Blocks: res})
 	if err != nil {
 		return nil, err
 	}
-	a.run = append(append(prior, last), chat.Message{Role: chat.RoleUser, Blocks: res})
 	return a.run, nil
 }
 
@@ -611,8 +625,16 @@ func storedRun(conv chat.Conversation, request string) []chat.Message {
 
 // runMessages is the run as the answer's turn keeps it: the stored steps
 // and the last model call's message, when the answer had steps, reasoning
-// or anything else than text.
+// or anything else than text. A run that stopped after a step's results
+// has no last message; one that stopped before the step's calls ran has
+// each answered by the run, as runTools does.
 func (a *answer) runMessages(last chat.Message) []chat.Message {
+	if len(last.Blocks) == 0 && last.Text == "" {
+		if len(a.run) == 0 {
+			return nil
+		}
+		return append([]chat.Message(nil), a.run...)
+	}
 	plain := len(a.run) == 0
 	for _, b := range last.Blocks {
 		if b.Kind != chat.BlockText {
@@ -622,5 +644,13 @@ func (a *answer) runMessages(last chat.Message) []chat.Message {
 	if plain {
 		return nil
 	}
-	return append(append([]chat.Message(nil), a.run...), last)
+	msgs := append(append([]chat.Message(nil), a.run...), last)
+	if calls := toolCalls(last); len(calls) > 0 {
+		res := make([]chat.Block, len(calls))
+		for i, c := range calls {
+			res[i] = stoppedResult(c)
+		}
+		msgs = append(msgs, chat.Message{Role: chat.RoleUser, Blocks: res})
+	}
+	return msgs
 }
