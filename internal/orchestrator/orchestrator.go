@@ -407,8 +407,10 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 	}()
 
 	r := newRun(o, a, model, ctx)
-	runCtx, stopRun := context.WithTimeoutCause(streamCtx, o.cfg.Agent.RunTimeout, errRunTimeout)
-	defer stopRun()
+	runCtx, stopRun := context.WithCancelCause(streamCtx)
+	defer stopRun(nil)
+	r.clock = startClock(o.cfg.Agent.RunTimeout, func() { stopRun(errRunTimeout) })
+	defer r.clock.stop()
 	final, perr := o.steps(runCtx, a, r, model, prompt, resumed)
 	cerr := r.close()
 	switch {

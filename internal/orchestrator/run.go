@@ -103,6 +103,55 @@ type run struct {
 	usage chat.Usage
 
 	storeMu sync.Mutex // one turn record written at a time
+	// clock ends the run after its time, approvals' waits excluded.
+	clock *runClock
+}
+
+// runClock calls expire once a run has taken its time. Waiting for an
+// approval does not count: an approval may come hours later.
+type runClock struct {
+	mu     sync.Mutex
+	left   time.Duration
+	since  time.Time
+	paused int
+	timer  *time.Timer
+	expire func()
+}
+
+func startClock(d time.Duration, expire func()) *runClock {
+	return &runClock{left: d, since: time.Now(), timer: time.AfterFunc(d, expire), expire: expire}
+}
+
+// pause stops the clock until every pause has its resume.
+func (c *runClock) pause() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused++
+	if c.paused == 1 && c.timer.Stop() {
+		c.left -= time.Since(c.since)
+	}
+}
+
+func (c *runClock) resume() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.paused--
+	if c.paused == 0 {
+		c.since = time.Now()
+		c.timer = time.AfterFunc(max(c.left, 0), c.expire)
+	}
+}
+
+func (c *runClock) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timer.Stop()
 }
 
 func newRun(o *Orchestrator, a *answer, m Model, pubCtx context.Context) *run {
@@ -505,7 +554,9 @@ func (r *run) approve(ctx context.Context, c chat.Block, why string) (bool, stri
 			expires = exp
 		}
 		wctx, cancel := context.WithDeadline(ctx, expires)
+		r.clock.pause()
 		rec, err = r.o.queue.WaitApproval(wctx, a.req.SessionID, a.req.ID, c.CallID)
+		r.clock.resume()
 		cancel()
 		switch {
 		case ctx.Err() != nil:
