@@ -381,8 +381,10 @@ func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
 	seen := steady.agentEvents(req, func(ev agentEvent) bool {
 		return ev.Type == "TOOL_RESULT" && ev.ToolResult.Name == "calculator"
 	})
-	for calls("clock") != 1 {
-		time.Sleep(10 * time.Millisecond)
+	for deadline := time.Now().Add(30 * time.Second); calls("clock") != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the clock was called %d times; worker:\n%s", calls("clock"), w1.out.String())
+		}
 	}
 	w1.kill()
 	spawn(t, workerArgs(natsAddr, "--config", cfg)...)
@@ -401,7 +403,9 @@ func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
 	}
 	back := agentSubscribed(t, s, "agent-3", "", before[len(before)-1].Cursor)
 	resumed := append(before, back.agentEvents(req, nil)...)
-	if a, b := fmt.Sprint(since(resumed)), fmt.Sprint(run); a != b {
+	a, _ := json.Marshal(since(resumed))
+	b, _ := json.Marshal(run)
+	if string(a) != string(b) {
 		t.Fatalf("the resumed subscriber holds\n%s\nthe steady one\n%s", agentTypes(since(resumed)), agentTypes(run))
 	}
 }

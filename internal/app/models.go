@@ -143,7 +143,7 @@ func models(ctx context.Context, p config.Providers, getenv func(string) string,
 				errs = append(errs, fmt.Errorf("model %q: fallback %q is not a configured model", name, f))
 			}
 		}
-		if m.Tools, err = modelTools(reg, e); err != nil {
+		if m.Tools, m.ToolRefs, err = modelTools(reg, e); err != nil {
 			errs = append(errs, fmt.Errorf("model %q: tools: %w", name, err))
 		}
 		m.Policies = policies

@@ -95,14 +95,26 @@ func (t toolbox) Call(ctx context.Context, name string, input json.RawMessage) (
 	return orchestrator.ToolResult{Output: res.Output, IsError: res.IsError}, err
 }
 
-// modelTools are the tools a model entry may call.
-func modelTools(reg *tools.Registry, e modelEntry) ([]chat.ToolSpec, error) {
+// modelTools are the tools a model entry may call, and the name the
+// registry knows each by (server.tool: two servers may offer one name, so
+// long as a model is given only one of them).
+func modelTools(reg *tools.Registry, e modelEntry) ([]chat.ToolSpec, map[string]string, error) {
 	patterns := e.Tools
 	if patterns == nil && strings.HasPrefix(e.Ref, "demo:") {
 		patterns = demoTools
 	}
 	if reg == nil || len(patterns) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return reg.Specs(patterns)
+	specs, err := reg.Specs(patterns)
+	if err != nil {
+		return nil, nil, err
+	}
+	refs := make(map[string]string, len(specs))
+	for _, s := range specs {
+		if refs[s.Name], err = reg.Resolve(patterns, s.Name); err != nil {
+			return nil, nil, err
+		}
+	}
+	return specs, refs, nil
 }

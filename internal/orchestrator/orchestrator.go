@@ -72,6 +72,9 @@ type Model struct {
 	// be run (a tool without one runs freely).
 	Tools    []chat.ToolSpec
 	Policies map[string]ToolPolicy
+	// ToolRefs name a tool as the Toolbox knows it, by the name the model
+	// calls it by, where the two differ.
+	ToolRefs map[string]string
 }
 
 func (m Model) system(locale string) string {

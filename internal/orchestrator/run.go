@@ -487,7 +487,11 @@ func (r *run) callTool(ctx context.Context, c chat.Block, inFlight bool) (chat.B
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	out, err := r.o.cfg.Tools.Call(tctx, c.Name, c.Input)
+	ref := c.Name
+	if full, ok := r.model.ToolRefs[c.Name]; ok {
+		ref = full
+	}
+	out, err := r.o.cfg.Tools.Call(tctx, ref, c.Input)
 	res.DurationMillis = time.Since(start).Milliseconds()
 	switch {
 	case ctx.Err() != nil:
