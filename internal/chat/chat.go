@@ -269,6 +269,9 @@ type Message struct {
 	// read: an assistant's reasoning, text and tool calls, or the tool
 	// results a user message carries back.
 	Blocks []Block `json:"blocks,omitempty"`
+	// Usage, on an assistant's step of an agent run, is what that model
+	// call cost: a run taken over by another worker still counts it.
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // Prompt is what a provider is asked to continue.

@@ -466,6 +466,9 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 			return final, serr
 		}
 		r.usage.Add(final.Usage)
+		usage := final.Usage
+		msg.Usage = &usage
+		a.last = msg
 		calls := toolCalls(msg)
 		if len(calls) > 0 && o.cfg.Tools == nil {
 			calls = nil

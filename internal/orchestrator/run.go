@@ -598,7 +598,12 @@ func (r *run) resume(ctx context.Context, stored []chat.Message) ([]chat.Message
 				}
 			}
 			calls := toolCalls(m)
-			if err := r.publishStep("tool_use", len(calls) > 0, chat.Usage{}); err != nil {
+			var usage chat.Usage
+			if m.Usage != nil {
+				usage = *m.Usage
+				r.usage.Add(usage)
+			}
+			if err := r.publishStep("tool_use", len(calls) > 0, usage); err != nil {
 				return nil, err
 			}
 			results = nil

@@ -132,10 +132,13 @@ func checkShown(t *testing.T, evs []chat.Event, want []string) {
 
 // checkMessages fails t unless got are want, block by block and byte for
 // byte; how long a call ran is not compared.
+// checkMessages compares messages without their durations and the usage of
+// their steps (checked on their own).
 func checkMessages(t *testing.T, what string, got, want []chat.Message) {
 	t.Helper()
 	got = slices.Clone(got)
 	for i := range got {
+		got[i].Usage = nil
 		got[i].Blocks = slices.Clone(got[i].Blocks)
 		for j := range got[i].Blocks {
 			got[i].Blocks[j].DurationMillis = 0
@@ -327,6 +330,20 @@ func TestRunCallsToolsBetweenModelCalls(t *testing.T) {
 	checkMessages(t, "the conversation keeps the run", turn.Run, []chat.Message{step, answered, assistant(text("3 and x"))})
 	if turn.Usage == nil || *turn.Usage != sum {
 		t.Errorf("the conversation keeps usage %+v, want %+v", turn.Usage, sum)
+	}
+	// Each step keeps its own usage, so a run another worker takes over
+	// still counts the calls made before.
+	var stepSum chat.Usage
+	for _, m := range turn.Run {
+		if m.Role == chat.RoleAssistant {
+			if m.Usage == nil {
+				t.Fatalf("a stored step has no usage: %+v", m)
+			}
+			stepSum.Add(*m.Usage)
+		}
+	}
+	if stepSum != sum {
+		t.Errorf("the stored steps' usage adds up to %+v, want %+v", stepSum, sum)
 	}
 	// Stored before the tools ran, then after each result: a worker that
 	// takes over from any record never runs a call whose result it had.
