@@ -3,12 +3,19 @@
 import { createClient } from 'graphql-ws/client';
 import { CodedError, fromGraphQL } from './errors.js';
 
+// The agent fields (reasoning, tool calls and results, steps, sources,
+// approvals) come only with agent: true; without it an agent answer is text.
 const EVENT_FIELDS = `type message requestId index cursor stopReason model timeStamp
   usage { inputTokens outputTokens totalTokens }
-  error { code message }`;
+  error { code message }
+  toolCall { id name input }
+  toolResult { callId name output isError truncated durationMs }
+  step { number reason continues }
+  source { title url text }
+  approval { callId tool input approved reason expires }`;
 
 const WATCH = `subscription Watch($sessionId: String!, $after: String) {
-  onSendMessage(sessionId: $sessionId, after: $after) { ${EVENT_FIELDS} }
+  onSendMessage(sessionId: $sessionId, after: $after, agent: true) { ${EVENT_FIELDS} }
 }`;
 
 /**
@@ -61,7 +68,10 @@ export class Api {
   conversation(sessionId) {
     return this.request(`query Conversation($sessionId: String!) {
       conversation(sessionId: $sessionId) {
-        turns { requestId role text status locale model at usage { inputTokens outputTokens totalTokens } }
+        turns {
+          requestId role text status locale model at usage { inputTokens outputTokens totalTokens }
+          steps { reasoning text toolCalls { id name input output isError truncated durationMs } }
+        }
       }
     }`, { sessionId }).then((d) => d.conversation);
   }
@@ -76,6 +86,13 @@ export class Api {
     return this.request(`mutation Cancel($sessionId: String!, $requestId: ID!) {
       cancelResponse(sessionId: $sessionId, requestId: $requestId) { requestId cancelled }
     }`, { sessionId, requestId }).then((d) => d.cancelResponse);
+  }
+
+  /** Approves or denies a tool call that waits for the session owner. */
+  answerApproval({ sessionId, requestId, callId, approve, reason }) {
+    return this.request(`mutation AnswerApproval($sessionId: String!, $requestId: ID!, $callId: ID!, $approve: Boolean!, $reason: String) {
+      answerApproval(sessionId: $sessionId, requestId: $requestId, callId: $callId, approve: $approve, reason: $reason) { callId approved }
+    }`, { sessionId, requestId, callId, approve, reason: reason || null }).then((d) => d.answerApproval);
   }
 
   socket() {

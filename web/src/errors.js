@@ -36,6 +36,11 @@ const sentences = {
   NETWORK: 'Cannot reach the server. Check that tokencast is running; the page keeps trying.',
   SLOW_CONSUMER: 'The connection fell behind the stream and is catching up.',
   SERVER_SHUTDOWN: 'The server is restarting; the page reconnects by itself.',
+  STEP_LIMIT: 'The agent asked for more steps than this server allows in one answer.',
+  RUN_TIMEOUT: 'The agent took longer than this server allows for one answer.',
+  STORAGE_UNAVAILABLE: 'The server\'s storage is full, so the answer ended before it was kept whole.',
+  ALREADY_ANSWERED: 'This tool call was already answered, in another tab or on another device.',
+  APPROVAL_NOT_PENDING: 'This tool call no longer waits for an answer: it was answered, it timed out, or the answer ended.',
 };
 
 /**

@@ -1,9 +1,12 @@
 // The chat page: one conversation at a time, watched over graphql-ws; answers
-// stream in as sanitized Markdown and survive reloads and dropped connections
-// by resuming after the last cursor.
+// stream in as sanitized Markdown, agent runs as their reasoning, tool calls
+// and approvals, and both survive reloads and dropped connections by
+// resuming after the last cursor.
 import { Api } from './api.js';
 import { describe } from './errors.js';
 import { renderMarkdown } from './markdown.js';
+import { ANSWERING, appendText, applyEvent, carryAnswering, isAgentEvent, partsFromSteps, partsFromText } from './run.js';
+import { renderRun } from './runview.js';
 import { newId, store, validSessionId } from './store.js';
 
 const $ = (id) => document.getElementById(id);
@@ -23,7 +26,9 @@ const LOCALES = [
 
 const state = {
   sessionId: '',
-  // {requestId, role, text, status, model, usage, error, lastIndex, settled, askedAt, startAt, firstAt, endAt};
+  // {requestId, role, text, parts, status, model, usage, error, lastIndex, settled, askedAt, startAt, firstAt, endAt};
+  // parts: an agent answer's reasoning, text, tool calls, steps and sources
+  // in order (run.js), null for a plain answer;
   // settled: the server said the answer had ended before this page saw any
   // of its events, so its stored text is whole and replayed events add nothing.
   turns: [],
@@ -55,12 +60,16 @@ function streamingTurn() {
   return state.turns.find((t) => t.role === 'assistant' && t.status === 'IN_PROGRESS');
 }
 
+function waitsForApproval(t) {
+  return !!(t && t.parts && t.parts.some((p) => p.kind === 'tool' && !p.result && p.approval && p.approval.pending));
+}
+
 function showConn() {
   let s = state.socket;
   if (state.authRefused) s = 'refused';
-  else if (s === 'connected' && streamingTurn()) s = 'streaming';
+  else if (s === 'connected' && streamingTurn()) s = waitsForApproval(streamingTurn()) ? 'approval' : 'streaming';
   const label = {
-    connecting: 'Connecting…', connected: 'Connected', streaming: 'Streaming…',
+    connecting: 'Connecting…', connected: 'Connected', streaming: 'Streaming…', approval: 'Waiting for approval',
     reconnecting: 'Reconnecting…', refused: 'API key refused',
   }[s];
   ui.conn.dataset.state = s;
@@ -154,6 +163,7 @@ ui.newChat.addEventListener('click', () => { closeSidebar(); openSession(newId('
 function fromServer(t) {
   return {
     requestId: t.requestId, role: t.role === 'USER' ? 'user' : 'assistant', text: t.text,
+    parts: t.role === 'USER' ? null : partsFromSteps(t.steps),
     status: t.status, model: t.model, usage: t.usage, lastIndex: -1, settled: t.status !== 'IN_PROGRESS',
   };
 }
@@ -173,9 +183,15 @@ function mergeConversation(serverTurns) {
     if (!l) { out.push(s); continue; }
     if (l.role === 'assistant') {
       if (s.status !== 'IN_PROGRESS' && l.status === 'IN_PROGRESS') {
-        Object.assign(l, { text: s.text, status: s.status, usage: s.usage || l.usage, model: s.model || l.model, settled: l.lastIndex < 0 });
+        // The stored run is whole; what streamed here may have missed its end.
+        if (s.parts) carryAnswering(l.parts, s.parts);
+        const parts = s.parts || (l.lastIndex < 0 ? null : l.parts);
+        Object.assign(l, { text: s.text, parts, status: s.status, usage: s.usage || l.usage, model: s.model || l.model, settled: l.lastIndex < 0 });
       } else if (l.status === 'IN_PROGRESS' && l.lastIndex < 0 && s.text.length > l.text.length) {
         l.text = s.text;
+        l.parts = s.parts;
+      } else if (l.status === 'IN_PROGRESS' && l.lastIndex < 0 && s.parts && !l.parts) {
+        l.parts = s.parts;
       }
     }
     out.push(l);
@@ -203,7 +219,7 @@ function refreshConversation() {
 function saveResume() {
   const live = state.turns
     .filter((t) => t.role === 'assistant' && t.status === 'IN_PROGRESS' && t.lastIndex >= 0)
-    .map((t) => ({ requestId: t.requestId, index: t.lastIndex, text: t.text }));
+    .map((t) => ({ requestId: t.requestId, index: t.lastIndex, text: t.text, parts: t.parts || null }));
   store.saveResume(state.sessionId, { cursor: state.cursor, live });
 }
 
@@ -248,12 +264,13 @@ function onEvent(ev) {
   const now = performance.now();
   switch (ev.type) {
     case 'START':
-      Object.assign(t, { text: '', status: 'IN_PROGRESS', startAt: now, error: null });
+      Object.assign(t, { text: '', parts: null, status: 'IN_PROGRESS', startAt: now, error: null });
       break;
     case 'DELTA':
       if (!t.firstAt) t.firstAt = now;
       if (t.status !== 'IN_PROGRESS') t.status = 'IN_PROGRESS';
       t.text += ev.message;
+      if (t.parts) appendText(t.parts, ev.message);
       break;
     case 'END':
       Object.assign(t, { status: 'COMPLETE', endAt: now, usage: ev.usage, model: ev.model, stopReason: ev.stopReason });
@@ -265,9 +282,15 @@ function onEvent(ev) {
       Object.assign(t, { status: 'CANCELLED', endAt: now });
       break;
     case 'RESTART':
-      Object.assign(t, { text: '', firstAt: null, status: 'IN_PROGRESS' });
+      Object.assign(t, { text: '', parts: null, firstAt: null, status: 'IN_PROGRESS' });
       break;
     default:
+      if (isAgentEvent(ev.type)) {
+        if (!t.parts) t.parts = partsFromText(t.text);
+        if (ev.type === 'REASONING' && !t.firstAt) t.firstAt = now;
+        if (t.status !== 'IN_PROGRESS') t.status = 'IN_PROGRESS';
+        applyEvent(t.parts, ev);
+      }
       break;
   }
   t.lastIndex = index;
@@ -367,7 +390,7 @@ async function openSession(id) {
   for (const t of state.turns) {
     if (t.role !== 'assistant' || t.status !== 'IN_PROGRESS') continue;
     const live = (resume.live || []).find((l) => l.requestId === t.requestId);
-    if (live) Object.assign(t, { text: live.text, lastIndex: live.index });
+    if (live) Object.assign(t, { text: live.text, parts: live.parts || null, lastIndex: live.index });
     else fromStart = true;
   }
   if (fromStart) state.cursor = null;
@@ -441,6 +464,35 @@ ui.stop.addEventListener('click', async () => {
     ui.stop.disabled = false;
   }
 });
+
+// ---- approvals ------------------------------------------------------------------------
+
+const APPROVAL_FORBIDDEN = 'Only the owner of this conversation can answer its approvals; this key or token is not.';
+
+/**
+ * Answers a tool call's approval. The card shows the answer once the run
+ * says so (APPROVAL), in this tab and every other one watching.
+ */
+async function answerApproval(t, part, approve, reason) {
+  const answering = part[ANSWERING] || {};
+  if (answering.sending || answering.sent) return;
+  part[ANSWERING] = { sending: true, approve };
+  dirty.add(t);
+  scheduleRender(false);
+  try {
+    await api.answerApproval({ sessionId: state.sessionId, requestId: t.requestId, callId: part.id, approve, reason });
+    part[ANSWERING] = { sent: true, approve };
+  } catch (err) {
+    const code = err.code || 'INTERNAL';
+    // These say the question is closed: asking again cannot help.
+    const final = code === 'ALREADY_ANSWERED' || code === 'APPROVAL_NOT_PENDING' || code === 'FORBIDDEN';
+    const text = code === 'FORBIDDEN' ? APPROVAL_FORBIDDEN : describe(code, err.message, err.retryAfter);
+    part[ANSWERING] = { error: `${text} (${code})`, final, approve };
+    authFailed(err);
+  }
+  dirty.add(t);
+  scheduleRender(false);
+}
 
 function regenerate(t) {
   const q = findTurn(t.requestId, 'user');
@@ -529,10 +581,23 @@ function renderTurn(t) {
     content.textContent = t.text;
     return;
   }
-  const waiting = t.status === 'IN_PROGRESS' && !t.text;
   el.classList.toggle('streaming', t.status === 'IN_PROGRESS');
-  if (waiting) content.innerHTML = '<span class="dots" aria-label="waiting for the first token"><i></i><i></i><i></i></span>';
-  else content.innerHTML = renderMarkdown(t.text);
+  const agent = !!(t.parts && t.parts.length);
+  el.classList.toggle('agent', agent);
+  const waiting = t.status === 'IN_PROGRESS' && !t.text && !agent;
+  if (agent) {
+    // An agent answer keeps each part's element (an opened reasoning block,
+    // a reason being typed); a plain one is redrawn from its text.
+    if (!content.classList.contains('run')) {
+      content.classList.add('run');
+      content.replaceChildren();
+    }
+    renderRun(content, t.parts, { inProgress: t.status === 'IN_PROGRESS', onAnswer: (part, approve, reason) => answerApproval(t, part, approve, reason) });
+  } else {
+    content.classList.remove('run');
+    if (waiting) content.innerHTML = '<span class="dots" aria-label="waiting for the first token"><i></i><i></i><i></i></span>';
+    else content.innerHTML = renderMarkdown(t.text);
+  }
   const s = statusLine(t);
   const status = el.querySelector('.turn-status');
   status.hidden = !s;

@@ -36,6 +36,14 @@ function demoAnswer(locale, ...questions) {
   return s + ` I am the tokencast demo model answering in locale ${locale}; every word you see streamed to each subscriber of this session as it was generated.`;
 }
 
+// The demo model's agent run (internal/provider/demo/agent.go).
+const AGENT_TRIGGER = '[[demo:agent]]';
+const AGENT_REASONING = 'The user asked for the demo agent run. I will work out 6*7 with the calculator and read the clock, then answer with what they say.';
+
+// Markup that must stay text wherever the run shows it.
+const HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>' +
+  '<b>not bold</b></pre><a href="javascript:window.__pwned=3">click</a> &amp;';
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -125,6 +133,7 @@ let twoModels; // a server with a second, named model from --config
 let limited; // a server that takes one question per minute
 let issuer; // the OpenID provider oidc trusts
 let oidc; // a server that takes bearer tokens from issuer
+let approving; // a server whose calculator waits for the owner's approval (and that cuts the clock's output)
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
@@ -132,13 +141,16 @@ before(async () => {
   // The second model's END events name its reference, demo:second.
   const models = path.join(tmp, 'models.yaml');
   writeFileSync(models, 'models:\n  second:\n    ref: demo:second\n');
+  const approval = path.join(tmp, 'approval.yaml');
+  writeFileSync(approval, 'tools:\n  builtin.calculator: { approval: required }\n');
   issuer = await startIssuer();
-  [open, locked, twoModels, limited, oidc] = await Promise.all([
+  [open, locked, twoModels, limited, oidc, approving] = await Promise.all([
     startServer(),
     startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY }),
     startServer({}, ['--config', models]),
     startServer({}, ['--ask-rate', '1', '--ask-burst', '1']),
     startServer({}, ['--oidc-issuer', issuer.url, '--oidc-audience', 'tokencast']),
+    startServer({}, ['--config', approval, '--agent-max-tool-output', '40']),
   ]);
   browser = await chromium.launch({
     executablePath: process.env.TOKENCAST_CHROMIUM || '/usr/bin/chromium',
@@ -157,7 +169,9 @@ after(async () => {
 
 /** A fresh browser profile (own localStorage) on the page, failing on page errors. */
 async function newPage(server, hash = '', options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...options });
+  const { init, ...contextOptions } = options;
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 }, ...contextOptions });
+  if (init) await context.addInitScript(init);
   const page = await context.newPage();
   page.errors = [];
   page.dialogs = [];
@@ -191,6 +205,32 @@ async function assertKeptAfterReload(page, picker, value) {
   await page.reload();
   await waitForConnected(page);
   assert.equal(await page.locator(picker).inputValue(), value, `${picker} keeps ${value} after a reload`);
+}
+
+/**
+ * The parts of the last answer's agent run as the page shows them, in
+ * order, as text: what a user would read.
+ */
+function runOf(page) {
+  return lastAnswer(page).evaluate((turn) => [...turn.querySelectorAll('.content.run > .part')].map((p) => {
+    const text = (sel) => (p.querySelector(sel) ? p.querySelector(sel).textContent : null);
+    if (p.classList.contains('reasoning')) return { kind: 'reasoning', open: p.open, summary: text('summary'), text: text('.reasoning-text') };
+    if (p.classList.contains('step')) return { kind: 'step', label: p.textContent };
+    if (p.classList.contains('text')) return { kind: 'text', text: p.textContent };
+    if (p.classList.contains('sources')) return { kind: 'sources', text: p.textContent };
+    const result = p.querySelector('.tool-result');
+    const note = p.querySelector('.tool-note');
+    return {
+      kind: 'tool', name: text('.tool-name'), state: p.dataset.state, input: text('.tool-input'),
+      output: result.hidden ? null : text('.tool-output'), duration: text('.tool-duration'),
+      truncated: !note.hidden,
+    };
+  }));
+}
+
+/** The approval box of the last answer's tool card named tool. */
+function approvalOf(page, tool) {
+  return lastAnswer(page).locator('.tool', { has: page.locator('.tool-name', { hasText: tool }) }).locator('.tool-approval');
 }
 
 function shot(page, name) {
@@ -631,6 +671,205 @@ describe('chat page', { timeout: 120000 }, () => {
     const bob = await graphql(oidc, 'query($s:String!){conversation(sessionId:$s){turns{text}}}', { s: session }, 'Bearer ' + issuer.token('bob'));
     assert.equal(bob.errors && bob.errors[0].extensions.code, 'FORBIDDEN', 'another subject cannot read it');
     await shot(page, '19-token-accepted');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+});
+
+describe('agent runs', { timeout: 120000 }, () => {
+  test('an agent run shows its reasoning, tool calls and answer as they happen, and the same after a reload', async () => {
+    // Record every state the tool cards pass through, and the reasoning
+    // text while the answer streams.
+    const page = await newPage(open, '', {
+      init: () => {
+        window.seen = { tools: [], reasoning: [] };
+        new MutationObserver(() => {
+          const turn = [...document.querySelectorAll('.turn.assistant')].pop();
+          if (!turn) return;
+          for (const card of turn.querySelectorAll('.tool')) {
+            const s = card.querySelector('.tool-name').textContent + ':' + card.dataset.state;
+            if (!window.seen.tools.includes(s)) window.seen.tools.push(s);
+          }
+          const r = turn.querySelector('.reasoning-text');
+          const last = window.seen.reasoning[window.seen.reasoning.length - 1];
+          if (r && turn.dataset.status === 'IN_PROGRESS' && r.textContent !== last) window.seen.reasoning.push(r.textContent);
+        }).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+      },
+    });
+    await waitForConnected(page);
+    await send(page, AGENT_TRIGGER + ' run');
+    await page.waitForSelector('.turn.assistant[data-status="IN_PROGRESS"] .tool[data-state="running"]', { timeout: 20000 });
+    await shot(page, '20-agent-running');
+    await waitForStatus(page, 'COMPLETE');
+
+    const seen = await page.evaluate(() => window.seen);
+    assert.ok(seen.reasoning.length >= 2, `the reasoning grew while it streamed (${seen.reasoning.length} states)`);
+    for (const r of seen.reasoning) assert.ok(AGENT_REASONING.startsWith(r), `reasoning state ${JSON.stringify(r)} is a prefix of the whole`);
+    for (const tool of ['calculator', 'clock']) {
+      const running = seen.tools.indexOf(tool + ':running');
+      assert.ok(running >= 0 && running < seen.tools.indexOf(tool + ':finished'), `${tool} was running, then finished: ${seen.tools}`);
+    }
+
+    const run = await runOf(page);
+    assert.deepEqual(run.map((p) => p.kind), ['reasoning', 'tool', 'tool', 'step', 'text']);
+    const [reasoning, calculator, clock, step, text] = run;
+    assert.deepEqual(reasoning, { kind: 'reasoning', open: false, summary: 'Reasoning', text: AGENT_REASONING }, 'the reasoning is folded and whole');
+    assert.equal(calculator.name, 'calculator');
+    assert.equal(calculator.state, 'finished');
+    assert.equal(calculator.input, '{\n  "expression": "6*7"\n}', 'the arguments are indented JSON');
+    assert.equal(calculator.output, '42');
+    assert.match(calculator.duration, /^\d+ ms$/);
+    assert.equal(calculator.truncated, false);
+    assert.equal(clock.name, 'clock');
+    assert.equal(clock.state, 'finished');
+    assert.equal(clock.input, '{}');
+    assert.match(clock.output, /"timezone": "UTC"/, 'the clock\'s structured output is indented JSON');
+    assert.equal(step.label, 'Step 2');
+    assert.match(text.text, /The calculator says 6\*7 = 42\. The clock says .*That was the demo agent run/);
+    assert.match(await lastAnswer(page).locator('.meta').textContent(), /demo:default/);
+    await shot(page, '21-agent-complete');
+    await lastAnswer(page).locator('.reasoning summary').click();
+    assert.equal(await lastAnswer(page).locator('.reasoning').evaluate((d) => d.open), true, 'a click unfolds the reasoning');
+    await shot(page, '22-agent-reasoning-open');
+
+    // The stored conversation has the steps; a reload shows them alone
+    // (the page resumes after the END's cursor: nothing is replayed).
+    const turns = await graphql(open, 'query($s:String!){conversation(sessionId:$s){turns{role steps{reasoning toolCalls{name output}}}}}', { s: await sessionOf(page) });
+    const steps = turns.data.conversation.turns.find((t) => t.role === 'ASSISTANT').steps;
+    assert.deepEqual(steps.map((s) => s.toolCalls.map((c) => c.name)), [['calculator', 'clock'], []]);
+    await page.reload();
+    await page.waitForSelector('.turn.assistant[data-status="COMPLETE"] .content.run .tool');
+    assert.deepEqual(await runOf(page), run, 'after a reload the page shows the same run, from the conversation');
+    await shot(page, '23-agent-after-reload');
+    await page.setViewportSize({ width: 390, height: 844 });
+    // The sidebar slides away on a phone.
+    await page.waitForFunction(() => document.getElementById('sidebar').getBoundingClientRect().right <= 0);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `the run fits a phone width (overflow ${overflow}px)`);
+    await shot(page, '23b-agent-phone');
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('a tool call waiting for approval shows in a second tab, which approves it; the first answer wins', async () => {
+    const a = await newPage(approving);
+    await waitForConnected(a);
+    const session = await sessionOf(a);
+    await send(a, AGENT_TRIGGER + ' with approval');
+    const boxA = approvalOf(a, 'calculator');
+    await boxA.locator('.approve').waitFor({ state: 'visible', timeout: 20000 });
+    assert.equal(await boxA.getAttribute('data-approval'), 'pending');
+    assert.ok(await boxA.locator('.deny').isVisible(), 'Deny is shown beside Approve');
+    assert.ok(await boxA.locator('.deny-reason').isVisible(), 'a denial may say why');
+    assert.match(await boxA.locator('.approval-why').textContent(), /waits for your approval/);
+    // The clock needs no approval: it runs while the calculator waits.
+    await a.waitForSelector('.turn.assistant:last-of-type .tool[data-state="finished"]', { timeout: 10000 });
+    let run = await runOf(a);
+    assert.deepEqual(run.map((p) => [p.kind, p.name, p.state]), [
+      ['reasoning', undefined, undefined], ['tool', 'calculator', 'approval'], ['tool', 'clock', 'finished'], ['step', undefined, undefined],
+    ]);
+    assert.equal(run[1].output, null, 'no result before the approval');
+    assert.equal(await lastAnswer(a).getAttribute('data-status'), 'IN_PROGRESS');
+    assert.equal(await a.locator('#conn').textContent(), 'Waiting for approval');
+    await shot(a, '24-approval-pending');
+    await a.emulateMedia({ colorScheme: 'dark' });
+    await shot(a, '24b-approval-pending-dark');
+    await a.emulateMedia({ colorScheme: 'light' });
+
+    // A reload shows the run so far and the pending approval again.
+    await a.reload();
+    await boxA.locator('.approve').waitFor({ state: 'visible', timeout: 10000 });
+    assert.deepEqual(await runOf(a), run, 'the reloaded tab shows the same run');
+
+    // Another browser profile on the same session is replayed the request.
+    const b = await newPage(approving, session);
+    const boxB = approvalOf(b, 'calculator');
+    await boxB.locator('.approve').waitFor({ state: 'visible', timeout: 10000 });
+    await b.waitForSelector('.turn.user');
+    await shot(b, '25-approval-second-tab');
+
+    // Tab a denies first, but its answer is held on the way until tab b
+    // has approved: b's approval wins, and a says why its own did not.
+    let held;
+    const heldAnswer = new Promise((resolve) => { held = resolve; });
+    await a.route('**/graphql', (route) => {
+      if (/answerApproval/.test(route.request().postData() || '')) held(route);
+      else route.continue();
+    });
+    await boxA.locator('.deny-reason').fill('not now');
+    await boxA.locator('.deny').click();
+    const aRoute = await heldAnswer;
+    assert.equal(await boxA.locator('.deny').isDisabled(), true, 'the buttons wait while the answer is sent');
+    await boxB.locator('.approve').click();
+    await Promise.all([a, b].map((p) => p.waitForSelector('.turn.assistant:last-of-type .tool-approval[data-approval="approved"]', { timeout: 10000 })));
+    await aRoute.continue();
+    await a.waitForFunction(() => {
+      const e = document.querySelector('.turn.assistant:last-of-type .approval-error');
+      return e && !e.hidden && e.textContent;
+    }, null, { timeout: 10000 });
+    const refusal = await boxA.locator('.approval-error').textContent();
+    assert.match(refusal, /already answered|no longer waits/, `a's late denial says why it did not count: ${refusal}`);
+    assert.match(refusal, /ALREADY_ANSWERED|APPROVAL_NOT_PENDING/);
+
+    await Promise.all([waitForStatus(a, 'COMPLETE'), waitForStatus(b, 'COMPLETE')]);
+    for (const p of [a, b]) {
+      run = await runOf(p);
+      const calculator = run.find((x) => x.kind === 'tool' && x.name === 'calculator');
+      assert.equal(calculator.state, 'finished');
+      assert.equal(calculator.output, '42');
+      assert.match(run.find((x) => x.kind === 'text').text, /The calculator says 6\*7 = 42\./);
+      assert.equal(await approvalOf(p, 'calculator').locator('.approval-answer').textContent(), 'Approved');
+      assert.equal(await approvalOf(p, 'calculator').locator('.approval-actions').isHidden(), true, 'no buttons once answered');
+    }
+    await shot(a, '26-approval-answered');
+    await shot(b, '27-approval-answered-second-tab');
+    assert.deepEqual([...a.errors, ...b.errors], []);
+    await a.context().close();
+    await b.context().close();
+  });
+
+  test('hostile tool output stays text: a denial\'s reason on the card, in the answer, and after a reload', async () => {
+    // The demo's tool calls are fixed, but a denial's reason comes back as
+    // the calculator's (error) result, and the answer quotes it: the one
+    // tool output a test can choose.
+    const reason = HOSTILE;
+    const page = await newPage(approving);
+    await waitForConnected(page);
+    await send(page, AGENT_TRIGGER + ' to deny');
+    const box = approvalOf(page, 'calculator');
+    await box.locator('.deny').waitFor({ state: 'visible', timeout: 20000 });
+    await box.locator('.deny-reason').fill(reason);
+    await box.locator('.deny').click();
+    await page.waitForSelector('.turn.assistant:last-of-type .tool-approval[data-approval="denied"]', { timeout: 10000 });
+    assert.equal(await box.locator('.approval-answer').textContent(), 'Denied: ' + reason, 'the reason shows as the text it is');
+    await waitForStatus(page, 'COMPLETE');
+    const check = async (when) => {
+      const run = await runOf(page);
+      const calculator = run.find((p) => p.kind === 'tool' && p.name === 'calculator');
+      assert.equal(calculator.state, 'failed', `${when}: the denied call shows as failed`);
+      assert.equal(calculator.output, 'the user denied this tool call: ' + reason, `${when}: the output is shown as the text it is`);
+      assert.equal(calculator.truncated, false);
+      // This server keeps 40 bytes of a tool's output: the clock's is cut.
+      const clock = run.find((p) => p.kind === 'tool' && p.name === 'clock');
+      assert.equal(clock.state, 'finished');
+      assert.match(clock.output, /^\{"time":.*\n\[truncated: \d+ more bytes\]$/s);
+      assert.equal(clock.truncated, true, `${when}: the card says the output was cut`);
+      assert.match(run.find((p) => p.kind === 'text').text, /^The calculator could not answer: the user denied this tool call: /);
+      const dom = await page.evaluate(() => ({
+        pwned: window.__pwned,
+        onerror: document.querySelectorAll('[onerror]').length,
+        scripts: document.querySelectorAll('.messages script').length,
+        markupInCards: document.querySelectorAll('.tool img, .tool script, .tool b, .tool a').length,
+        jsLinks: [...document.querySelectorAll('.messages a')].filter((a) => /^\s*javascript:/i.test(a.getAttribute('href') || '')).length,
+      }));
+      assert.deepEqual(dom, { pwned: undefined, onerror: 0, scripts: 0, markupInCards: 0, jsLinks: 0 }, `${when}: nothing of the output became markup that runs`);
+    };
+    await check('live');
+    await shot(page, '28-hostile-tool-output');
+    await page.reload();
+    await page.waitForSelector('.turn.assistant[data-status="COMPLETE"] .content.run .tool');
+    await check('after a reload');
+    assert.deepEqual(page.dialogs, []);
     assert.deepEqual(page.errors, []);
     await page.context().close();
   });
