@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -100,4 +103,96 @@ func openPTY(t *testing.T) (ptmx, pts *os.File) {
 		t.Fatal(err)
 	}
 	return ptmx, pts
+}
+
+// TestChatApprovalWaitsForStdin: the tokencast process asks on stderr and
+// waits for the line on its stdin, typed once the question is on screen.
+func TestChatApprovalWaitsForStdin(t *testing.T) {
+	s := start(t, "", nil, append([]string{"--config", agentConfig(t, approvalRequired)}, fast...)...)
+	cmd := chatProcess(s, "--session", "cli-proc-approve", demo.AgentTrigger+" wait for me")
+	var out, errOut syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	typing, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the prompt", func() bool { return strings.Contains(errOut.String(), "? [y/N] ") })
+	if out.String() != "" {
+		t.Fatalf("stdout %q before the approval", out.String())
+	}
+	if _, err := io.WriteString(typing, "y\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("chat: %v\n%s", err, errOut.String())
+	}
+	if !strings.HasPrefix(out.String(), "The calculator says 6*7 = 42.") {
+		t.Fatalf("stdout %q", out.String())
+	}
+	if want := `approve calculator {"expression":"6*7"}? [y/N] y` + "\n"; errOut.String() != want {
+		t.Fatalf("stderr %q, want only the prompt and its answer %q", errOut.String(), want)
+	}
+}
+
+// TestChatRunRestartedByAnotherWorker: the worker dies while chat's
+// approval prompt waits; another worker takes the run over, and chat drops
+// nothing it needs: the prompt is asked once, the lines of the first attempt
+// stay, marked "(restarted)", the answer after the approval is exactly the
+// answer's text.
+func TestChatRunRestartedByAnotherWorker(t *testing.T) {
+	config := agentConfig(t, approvalRequired)
+	s, natsAddr := apiWithListeningNATS(t, "--config", config)
+	w1 := spawn(t, workerArgs(natsAddr, "--config", config)...)
+	const session = "cli-restart"
+	stdin, typing := io.Pipe()
+	defer typing.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"chat", "--url", "http://" + s.addr, "--verbose", "--session", session, demo.AgentTrigger + " survive"},
+			func(string) string { return "" }, stdin, &out, &errOut)
+	}()
+	waitFor(t, "the prompt", func() bool { return strings.Contains(errOut.String(), "? [y/N] ") })
+
+	// Another subscriber sees the new attempt ask again, so the answer is
+	// typed only once the run was taken over.
+	_, resp := s.post(t, "", `query($s:String!){conversation(sessionId:$s){turns{requestId}}}`, map[string]any{"s": session})
+	var data struct {
+		Conversation struct {
+			Turns []struct{ RequestID string } `json:"turns"`
+		} `json:"conversation"`
+	}
+	if err := json.Unmarshal(resp.Data, &data); err != nil || len(data.Conversation.Turns) == 0 {
+		t.Fatalf("conversation %s", resp.Data)
+	}
+	watcher := agentSubscribed(t, s, session, "", "")
+	w1.kill()
+	spawn(t, workerArgs(natsAddr, "--config", config)...)
+	restarted := false
+	watcher.agentEvents(data.Conversation.Turns[0].RequestID, func(ev agentEvent) bool {
+		restarted = restarted || ev.Type == "RESTART"
+		return restarted && ev.Type == "APPROVAL_REQUESTED"
+	})
+
+	if _, err := io.WriteString(typing, "y\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("chat: %v\n%s", err, errOut.String())
+	}
+	if text := storedAnswer(t, s, "", session); out.String() != text+"\n" || !strings.Contains(text, "6*7 = 42") {
+		t.Fatalf("stdout %q, want the answer %q", out.String(), text+"\n")
+	}
+	stderr := errOut.String()
+	if n := strings.Count(stderr, "[y/N]"); n != 1 {
+		t.Errorf("asked %d times:\n%s", n, stderr)
+	}
+	if missing, ok := inOrder(stderr, "→ calculator", "[y/N] y\n", "(restarted)\n", "→ calculator", "approved calculator\n", "← calculator 42 ("); !ok {
+		t.Errorf("stderr lacks %q in its place:\n%s", missing, stderr)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,196 @@ func TestChatInterruptCancelsTheAnswerOnTheServer(t *testing.T) {
 			t.Fatalf("conversation %s, want the answer CANCELLED", resp.Data)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// storedAnswer is the text of the session's last answer, as the server
+// keeps it.
+func storedAnswer(t *testing.T, s *server, key, session string) string {
+	t.Helper()
+	_, resp := s.post(t, key, `query($s:String!){conversation(sessionId:$s){turns{role text}}}`, map[string]any{"s": session})
+	var data struct {
+		Conversation struct {
+			Turns []struct{ Role, Text string } `json:"turns"`
+		} `json:"conversation"`
+	}
+	if err := json.Unmarshal(resp.Data, &data); err != nil || len(data.Conversation.Turns) == 0 {
+		t.Fatalf("conversation %s %+v", resp.Data, resp.Errors)
+	}
+	last := data.Conversation.Turns[len(data.Conversation.Turns)-1]
+	if last.Role != "ASSISTANT" {
+		t.Fatalf("the last turn is %s, want the answer", last.Role)
+	}
+	return last.Text
+}
+
+// inOrder reports the first of parts that s lacks after the ones before it.
+func inOrder(s string, parts ...string) (missing string, ok bool) {
+	for _, p := range parts {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return p, false
+		}
+		s = s[i+len(p):]
+	}
+	return "", true
+}
+
+// The demo agent run through chat: stdout is exactly the answer's text, as
+// piped today; --verbose shows the run on stderr, in the order it ran, and
+// without it stderr stays empty.
+func TestChatAgentRun(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	for _, tc := range []struct {
+		name    string
+		verbose bool
+	}{{"quiet", false}, {"verbose", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			session := "cli-agent-" + tc.name
+			args := []string{"--session", session, demo.AgentTrigger + " show me"}
+			if tc.verbose {
+				args = append([]string{"--verbose"}, args...)
+			}
+			out, errOut, err := chatRun(t, s, nil, "", args...)
+			if err != nil {
+				t.Fatalf("chat: %v\n%s", err, errOut)
+			}
+			text := storedAnswer(t, s, "", session)
+			if !strings.HasPrefix(text, "The calculator says 6*7 = 42.") || out != text+"\n" {
+				t.Fatalf("stdout\n got %q\nwant the answer %q", out, text+"\n")
+			}
+			if !tc.verbose {
+				if errOut != "" {
+					t.Fatalf("stderr without --verbose: %q", errOut)
+				}
+				return
+			}
+			if missing, ok := inOrder(errOut,
+				"reasoning: "+demo.AgentReasoning+"\n",
+				`→ calculator {"expression":"6*7"}`+"\n",
+				"→ clock {}\n",
+				"step 1 ended (tool_use); the run goes on\n",
+				"step 2 ended (end_turn)\n",
+				"stop end_turn",
+			); !ok {
+				t.Errorf("stderr lacks %q in its place:\n%s", missing, errOut)
+			}
+			for _, want := range []string{"← calculator 42 (", "← clock {"} {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr lacks the result %q:\n%s", want, errOut)
+				}
+			}
+		})
+	}
+}
+
+// approvalRequired is the --config that makes the demo run's calculator
+// call wait for the session owner.
+const approvalRequired = "tools:\n  builtin.calculator: { approval: required }\n"
+
+// deniedAnswer is the demo run's answer when the terminal says no.
+const deniedAnswer = "The calculator could not answer: the user denied this tool call: denied at the terminal."
+
+// The calculator call waits for approval: chat asks on stderr and reads
+// the answer from stdin, in one-question and interactive mode. y lets the
+// run go on; anything else, or no stdin at all, denies it and the model is
+// told so.
+func TestChatApprovalAtTheTerminal(t *testing.T) {
+	env := map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA}
+	s := start(t, "", env, append([]string{"--config", agentConfig(t, approvalRequired)}, fast...)...)
+	alice := map[string]string{"TOKENCAST_API_KEY": keyA}
+	const prompt = `approve calculator {"expression":"6*7"}? [y/N] `
+	q := demo.AgentTrigger + " may I?"
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+		stdout      func(string) bool
+		stderr      []string // in order
+	}{
+		{"yes", "y\n", []string{q},
+			func(out string) bool { return strings.Contains(out, "6*7 = 42") },
+			[]string{prompt + "y\n"}},
+		{"no", "n\n", []string{"--verbose", q},
+			func(out string) bool { return out == deniedAnswer+"\n" },
+			[]string{prompt + "n\n", "denied calculator: denied at the terminal\n", "← calculator failed: the user denied this tool call: denied at the terminal\n"}},
+		{"anything else", "sure\n", []string{q},
+			func(out string) bool { return out == deniedAnswer+"\n" },
+			[]string{prompt + "sure\n"}},
+		{"no stdin", "", []string{q},
+			func(out string) bool { return out == deniedAnswer+"\n" },
+			[]string{prompt + "(no answer: denied)\n"}},
+		{"interactive", q + "\ny\nthen this\n", nil,
+			func(out string) bool {
+				first, second, _ := strings.Cut(out, "\n")
+				return strings.Contains(first, "6*7 = 42") && second == demoAnswer("en", q, "then this")+"\n"
+			},
+			[]string{prompt + "y\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			session := "cli-approve-" + strings.ReplaceAll(tc.name, " ", "-")
+			out, errOut, err := chatRun(t, s, alice, tc.stdin, append([]string{"--session", session}, tc.args...)...)
+			if err != nil {
+				t.Fatalf("chat: %v\n%s", err, errOut)
+			}
+			if !tc.stdout(out) {
+				t.Errorf("stdout %q", out)
+			}
+			if missing, ok := inOrder(errOut, tc.stderr...); !ok {
+				t.Errorf("stderr lacks %q in its place:\n%s", missing, errOut)
+			}
+		})
+	}
+}
+
+// While the prompt waits for stdin, chat goes on reading the run: when the
+// owner approves from another device, the prompt is taken down and the
+// run's answer arrives, with stdin still open.
+func TestChatApprovalAnsweredElsewhere(t *testing.T) {
+	env := map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA}
+	s := start(t, "", env, append([]string{"--config", agentConfig(t, approvalRequired)}, fast...)...)
+	stdin, typing := io.Pipe()
+	defer typing.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"chat", "--url", "http://" + s.addr, "--api-key", keyA, "--verbose", "--session", "cli-elsewhere", demo.AgentTrigger + " elsewhere"},
+			func(string) string { return "" }, stdin, &out, &errOut)
+	}()
+	waitFor(t, "the prompt", func() bool { return strings.Contains(errOut.String(), "? [y/N] ") })
+	_, resp := s.post(t, keyA, `query($s:String!){conversation(sessionId:$s){turns{requestId}}}`, map[string]any{"s": "cli-elsewhere"})
+	var data struct {
+		Conversation struct {
+			Turns []struct{ RequestID string } `json:"turns"`
+		} `json:"conversation"`
+	}
+	if err := json.Unmarshal(resp.Data, &data); err != nil || len(data.Conversation.Turns) == 0 {
+		t.Fatalf("conversation %s", resp.Data)
+	}
+	if code := approve(t, s, keyA, "cli-elsewhere", data.Conversation.Turns[0].RequestID, demo.AgentCalcCall, true); code != "" {
+		t.Fatalf("approving from another device: %s", code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("chat: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "6*7 = 42") {
+		t.Errorf("stdout %q", out.String())
+	}
+	if missing, ok := inOrder(errOut.String(), "? [y/N] (answered elsewhere)\n", "approved calculator\n", "← calculator 42 ("); !ok {
+		t.Errorf("stderr lacks %q in its place:\n%s", missing, errOut.String())
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		opts.Terminal = isTerminal(stdout)
 		opts.Prompt = isTerminal(stdin)
+		opts.Dim = isTerminal(stderr)
 		return chatcli.Run(ctx, opts, question, stdin, stdout, stderr)
 	case "bench":
 		cfg, err := bench.Parse(args, getenv, stdout)

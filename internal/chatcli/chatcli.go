@@ -4,7 +4,6 @@
 package chatcli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -28,8 +27,11 @@ type Options struct {
 	// Terminal says stdout is a terminal: show a waiting hint and flush each
 	// token as it arrives. Otherwise only the answer text is written.
 	Terminal bool
-	// Prompt says stdin is a terminal, so interactive mode shows a prompt.
+	// Prompt says stdin is a terminal, so interactive mode shows a prompt
+	// (and an approval's answer is not echoed: the terminal showed it).
 	Prompt bool
+	// Dim says stderr is a terminal, so an agent run's reasoning is dim.
+	Dim bool
 }
 
 // Error is a failure the server named with a stable code.
@@ -50,6 +52,14 @@ const usageText = `Usage: tokencast chat [flags] ["question"]
 Asks a tokencast server and prints the answer as it streams. With no question,
 reads questions line by line from stdin, all in one conversation.
 
+stdout gets the answer's text only, also from an agent run. With --verbose,
+stderr shows the run as it happens: the reasoning, each tool call
+("→ calculator {...}") and its result ("← calculator 42 (3 ms)"), where each
+model call ends, the sources. A tool call that needs approval asks on stderr
+("approve calculator {...}? [y/N]") and reads the answer from stdin, in
+interactive mode too: y approves, anything else denies, and so does the end
+of stdin.
+
 Flags:
 `
 
@@ -64,7 +74,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (Options, s
 	fs.StringVar(&o.Model, "model", "", "model to ask (default: the server's default; see the models query)")
 	fs.StringVar(&o.Locale, "locale", "en", "locale of the answer, e.g. en or fr-FR")
 	fs.StringVar(&o.APIKey, "api-key", getenv("TOKENCAST_API_KEY"), "API key, when the server requires one (env TOKENCAST_API_KEY, which keeps it out of ps)")
-	fs.BoolVar(&o.Verbose, "verbose", false, "print the session, time to first token, tokens/s and usage to stderr")
+	fs.BoolVar(&o.Verbose, "verbose", false, "print the session, an agent run's reasoning, tool calls, results and steps, time to first token, tokens/s and usage to stderr")
 	fs.Usage = func() {
 		fmt.Fprint(out, usageText)
 		fs.PrintDefaults()
@@ -93,35 +103,39 @@ func Run(ctx context.Context, o Options, question string, stdin io.Reader, stdou
 		return err
 	}
 	defer c.Close()
+	c.lines = newLines(stdin)
+	defer c.lines.Close()
 	if o.Verbose {
 		fmt.Fprintf(stderr, "session %s\n", o.Session)
 	}
 	if question != "" {
 		return c.Ask(ctx, question, stdout, stderr)
 	}
-	return c.interactive(ctx, stdin, stdout, stderr)
+	return c.interactive(ctx, stdout, stderr)
 }
 
 // interactive asks each line of stdin in the same session until EOF. A failed
 // answer is reported and the session goes on; a lost server ends it.
-func (c *Client) interactive(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
-	lines := bufio.NewScanner(stdin)
-	lines.Buffer(make([]byte, 64<<10), 1<<20)
+func (c *Client) interactive(ctx context.Context, stdout, stderr io.Writer) error {
 	for {
 		if c.opts.Prompt {
 			fmt.Fprint(stdout, "> ")
 		}
-		if !lines.Scan() {
+		text, err := c.lines.Next(ctx)
+		if err != nil {
 			if c.opts.Prompt {
 				fmt.Fprintln(stdout)
 			}
-			return lines.Err()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
 		}
-		q := strings.TrimSpace(lines.Text())
+		q := strings.TrimSpace(text)
 		if q == "" {
 			continue
 		}
-		err := c.Ask(ctx, q, stdout, stderr)
+		err = c.Ask(ctx, q, stdout, stderr)
 		var answerErr *Error
 		switch {
 		case err == nil:

@@ -24,8 +24,22 @@ type Client struct {
 	http     *http.Client
 	conn     *websocket.Conn
 	subID    int
-	cursor   string  // newest event seen, to resume after a dropped connection
-	pending  []frame // frames read while waiting for a handshake reply
+	cursor   string // newest event seen, to resume after a dropped connection
+	// frames is what the connection's reader read; the reader goes on while
+	// an approval prompt waits, so pings are answered and the server never
+	// sees a consumer that stopped reading.
+	frames      chan received
+	stopReading chan struct{}
+	readerDone  chan struct{}
+	// lines is the stdin approval prompts read their answers from; nil
+	// denies every approval.
+	lines *lines
+}
+
+// received is a frame, or why the connection's reading ended.
+type received struct {
+	frame frame
+	err   error
 }
 
 // usage is an answer's token counts.
@@ -49,13 +63,46 @@ type event struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+	ToolCall *struct {
+		ID    string `json:"id"`
+		Name  string `json:"name"`
+		Input string `json:"input"`
+	} `json:"toolCall"`
+	ToolResult *toolResult `json:"toolResult"`
+	Step       *struct {
+		Number    int    `json:"number"`
+		Reason    string `json:"reason"`
+		Continues bool   `json:"continues"`
+	} `json:"step"`
+	Source *struct {
+		Title string `json:"title"`
+		URL   string `json:"url"`
+	} `json:"source"`
+	Approval *approval `json:"approval"`
 }
 
+// toolResult is what a tool answered in an agent run.
+type toolResult struct {
+	CallID     string `json:"callId"`
+	Name       string `json:"name"`
+	Output     string `json:"output"`
+	IsError    bool   `json:"isError"`
+	Truncated  bool   `json:"truncated"`
+	DurationMs int    `json:"durationMs"`
+}
+
+// watchQuery asks for the agent events too: an agent run's text still
+// comes as DELTA, and its steps are shown on stderr.
 const watchQuery = `subscription Watch($sessionId: String!, $after: String) {
-  onSendMessage(sessionId: $sessionId, after: $after) {
+  onSendMessage(sessionId: $sessionId, after: $after, agent: true) {
     type message requestId index cursor stopReason model
     usage { inputTokens outputTokens totalTokens }
     error { code message }
+    toolCall { id name input }
+    toolResult { callId name output isError truncated durationMs }
+    step { number reason continues }
+    source { title url }
+    approval { callId tool input approved reason expires }
   }
 }`
 
@@ -81,10 +128,22 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 
 // Close ends the connection.
 func (c *Client) Close() {
+	c.closeConn()
+	c.http.CloseIdleConnections()
+}
+
+// closeConn ends the WebSocket and waits for its reader.
+func (c *Client) closeConn() {
+	if c.stopReading != nil {
+		close(c.stopReading)
+	}
 	if c.conn != nil {
 		_ = c.conn.Close(websocket.StatusNormalClosure, "bye")
 	}
-	c.http.CloseIdleConnections()
+	if c.readerDone != nil {
+		<-c.readerDone
+	}
+	c.conn, c.frames, c.stopReading, c.readerDone = nil, nil, nil, nil
 }
 
 func graphqlEndpoint(raw string) (string, error) {
@@ -119,7 +178,7 @@ func (c *Client) watch(ctx context.Context) error {
 	if err := c.send(dctx, map[string]any{"type": "connection_init", "payload": init}); err != nil {
 		return err
 	}
-	if _, err := c.expect(dctx, "connection_ack"); err != nil {
+	if _, _, err := c.expect(dctx, "connection_ack"); err != nil {
 		return err
 	}
 	c.subID++
@@ -133,8 +192,42 @@ func (c *Client) watch(ctx context.Context) error {
 	if err := c.send(dctx, map[string]any{"type": "ping"}); err != nil {
 		return err
 	}
-	_, err = c.expect(dctx, "pong")
-	return err
+	_, kept, err := c.expect(dctx, "pong")
+	if err != nil {
+		return err
+	}
+	c.startReading(kept)
+	return nil
+}
+
+// startReading reads the connection's frames in a goroutine, after the
+// ones kept from the handshake, until the connection ends or closeConn.
+func (c *Client) startReading(kept []frame) {
+	frames, stop, done := make(chan received, 64), make(chan struct{}), make(chan struct{})
+	conn, id := c.conn, c.id()
+	go func() {
+		defer close(done)
+		deliver := func(r received) bool {
+			select {
+			case frames <- r:
+				return true
+			case <-stop:
+				return false
+			}
+		}
+		for _, f := range kept {
+			if !deliver(received{frame: f}) {
+				return
+			}
+		}
+		for {
+			f, err := readFrame(conn, id)
+			if !deliver(received{frame: f, err: err}) || err != nil {
+				return
+			}
+		}
+	}()
+	c.frames, c.stopReading, c.readerDone = frames, stop, done
 }
 
 func (c *Client) id() string { return fmt.Sprint(c.subID) }
@@ -145,7 +238,7 @@ func (c *Client) send(ctx context.Context, v any) error {
 		return err
 	}
 	if err := c.conn.Write(ctx, websocket.MessageText, data); err != nil {
-		return c.connErr(err)
+		return connErr(err)
 	}
 	return nil
 }
@@ -156,54 +249,53 @@ type frame struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// read returns the next frame, answering pings on the way.
-func (c *Client) read(ctx context.Context) (frame, error) {
-	if len(c.pending) > 0 {
-		f := c.pending[0]
-		c.pending = c.pending[1:]
-		return f, nil
-	}
+// readFrame returns the connection's next frame, answering pings on the
+// way; an error frame of subscription id ends the reading.
+func readFrame(conn *websocket.Conn, id string) (frame, error) {
 	for {
-		_, data, err := c.conn.Read(ctx)
+		_, data, err := conn.Read(context.Background())
 		if err != nil {
-			return frame{}, c.connErr(err)
+			return frame{}, connErr(err)
 		}
 		var f frame
 		if err := json.Unmarshal(data, &f); err != nil {
 			return frame{}, &Error{Code: "PROTOCOL", Message: "the server sent invalid JSON"}
 		}
 		if f.Type == "ping" {
-			if err := c.send(ctx, map[string]any{"type": "pong"}); err != nil {
-				return frame{}, err
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"pong"}`))
+			cancel()
+			if err != nil {
+				return frame{}, connErr(err)
 			}
 			continue
 		}
-		if f.Type == "error" && f.ID == c.id() {
+		if f.Type == "error" && f.ID == id {
 			return frame{}, subscriptionError(f.Payload)
 		}
 		return f, nil
 	}
 }
 
-// expect reads frames up to one of type want; the events that arrive
-// meanwhile (a replay after a reconnect) are kept for read.
-func (c *Client) expect(ctx context.Context, want string) (frame, error) {
+// expect reads frames up to one of type want, during the handshake; the
+// events that arrive meanwhile (a replay after a reconnect) are returned to
+// be read first.
+func (c *Client) expect(ctx context.Context, want string) (frame, []frame, error) {
 	var kept []frame
-	defer func() { c.pending = append(c.pending, kept...) }()
 	for {
 		_, data, err := c.conn.Read(ctx)
 		if err != nil {
-			return frame{}, c.connErr(err)
+			return frame{}, nil, connErr(err)
 		}
 		var f frame
 		if err := json.Unmarshal(data, &f); err != nil {
-			return frame{}, &Error{Code: "PROTOCOL", Message: "the server sent invalid JSON"}
+			return frame{}, nil, &Error{Code: "PROTOCOL", Message: "the server sent invalid JSON"}
 		}
 		switch {
 		case f.Type == want:
-			return f, nil
+			return f, kept, nil
 		case f.Type == "error" && f.ID == c.id():
-			return frame{}, subscriptionError(f.Payload)
+			return frame{}, nil, subscriptionError(f.Payload)
 		case f.Type == "next":
 			kept = append(kept, f)
 		}
@@ -227,7 +319,7 @@ func subscriptionError(payload json.RawMessage) error {
 }
 
 // connErr names why the connection ended.
-func (c *Client) connErr(err error) error {
+func connErr(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -283,7 +375,9 @@ func (c *Client) post(ctx context.Context, query string, vars map[string]any, ou
 }
 
 // Ask asks one question in the session and writes the answer to stdout as it
-// streams. An answer that fails returns *Error with the server's code.
+// streams; an agent run's steps go to stderr under --verbose, and its tool
+// calls that wait for approval are asked about on stderr and answered from
+// stdin. An answer that fails returns *Error with the server's code.
 func (c *Client) Ask(ctx context.Context, question string, stdout, stderr io.Writer) error {
 	requestID := uuid.NewString()
 	input := map[string]any{"sessionId": c.opts.Session, "message": question, "locale": c.opts.Locale, "requestId": requestID}
@@ -295,36 +389,35 @@ func (c *Client) Ask(ctx context.Context, question string, stdout, stderr io.Wri
 	if err := c.post(ctx, askQuery, map[string]any{"input": input}, &asked); err != nil {
 		return err
 	}
-	if c.opts.Terminal {
-		fmt.Fprint(stdout, "\x1b[2m…\x1b[0m")
-	}
-	waiting := c.opts.Terminal
-	clearHint := func() {
-		if waiting {
-			fmt.Fprint(stdout, "\b\x1b[K")
-			waiting = false
-		}
-	}
+	d := newDisplay(c.opts, stdout, stderr)
+	d.hint()
+	ap := newApprovals(c, requestID, d)
+	defer ap.stop()
 	next := 0 // the index expected next; older ones are replays already shown
-	wrote := false
 	for {
-		f, err := c.read(ctx)
-		if ctx.Err() != nil {
-			clearHint()
+		var f frame
+		select {
+		case <-ctx.Done():
+			ap.stop()
+			d.clearHint()
 			c.cancel(requestID)
 			return ctx.Err()
-		}
-		if err != nil {
-			err = c.reconnect(ctx, err)
-		}
-		if err != nil {
-			clearHint()
-			return err
-		}
-		if f.Type == "" {
-			continue // reconnected: read the replay
+		case res := <-ap.done:
+			ap.finished(ctx, res)
+			continue
+		case r := <-c.frames:
+			if r.err != nil {
+				if err := c.reconnect(ctx, r.err); err != nil {
+					ap.stop()
+					d.clearHint()
+					return err
+				}
+				continue // read the replay
+			}
+			f = r.frame
 		}
 		if f.Type == "complete" && f.ID == c.id() {
+			ap.stop()
 			return &Error{Code: "CONNECTION", Message: "the server ended the subscription"}
 		}
 		if f.Type != "next" || f.ID != c.id() {
@@ -336,6 +429,7 @@ func (c *Client) Ask(ctx context.Context, question string, stdout, stderr io.Wri
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(f.Payload, &p); err != nil {
+			ap.stop()
 			return &Error{Code: "PROTOCOL", Message: "the server sent an event that is not onSendMessage"}
 		}
 		ev := p.Data.OnSendMessage
@@ -346,48 +440,53 @@ func (c *Client) Ask(ctx context.Context, question string, stdout, stderr io.Wri
 			// Another device's question on the same session, or RESYNC.
 			continue
 		}
+		if ev.Type == "RESTART" {
+			// The new attempt counts its events from 0 again.
+			next = 0
+			d.restart()
+			continue
+		}
 		if *ev.Index < next {
 			continue
 		}
 		next = *ev.Index + 1
+		if st.first.IsZero() && (ev.Type == "DELTA" || ev.Type == "REASONING") {
+			st.first = time.Now() // the model's first token, reasoning included
+		}
 		switch ev.Type {
 		case "DELTA":
-			clearHint()
-			if st.first.IsZero() {
-				st.first = time.Now()
-			}
-			fmt.Fprint(stdout, ev.Message)
-			wrote = true
-		case "RESTART":
-			clearHint()
-			if wrote {
-				fmt.Fprintln(stdout)
-				fmt.Fprintln(stderr, "tokencast: the answer restarts from the beginning")
-			}
+			d.text(ev.Message)
 		case "END":
-			clearHint()
-			fmt.Fprintln(stdout)
+			ap.stop()
+			d.end(true)
 			st.end, st.usage, st.model, st.stop = time.Now(), ev.Usage, ev.Model, ev.StopReason
 			if c.opts.Verbose {
 				fmt.Fprintln(stderr, st)
 			}
 			return nil
 		case "ERROR":
-			clearHint()
-			if wrote {
-				fmt.Fprintln(stdout)
-			}
+			ap.stop()
+			d.end(false)
 			e := &Error{Code: "INTERNAL", Message: "the answer failed"}
 			if ev.Error != nil {
 				e = &Error{Code: ev.Error.Code, Message: ev.Error.Message}
 			}
 			return e
 		case "CANCELLED":
-			clearHint()
-			if wrote {
-				fmt.Fprintln(stdout)
-			}
+			ap.stop()
+			d.end(false)
 			return &Error{Code: "CANCELLED", Message: "the answer was stopped"}
+		case "APPROVAL_REQUESTED":
+			if ev.Approval != nil {
+				ap.requested(ctx, *ev.Approval)
+			}
+		case "APPROVAL":
+			if ev.Approval != nil {
+				ap.settled(ctx, *ev.Approval)
+			}
+			d.agent(ev)
+		default:
+			d.agent(ev)
 		}
 	}
 }
@@ -401,7 +500,7 @@ func (c *Client) reconnect(ctx context.Context, cause error) error {
 		if !errors.As(cause, &e) || e.Code != "CONNECTION" {
 			return cause
 		}
-		c.Close()
+		c.closeConn()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
