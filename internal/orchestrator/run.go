@@ -98,6 +98,10 @@ type run struct {
 
 	step   int
 	blocks []chat.Block // of the model call in progress
+	// openKind and openText are the text or reasoning block still
+	// streaming, not yet in blocks.
+	openKind chat.BlockKind
+	openText strings.Builder
 	calls  map[string]int
 	// usage sums the run's model calls.
 	usage chat.Usage
@@ -179,14 +183,25 @@ func (r *run) close() error {
 	return err
 }
 
-// appendText adds streamed text to the step's last block of kind k, or
-// opens a new one.
+// appendText adds streamed text to the step's open text or reasoning
+// block, or opens a new one. The open block is a builder: an answer of
+// megabytes is not copied once per token.
 func (r *run) appendText(k chat.BlockKind, s string) {
-	if n := len(r.blocks); n > 0 && r.blocks[n-1].Kind == k && r.blocks[n-1].Signature == "" {
-		r.blocks[n-1].Text += s
+	if r.openKind != k {
+		r.closeOpen()
+		r.openKind = k
+	}
+	r.openText.WriteString(s)
+}
+
+// closeOpen adds the open text or reasoning block to the step's blocks.
+func (r *run) closeOpen() {
+	if r.openKind == "" {
 		return
 	}
-	r.blocks = append(r.blocks, chat.Block{Kind: k, Text: s})
+	r.blocks = append(r.blocks, chat.Block{Kind: r.openKind, Text: r.openText.String()})
+	r.openText.Reset()
+	r.openKind = ""
 }
 
 // onPart takes one part of the model's output: it is kept for the step's
@@ -213,6 +228,7 @@ func (r *run) onPart(p chat.Part) error {
 		r.appendText(chat.BlockReasoning, p.Text)
 		return r.think.Add(p.Text)
 	case chat.PartSignature:
+		r.closeOpen()
 		for i := len(r.blocks) - 1; i >= 0; i-- {
 			if r.blocks[i].Kind == chat.BlockReasoning {
 				r.blocks[i].Signature += p.Text
@@ -224,12 +240,14 @@ func (r *run) onPart(p chat.Part) error {
 		r.blocks = append(r.blocks, chat.Block{Kind: chat.BlockReasoning, Signature: p.Text})
 		return nil
 	case chat.PartRedacted:
+		r.closeOpen()
 		r.blocks = append(r.blocks, chat.Block{Kind: chat.BlockRedacted, Data: append([]byte(nil), p.Data...)})
 		return nil
 	case chat.PartToolStart:
 		if err := r.flush(); err != nil {
 			return err
 		}
+		r.closeOpen()
 		if _, open := r.calls[p.CallID]; open || p.CallID == "" {
 			return fmt.Errorf("tool call %q started twice or without an id", p.CallID)
 		}
@@ -306,6 +324,7 @@ func normalizeInput(in json.RawMessage) json.RawMessage {
 // endStep closes the model call: buffered text is published, every call
 // still open is complete. It returns the step's assistant message.
 func (r *run) endStep() (chat.Message, error) {
+	r.closeOpen()
 	if err := r.flush(); err != nil {
 		return chat.Message{}, err
 	}
