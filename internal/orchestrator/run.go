@@ -102,7 +102,7 @@ type run struct {
 	// streaming, not yet in blocks.
 	openKind chat.BlockKind
 	openText strings.Builder
-	calls  map[string]int
+	calls    map[string]int
 	// usage sums the run's model calls.
 	usage chat.Usage
 
