@@ -83,6 +83,50 @@ async function startServer(env = {}, flags = []) {
   }
 }
 
+/**
+ * A minimal MCP server over Streamable HTTP (JSON answers, no event
+ * streams) offering one tool, calculator, that answers with output (an
+ * error result when isError).
+ */
+async function startMCP(output, isError) {
+  const port = await freePort();
+  const srv = http.createServer((req, res) => {
+    if (req.method === 'DELETE') { res.writeHead(200); res.end(); return; }
+    if (req.method !== 'POST') { res.writeHead(405); res.end(); return; }
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      const msg = JSON.parse(body);
+      if (msg.id === undefined) { res.writeHead(202); res.end(); return; } // a notification
+      const result = {
+        initialize: () => ({
+          protocolVersion: msg.params.protocolVersion,
+          capabilities: { tools: {} },
+          serverInfo: { name: 'hostile', version: '1' },
+        }),
+        'tools/list': () => ({
+          tools: [{
+            name: 'calculator',
+            description: 'Answers with markup.',
+            inputSchema: { type: 'object', properties: { expression: { type: 'string' } } },
+          }],
+        }),
+        'tools/call': () => ({ content: [{ type: 'text', text: output }], isError }),
+        ping: () => ({}),
+      }[msg.method];
+      // Anything else (the SDK's newer discovery call first) is refused as
+      // JSON-RPC says, and the client falls back to initialize.
+      const answer = result
+        ? { jsonrpc: '2.0', id: msg.id, result: result() }
+        : { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: 'method not found' } };
+      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'hostile-session' });
+      res.end(JSON.stringify(answer));
+    });
+  });
+  await new Promise((resolve) => srv.listen(port, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${port}/mcp`, close: () => srv.close() };
+}
+
 /** A local OpenID provider: discovery document, JWKS, and RS256 tokens it signs. */
 async function startIssuer() {
   const keyPair = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -134,6 +178,8 @@ let limited; // a server that takes one question per minute
 let issuer; // the OpenID provider oidc trusts
 let oidc; // a server that takes bearer tokens from issuer
 let approving; // a server whose calculator waits for the owner's approval (and that cuts the clock's output)
+let mcp; // an MCP server whose calculator answers with markup
+let hostile; // a server whose demo agent calls mcp's calculator
 
 before(async () => {
   mkdirSync(shots, { recursive: true });
@@ -143,14 +189,20 @@ before(async () => {
   writeFileSync(models, 'models:\n  second:\n    ref: demo:second\n');
   const approval = path.join(tmp, 'approval.yaml');
   writeFileSync(approval, 'tools:\n  builtin.calculator: { approval: required }\n');
+  // The hostile calculator's output is longer than that server keeps of it.
+  mcp = await startMCP(HOSTILE + ' ' + 'x'.repeat(600), true);
+  const hostileConfig = path.join(tmp, 'hostile.yaml');
+  writeFileSync(hostileConfig, `mcp_servers:\n  hostile:\n    url: ${mcp.url}\n` +
+    'models:\n  agent:\n    ref: demo:agent\n    tools: [hostile.calculator, builtin.clock]\ndefault_model: agent\n');
   issuer = await startIssuer();
-  [open, locked, twoModels, limited, oidc, approving] = await Promise.all([
+  [open, locked, twoModels, limited, oidc, approving, hostile] = await Promise.all([
     startServer(),
     startServer({ TOKENCAST_API_KEYS: 'e2e:' + API_KEY }),
     startServer({}, ['--config', models]),
     startServer({}, ['--ask-rate', '1', '--ask-burst', '1']),
     startServer({}, ['--oidc-issuer', issuer.url, '--oidc-audience', 'tokencast']),
     startServer({}, ['--config', approval, '--agent-max-tool-output', '40']),
+    startServer({}, ['--config', hostileConfig, '--agent-max-tool-output', '300']),
   ]);
   browser = await chromium.launch({
     executablePath: process.env.TOKENCAST_CHROMIUM || '/usr/bin/chromium',
@@ -164,6 +216,7 @@ after(async () => {
   for (const s of servers) s.proc.kill('SIGTERM');
   await Promise.all(servers.map((s) => (s.proc.exitCode !== null ? null : new Promise((r) => s.proc.on('exit', r)))));
   if (issuer) issuer.close();
+  if (mcp) mcp.close();
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -227,6 +280,19 @@ function runOf(page) {
     };
   }));
 }
+
+/** What of the page's markup could run: none of it, whatever a tool said. */
+function runnableMarkup(page) {
+  return page.evaluate(() => ({
+    pwned: window.__pwned,
+    onerror: document.querySelectorAll('[onerror]').length,
+    scripts: document.querySelectorAll('.messages script').length,
+    markupInCards: document.querySelectorAll('.tool img, .tool script, .tool b, .tool a').length,
+    jsLinks: [...document.querySelectorAll('.messages a')].filter((a) => /^\s*javascript:/i.test(a.getAttribute('href') || '')).length,
+  }));
+}
+
+const INERT = { pwned: undefined, onerror: 0, scripts: 0, markupInCards: 0, jsLinks: 0 };
 
 /** The approval box of the last answer's tool card named tool. */
 function approvalOf(page, tool) {
@@ -832,9 +898,8 @@ describe('agent runs', { timeout: 120000 }, () => {
   });
 
   test('hostile tool output stays text: a denial\'s reason on the card, in the answer, and after a reload', async () => {
-    // The demo's tool calls are fixed, but a denial's reason comes back as
-    // the calculator's (error) result, and the answer quotes it: the one
-    // tool output a test can choose.
+    // A denial's reason comes back in the APPROVAL event, as the
+    // calculator's (error) result, and in the answer that quotes it.
     const reason = HOSTILE;
     const page = await newPage(approving);
     await waitForConnected(page);
@@ -858,17 +923,35 @@ describe('agent runs', { timeout: 120000 }, () => {
       assert.match(clock.output, /^\{"time":.*\n\[truncated: \d+ more bytes\]$/s);
       assert.equal(clock.truncated, true, `${when}: the card says the output was cut`);
       assert.match(run.find((p) => p.kind === 'text').text, /^The calculator could not answer: the user denied this tool call: /);
-      const dom = await page.evaluate(() => ({
-        pwned: window.__pwned,
-        onerror: document.querySelectorAll('[onerror]').length,
-        scripts: document.querySelectorAll('.messages script').length,
-        markupInCards: document.querySelectorAll('.tool img, .tool script, .tool b, .tool a').length,
-        jsLinks: [...document.querySelectorAll('.messages a')].filter((a) => /^\s*javascript:/i.test(a.getAttribute('href') || '')).length,
-      }));
-      assert.deepEqual(dom, { pwned: undefined, onerror: 0, scripts: 0, markupInCards: 0, jsLinks: 0 }, `${when}: nothing of the output became markup that runs`);
+      assert.deepEqual(await runnableMarkup(page), INERT, `${when}: nothing of the output became markup that runs`);
     };
     await check('live');
     await shot(page, '28-hostile-tool-output');
+    await page.reload();
+    await page.waitForSelector('.turn.assistant[data-status="COMPLETE"] .content.run .tool');
+    await check('after a reload');
+    assert.deepEqual(page.dialogs, []);
+    assert.deepEqual(page.errors, []);
+    await page.context().close();
+  });
+
+  test('an MCP tool\'s hostile output stays text on its card and in the answer, cut to the server\'s limit, also after a reload', async () => {
+    const page = await newPage(hostile);
+    await waitForConnected(page);
+    await send(page, AGENT_TRIGGER + ' hostile tool');
+    await waitForStatus(page, 'COMPLETE');
+    const check = async (when) => {
+      const run = await runOf(page);
+      const calculator = run.find((p) => p.kind === 'tool' && p.name === 'calculator');
+      assert.equal(calculator.state, 'failed', `${when}: the tool's error result shows as failed`);
+      assert.ok(calculator.output.startsWith(HOSTILE + ' xxx'), `${when}: the output is shown as the text it is: ${calculator.output}`);
+      assert.match(calculator.output, /\n\[truncated: \d+ more bytes\]$/);
+      assert.equal(calculator.truncated, true, `${when}: the card says the output was cut`);
+      assert.match(run.find((p) => p.kind === 'text').text, /^The calculator could not answer: /);
+      assert.deepEqual(await runnableMarkup(page), INERT, `${when}: nothing of the output became markup that runs`);
+    };
+    await check('live');
+    await shot(page, '29-hostile-mcp-tool');
     await page.reload();
     await page.waitForSelector('.turn.assistant[data-status="COMPLETE"] .content.run .tool');
     await check('after a reload');
