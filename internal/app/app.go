@@ -23,6 +23,11 @@ type Options struct {
 	// request uses ("provider:id"). tokencast bench registers its fake LLM
 	// here so token emission and receipt are timed on one clock.
 	Models map[string]orchestrator.Provider
+	// ModelTools are the tools each of Models may call, as patterns like
+	// a config file's models.X.tools ("builtin.*", "server.tool"); one not
+	// named here calls none. tokencast bench --agent-steps gives its fake
+	// LLM the built-in calculator.
+	ModelTools map[string][]string
 }
 
 // Serve runs the server until ctx ends, then shuts it down gracefully:

@@ -83,7 +83,7 @@ func build(ctx context.Context, cfg *config.Config, version string, opts Options
 	if err != nil {
 		return nil, fmt.Errorf("--config: %w", err)
 	}
-	models, modelNames, defaultModel, err := models(ctx, cfg.Providers, cfg.Getenv, file, opts.Models, reg, policies)
+	models, modelNames, defaultModel, err := models(ctx, cfg.Providers, cfg.Getenv, file, opts, reg, policies)
 	if err != nil {
 		return nil, err
 	}

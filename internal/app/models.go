@@ -110,9 +110,9 @@ var languages = map[string]string{
 
 // models builds the configured models: those of the --config file, the
 // --model default (a bare "provider:model-id" needs no file), the demo model,
-// and extra ones from opts. It returns them by name, the names clients may
+// and those of opts. It returns them by name, the names clients may
 // ask for, and the default's name.
-func models(ctx context.Context, p config.Providers, getenv func(string) string, file modelFile, extra map[string]orchestrator.Provider, reg *tools.Registry, policies map[string]orchestrator.ToolPolicy) (map[string]orchestrator.Model, []string, string, error) {
+func models(ctx context.Context, p config.Providers, getenv func(string) string, file modelFile, opts Options, reg *tools.Registry, policies map[string]orchestrator.ToolPolicy) (map[string]orchestrator.Model, []string, string, error) {
 	defaultName := cmp(p.Model, file.DefaultModel, DefaultModel)
 	entries := file.Models
 	if entries == nil {
@@ -130,7 +130,7 @@ func models(ctx context.Context, p config.Providers, getenv func(string) string,
 		prompt = *file.SystemPrompt
 	}
 
-	out := make(map[string]orchestrator.Model, len(entries)+len(extra))
+	out := make(map[string]orchestrator.Model, len(entries)+len(opts.Models))
 	var errs []error
 	for name, e := range entries {
 		m, err := buildModel(ctx, p.Demo, getenv, e, cmpPtr(e.SystemPrompt, prompt))
@@ -149,12 +149,19 @@ func models(ctx context.Context, p config.Providers, getenv func(string) string,
 		m.Policies = policies
 		out[name] = m
 	}
+	for name, p := range opts.Models {
+		_, id, _ := strings.Cut(name, ":")
+		m := orchestrator.Model{Ref: name, ID: id, Provider: p, Policies: policies}
+		// No Ref in the entry: an extra model named demo:… does not get
+		// the demo model's tools unasked.
+		var err error
+		if m.Tools, m.ToolRefs, err = modelTools(reg, modelEntry{Tools: opts.ModelTools[name]}); err != nil {
+			errs = append(errs, fmt.Errorf("model %q: tools: %w", name, err))
+		}
+		out[name] = m
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, "", err
-	}
-	for name, p := range extra {
-		_, id, _ := strings.Cut(name, ":")
-		out[name] = orchestrator.Model{Ref: name, ID: id, Provider: p}
 	}
 	names := make([]string, 0, len(out))
 	for name := range out {

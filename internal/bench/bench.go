@@ -75,6 +75,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.Float64Var(&c.Script.Rate, "token-rate", 20, "fake LLM: tokens per second of each answer")
 	fs.IntVar(&c.Script.TokenSize, "token-bytes", 16, "fake LLM: bytes per token (at least its marker, about 8)")
 	fs.IntVar(&c.Script.Tokens, "tokens", 50, "fake LLM: tokens per answer")
+	fs.IntVar(&c.Script.AgentSteps, "agent-steps", 0, "fake LLM: make each answer an agent run of this many tool steps before its text, each a model call that, after --first-token-delay, calls the built-in calculator; subscribers ask for agent events and the report adds the time tokencast adds per step (in-process server only, not with --floor)")
 	fs.StringVar(&c.Dialect, "dialect", DialectTransportWS, "subscribers' protocol: graphql-transport-ws, appsync (AppSync real-time, subprotocol graphql-ws) or sse")
 	fs.DurationVar(&c.Grace, "grace", 30*time.Second, "how long after the last answer is due to wait for stragglers")
 	fs.StringVar(&c.Target, "target", "", "URL of a running tokencast's /graphql; empty starts one in this process (temp data dir)")
@@ -96,6 +97,10 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 			"Open-loop load through a fake LLM: every token's emission → receipt latency,\n"+
 			"throughput, loss and duplication, server CPU and RSS. --idle N measures memory per\n"+
 			"idle subscribed connection; --floor compares with a bare WebSocket push server.\n"+
+			"--agent-steps N makes every answer an agent run of N tool steps (the built-in\n"+
+			"calculator) and reports, per answer, END received − ask sent − the model's own\n"+
+			"scheduled time − the tools' durationMs, divided by N: what tokencast adds per step\n"+
+			"(at most: the costs every answer has are put on its steps too).\n"+
 			"An API key for a --target comes from TOKENCAST_BENCH_API_KEY.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -130,8 +135,20 @@ func (c *Config) validate() error {
 	if c.Target != "" && len(c.ServerArgs) > 0 {
 		errs = append(errs, errors.New("--server-args is for the in-process server, not a --target"))
 	}
+	switch s := c.Script.AgentSteps; {
+	case s < 0 || s > maxAgentSteps:
+		errs = append(errs, fmt.Errorf("--agent-steps: from 0 to %d", maxAgentSteps))
+	case s > 0 && c.Target != "":
+		errs = append(errs, errors.New("--agent-steps needs the in-process server: the OpenAI-compatible fake a --target calls streams no tool calls"))
+	case s > 0 && c.Floor:
+		errs = append(errs, errors.New("--agent-steps and --floor: the floor server has no agent runs to compare with"))
+	}
 	return errors.Join(errs...)
 }
+
+// maxAgentSteps bounds --agent-steps: each model call's prompt holds every
+// step before it.
+const maxAgentSteps = 100
 
 // gap is the time between two arrivals.
 func (c *Config) gap() time.Duration {
@@ -190,7 +207,7 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		return write(stdout, cfg, rep)
 	}
 
-	dialect, err := newDialect(cfg.Dialect, graphqlURL, cfg.APIKey)
+	dialect, err := newDialect(cfg.Dialect, graphqlURL, cfg.APIKey, cfg.Script.AgentSteps > 0)
 	if err != nil {
 		return err
 	}
@@ -244,6 +261,10 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	}
 	if rep.Lost > 0 || rep.Duplicated > 0 {
 		return fmt.Errorf("%d tokens lost, %d duplicated", rep.Lost, rep.Duplicated)
+	}
+	if a := rep.Agent; a != nil && !a.complete() {
+		return fmt.Errorf("agent runs incomplete: %d of %d tool results (%d errors), %d of %d STEP events",
+			a.ToolResults, a.ToolResultsExpected, a.ToolErrors, a.StepEvents, a.StepEventsExpected)
 	}
 	return nil
 }
@@ -326,7 +347,7 @@ func startInProcess(ctx context.Context, cfg *Config, llm *fakeLLM, stderr io.Wr
 	addr := ln.Addr().String()
 	ln.Close()
 	conns := strconv.Itoa(max(20000, cfg.Idle+100))
-	args := append([]string{
+	args := []string{
 		"--addr", addr, "--data-dir", dir, "--mode", "dev",
 		// A worker slot per session: every answer streams at once.
 		"--workers", strconv.Itoa(max(8, cfg.Sessions)),
@@ -336,7 +357,14 @@ func startInProcess(ctx context.Context, cfg *Config, llm *fakeLLM, stderr io.Wr
 		// Every chunk is its own frame unless --server-args says otherwise:
 		// the figures measure delivery, not the coalescing window.
 		"--coalesce-window", "0", "--log-level", "warn",
-	}, cfg.ServerArgs...)
+	}
+	opts := app.Options{Models: map[string]orchestrator.Provider{FakeModel: provider{llm: llm}}}
+	if steps := cfg.Script.AgentSteps; steps > 0 {
+		// The fake's tool steps and its text are steps+1 model calls.
+		args = append(args, "--agent-max-steps", strconv.Itoa(max(10, steps+1)))
+		opts.ModelTools = map[string][]string{FakeModel: {"builtin." + benchTool}}
+	}
+	args = append(args, cfg.ServerArgs...)
 	scfg, err := config.Parse(args, func(string) string { return "" }, stderr)
 	if err != nil {
 		os.RemoveAll(dir)
@@ -344,7 +372,6 @@ func startInProcess(ctx context.Context, cfg *Config, llm *fakeLLM, stderr io.Wr
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &inProcess{url: "http://" + addr + "/graphql", cancel: cancel, done: make(chan error, 1), dir: dir}
-	opts := app.Options{Models: map[string]orchestrator.Provider{FakeModel: provider{llm: llm}}}
 	go func() { s.done <- app.ServeWith(sctx, scfg, "bench", io.Discard, stderr, opts) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -85,6 +85,76 @@ func TestLoadDeliversEveryTokenOnceToEverySubscriber(t *testing.T) {
 				t.Errorf("mode %v dialect %v", rep["mode"], rep["dialect"])
 			}
 			checkLoad(t, rep, 3*2*12)
+			if _, ok := rep["agent"]; ok {
+				t.Errorf("a plain run reports agent figures: %v", rep["agent"])
+			}
+		})
+	}
+}
+
+func TestAgentStepsAreMeasured(t *testing.T) {
+	for _, dialect := range []string{DialectTransportWS, DialectAppSync, DialectSSE} {
+		t.Run(dialect, func(t *testing.T) {
+			rep := runJSON(t, "--dialect", dialect, "--agent-steps", "2", "--sessions", "3", "--subscribers", "2", "--tokens", "6",
+				"--token-rate", "200", "--first-token-delay", "5ms", "--ramp", "50ms")
+			// Every token, every event index, every END, as for text.
+			checkLoad(t, rep, 3*2*6)
+			agent, ok := rep["agent"].(map[string]any)
+			if !ok {
+				t.Fatalf("no agent figures: %v", rep)
+			}
+			for key, want := range map[string]float64{
+				"tool_steps_per_answer": 2,
+				"tool_results_expected": 3 * 2 * 2, "tool_results": 3 * 2 * 2, "tool_errors": 0,
+				"step_events_expected": 3 * 2 * 3, "step_events": 3 * 2 * 3,
+			} {
+				if agent[key] != want {
+					t.Errorf("agent.%s = %v, want %v", key, agent[key], want)
+				}
+			}
+			// 3 model calls of 5 ms, then 5 more tokens 5 ms apart.
+			if agent["model_time_ms"] != 40.0 {
+				t.Errorf("agent.model_time_ms = %v, want 40", agent["model_time_ms"])
+			}
+			samples := map[string]float64{
+				"added_per_step_ms": 3 * 2, "added_per_answer_ms": 3 * 2, "ask_to_first_model_call_ms": 3 * 2,
+				"last_token_to_end_ms": 3 * 2, "tool_duration_per_answer_ms": 3 * 2,
+				"step_turnaround_ms": 3 * 2, // per tool step of each answer, not per subscriber
+			}
+			for key, count := range samples {
+				l, ok := agent[key].(map[string]any)
+				if !ok {
+					t.Errorf("agent.%s missing", key)
+					continue
+				}
+				for _, q := range []string{"p50", "p90", "p99", "p999", "max"} {
+					if v, ok := l[q].(float64); !ok || v < 0 {
+						t.Errorf("agent.%s.%s = %v, want a number ≥ 0", key, q, l[q])
+					}
+				}
+				if l["count"] != count {
+					t.Errorf("agent.%s has %v samples, want %v", key, l["count"], count)
+				}
+			}
+		})
+	}
+}
+
+func TestAgentStepsNeedTheInProcessServer(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--agent-steps", "-1"}, "--agent-steps: from 0"},
+		{[]string{"--agent-steps", "101"}, "--agent-steps: from 0"},
+		{[]string{"--agent-steps", "3", "--target", "http://127.0.0.1:1/graphql", "--model", "openai:x"}, "needs the in-process server"},
+		{[]string{"--agent-steps", "3", "--floor"}, "the floor server has no agent runs"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := Parse(tc.args, func(string) string { return "" }, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one saying %q", err, tc.want)
+			}
 		})
 	}
 }
@@ -150,7 +220,7 @@ func TestTokenMarkersSurviveCoalescing(t *testing.T) {
 
 func TestOpenAIFakeSpeaksChatCompletionsStreaming(t *testing.T) {
 	llm := &fakeLLM{script: Script{Rate: 1000, TokenSize: 12, Tokens: 5}, clock: newClock(), streams: &streams{}}
-	st := llm.streams.add(5)
+	st := llm.streams.add(5, 0)
 	srv := httptest.NewServer(llm.openAIHandler())
 	defer srv.Close()
 	body := `{"model":"bench","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"` + question(st.id) + `"}]}`

@@ -23,6 +23,15 @@ type Event struct {
 	RequestID string `json:"requestId"`
 	Index     *int   `json:"index"`
 	Message   string `json:"message"`
+	// ToolResult is a TOOL_RESULT's, asked for only with --agent-steps.
+	ToolResult *ToolResult `json:"toolResult"`
+}
+
+// ToolResult is what the bench reads of a TOOL_RESULT event.
+type ToolResult struct {
+	CallID     string `json:"callId"`
+	IsError    bool   `json:"isError"`
+	DurationMs int64  `json:"durationMs"`
 }
 
 // Subscriber is one subscription to one session's events.
@@ -50,15 +59,17 @@ const (
 )
 
 // newDialect returns the named dialect for a tokencast at graphqlURL
-// (http://host:port/graphql).
-func newDialect(name, graphqlURL, apiKey string) (Dialect, error) {
+// (http://host:port/graphql); with agent, its subscribers ask for the
+// agent events too.
+func newDialect(name, graphqlURL, apiKey string, agent bool) (Dialect, error) {
+	query := subscription(agent)
 	switch name {
 	case DialectTransportWS:
-		return &transportWS{url: wsURL(graphqlURL), apiKey: apiKey}, nil
+		return &transportWS{url: wsURL(graphqlURL), apiKey: apiKey, query: query}, nil
 	case DialectSSE:
-		return &sse{url: graphqlURL, apiKey: apiKey, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}}, nil
+		return &sse{url: graphqlURL, apiKey: apiKey, query: query, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: -1}}}, nil
 	case DialectAppSync:
-		return newAppSync(graphqlURL, apiKey)
+		return newAppSync(graphqlURL, apiKey, query)
 	default:
 		return nil, fmt.Errorf("unknown dialect %q: want %s, %s or %s", name, DialectTransportWS, DialectAppSync, DialectSSE)
 	}
@@ -74,8 +85,16 @@ func wsURL(httpURL string) string {
 	return httpURL
 }
 
-// subscription is the query every bench subscriber sends: only what it checks.
-const subscription = `subscription Bench($sessionId: String!) { onSendMessage(sessionId: $sessionId) { type requestId index message } }`
+// subscription is the query every bench subscriber sends: only what it
+// checks. With agent it asks for the agent events (REASONING, TOOL_*, STEP,
+// …), which share the answer's event index, and of a TOOL_RESULT for the
+// tool's own time.
+func subscription(agent bool) string {
+	if agent {
+		return `subscription Bench($sessionId: String!) { onSendMessage(sessionId: $sessionId, agent: true) { type requestId index message toolResult { callId isError durationMs } } }`
+	}
+	return `subscription Bench($sessionId: String!) { onSendMessage(sessionId: $sessionId) { type requestId index message } }`
+}
 
 // smallDialer keeps the client's own cost per connection low, since it may
 // share the process with the server it measures.
@@ -89,6 +108,7 @@ var smallDialer = &websocket.Dialer{
 type transportWS struct {
 	url    string
 	apiKey string
+	query  string
 }
 
 type wsFrame struct {
@@ -123,7 +143,7 @@ func (d *transportWS) Subscribe(ctx context.Context, session string) (Subscriber
 	if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
 		return fail(fmt.Errorf("connection_ack: got %q: %v", ack.Type, err))
 	}
-	sub := map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": subscription, "variables": map[string]string{"sessionId": session}}}
+	sub := map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": d.query, "variables": map[string]string{"sessionId": session}}}
 	if err := conn.WriteJSON(sub); err != nil {
 		return fail(fmt.Errorf("subscribe: %w", err))
 	}
@@ -187,11 +207,12 @@ func (s *wsSubscriber) Close() error { return s.conn.Close() }
 // in ?header=, connection_init, then start with the request as a JSON string
 // and the authorization again in its extensions.
 type appSync struct {
-	url  string
-	auth map[string]string
+	url   string
+	auth  map[string]string
+	query string
 }
 
-func newAppSync(graphqlURL, apiKey string) (*appSync, error) {
+func newAppSync(graphqlURL, apiKey, query string) (*appSync, error) {
 	u, err := url.Parse(wsURL(graphqlURL))
 	if err != nil {
 		return nil, fmt.Errorf("dialect appsync: %w", err)
@@ -205,7 +226,7 @@ func newAppSync(graphqlURL, apiKey string) (*appSync, error) {
 	q.Set("header", base64.StdEncoding.EncodeToString(header))
 	q.Set("payload", "e30") // {}
 	u.RawQuery = q.Encode()
-	return &appSync{url: u.String(), auth: auth}, nil
+	return &appSync{url: u.String(), auth: auth, query: query}, nil
 }
 
 func (d *appSync) Subscribe(ctx context.Context, session string) (Subscriber, error) {
@@ -245,7 +266,7 @@ func (d *appSync) Subscribe(ctx context.Context, session string) (Subscriber, er
 	if err := expect("connection_ack"); err != nil {
 		return fail(err)
 	}
-	data, _ := json.Marshal(map[string]any{"query": subscription, "variables": map[string]string{"sessionId": session}})
+	data, _ := json.Marshal(map[string]any{"query": d.query, "variables": map[string]string{"sessionId": session}})
 	start := map[string]any{"id": "1", "type": "start", "payload": map[string]any{
 		"data": string(data), "extensions": map[string]any{"authorization": d.auth},
 	}}
@@ -264,11 +285,12 @@ func (d *appSync) Subscribe(ctx context.Context, session string) (Subscriber, er
 type sse struct {
 	url    string
 	apiKey string
+	query  string
 	client *http.Client
 }
 
 func (d *sse) Subscribe(ctx context.Context, session string) (Subscriber, error) {
-	body, _ := json.Marshal(map[string]any{"query": subscription, "variables": map[string]string{"sessionId": session}})
+	body, _ := json.Marshal(map[string]any{"query": d.query, "variables": map[string]string{"sessionId": session}})
 	// The request lives as long as the subscription, not the dial context.
 	reqCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, d.url, bytes.NewReader(body))

@@ -17,11 +17,14 @@ import (
 
 // Script is how the fake LLM answers: after FirstDelay the first token, then
 // one token every 1/Rate seconds until Tokens tokens of TokenSize bytes.
+// With AgentSteps, the answer is an agent run: that many model calls that
+// each call a tool after FirstDelay, then the text.
 type Script struct {
 	FirstDelay time.Duration
 	Rate       float64 // tokens per second
 	TokenSize  int     // bytes per token, at least the length of its marker
 	Tokens     int
+	AgentSteps int // tool steps before the text; 0 for a plain answer
 }
 
 func (s Script) interval() time.Duration {
@@ -29,6 +32,15 @@ func (s Script) interval() time.Duration {
 		return 0
 	}
 	return time.Duration(float64(time.Second) / s.Rate)
+}
+
+// modelTime is the model's own time in an answer, by the fake's schedule:
+// a first-token delay per model call (each tool step's and the text's),
+// then the text's tokens up to the last one. The fake never runs ahead of
+// it; it runs behind it when it is starved of CPU, or when tokencast takes
+// a part more slowly than the schedule allows (time tokencast added).
+func (s Script) modelTime() time.Duration {
+	return time.Duration(s.AgentSteps+1)*s.FirstDelay + time.Duration(max(s.Tokens-1, 0))*s.interval()
 }
 
 // clock is the one monotonic clock of a run: the fake LLM stamps emissions
@@ -51,14 +63,21 @@ type streams struct {
 type stream struct {
 	id      int
 	emitted []atomic.Int64 // emission time per sequence number, 0 = not yet
-	started atomic.Int64   // when the provider was called
+	started atomic.Int64   // when the provider was called for the text
+	// steps are the model calls of the answer's tool steps, in order.
+	steps []modelCall
 }
 
-// add creates the record of a new answer of n tokens and returns its id.
-func (s *streams) add(n int) *stream {
+// modelCall is when a model call of a tool step began and when it returned
+// (0 = not yet).
+type modelCall struct{ began, ended atomic.Int64 }
+
+// add creates the record of a new answer of n tokens after steps tool
+// steps and returns it.
+func (s *streams) add(n, steps int) *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := &stream{id: len(s.byID), emitted: make([]atomic.Int64, n)}
+	st := &stream{id: len(s.byID), emitted: make([]atomic.Int64, n), steps: make([]modelCall, steps)}
 	s.byID = append(s.byID, st)
 	return st
 }
@@ -152,14 +171,23 @@ type fakeLLM struct {
 	streams *streams
 }
 
+// stream is the record of the answer whose question is text.
+func (f *fakeLLM) stream(text string) (*stream, error) {
+	id, ok := streamOf(text)
+	st := f.streams.get(id)
+	if !ok || st == nil {
+		return nil, fmt.Errorf("fake LLM: no bench stream in %q", text)
+	}
+	return st, nil
+}
+
 // play emits the tokens of the stream named in text on schedule: the i-th at
 // FirstDelay + i/Rate after the call, whatever emit costs, so a slow consumer
 // cannot slow the model down and hide its own latency.
 func (f *fakeLLM) play(ctx context.Context, text string, emit func(string) error) (int, error) {
-	id, ok := streamOf(text)
-	st := f.streams.get(id)
-	if !ok || st == nil {
-		return 0, fmt.Errorf("fake LLM: no bench stream in %q", text)
+	st, err := f.stream(text)
+	if err != nil {
+		return 0, err
 	}
 	st.started.Store(f.clock.now())
 	begin := time.Now()
@@ -186,19 +214,70 @@ func (f *fakeLLM) play(ctx context.Context, text string, emit func(string) error
 // provider is the fake LLM as an orchestrator.Provider in the in-process server.
 type provider struct{ llm *fakeLLM }
 
-// Stream implements orchestrator.Provider.
+// benchTool is the tool each step of an agent answer calls: the built-in
+// calculator, quick and with no side effects, so the step costs what
+// tokencast adds and little else.
+const benchTool = "calculator"
+
+// Stream implements orchestrator.Provider: the answer's tool steps first,
+// one per call, then its text.
 func (p provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(chat.Part) error) (chat.Final, error) {
-	last := ""
-	for _, m := range prompt.Messages {
-		if m.Role == chat.RoleUser {
-			last = m.Text
-		}
+	question, done := runSoFar(prompt)
+	if done < p.llm.script.AgentSteps {
+		return p.toolStep(ctx, question, done+1, emit)
 	}
-	n, err := p.llm.play(ctx, last, func(s string) error { return emit(chat.TextPart(s)) })
+	n, err := p.llm.play(ctx, question, func(s string) error { return emit(chat.TextPart(s)) })
 	if err != nil {
 		return chat.Final{}, err
 	}
 	return chat.Final{Usage: chat.Usage{InputTokens: 3, OutputTokens: n, TotalTokens: 3 + n}, StopReason: "end_turn"}, nil
+}
+
+// runSoFar is the bench's question, the last message a person wrote (tool
+// results are user messages with blocks), and how many model calls of its
+// answer came before this one.
+func runSoFar(prompt chat.Prompt) (string, int) {
+	calls := 0
+	for i := len(prompt.Messages) - 1; i >= 0; i-- {
+		switch m := prompt.Messages[i]; {
+		case m.Role == chat.RoleUser && len(m.Blocks) == 0:
+			return m.Text, calls
+		case m.Role == chat.RoleAssistant:
+			calls++
+		}
+	}
+	return "", calls
+}
+
+// toolStep is tool step number step (from 1) of the answer to question:
+// after the first-token delay, one call of the calculator (id "b<step>",
+// unique in the answer), and the model stops for its result.
+func (p provider) toolStep(ctx context.Context, question string, step int, emit func(chat.Part) error) (chat.Final, error) {
+	st, err := p.llm.stream(question)
+	if err != nil {
+		return chat.Final{}, err
+	}
+	call := &st.steps[step-1]
+	call.began.Store(p.llm.clock.now())
+	timer := time.NewTimer(p.llm.script.FirstDelay)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return chat.Final{}, ctx.Err()
+	case <-timer.C:
+	}
+	id := "b" + strconv.Itoa(step)
+	for _, part := range []chat.Part{
+		{Kind: chat.PartToolStart, CallID: id, Name: benchTool},
+		{Kind: chat.PartToolDelta, CallID: id, Text: `{"expression": "` + strconv.Itoa(step) + `*7"}`},
+		{Kind: chat.PartToolEnd, CallID: id},
+	} {
+		if err := emit(part); err != nil {
+			return chat.Final{}, err
+		}
+	}
+	call.ended.Store(p.llm.clock.now())
+	return chat.Final{Usage: chat.Usage{InputTokens: 3, OutputTokens: 3, TotalTokens: 6}, StopReason: "tool_use"}, nil
 }
 
 // openAIHandler serves the fake LLM as an OpenAI-compatible

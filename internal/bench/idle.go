@@ -136,7 +136,7 @@ func openIdle(ctx context.Context, graphqlURL, apiKey string, n, sessions int) (
 	if sessions <= 0 {
 		sessions = n
 	}
-	d := &transportWS{url: wsURL(graphqlURL), apiKey: apiKey}
+	d := &transportWS{url: wsURL(graphqlURL), apiKey: apiKey, query: subscription(false)}
 	subs := make([]Subscriber, n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(64)

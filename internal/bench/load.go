@@ -49,13 +49,23 @@ type subscriberState struct {
 	indexErrors int64
 	foreign     int64
 	ended       string // END, ERROR, CANCELLED, or "" if it never ended
+	endAt       int64  // when END arrived
 	lastFrame   int64
 	err         error
+
+	// Of an agent run (--agent-steps): TOOL_RESULT events, those that were
+	// the tool's failure, the tools' own time they report (whole
+	// milliseconds, cut down), and STEP events.
+	toolResults int64
+	toolErrors  int64
+	toolMillis  int64
+	stepEvents  int64
 }
 
 // loadResult is everything a run measured, before it is summarised.
 type loadResult struct {
 	subs      []*subscriberState
+	streams   []*stream // one per session
 	askErrors int64
 	firstAsk  int64
 	lastFrame int64
@@ -77,8 +87,9 @@ func runLoad(ctx context.Context, plan loadPlan, t loadTarget, llm *fakeLLM, pro
 		sessions[i] = &session{
 			name:    fmt.Sprintf("bench-%s-%s-%d", plan.RunID, t.name, i),
 			request: fmt.Sprintf("bench-%s-%s-%d", plan.RunID, t.name, i),
-			stream:  llm.streams.add(plan.Script.Tokens),
+			stream:  llm.streams.add(plan.Script.Tokens, plan.Script.AgentSteps),
 		}
+		res.streams = append(res.streams, sessions[i].stream)
 	}
 
 	// Every subscriber is attached before the first ask: the schedule measures
@@ -151,7 +162,7 @@ func runLoad(ctx context.Context, plan loadPlan, t loadTarget, llm *fakeLLM, pro
 	}
 
 	// Wait for every END, or until the last answer should long be over.
-	answer := plan.Script.FirstDelay + time.Duration(plan.Script.Tokens)*plan.Script.interval()
+	answer := plan.Script.modelTime() + plan.Script.interval()
 	deadline := begin.Add(time.Duration(len(sessions))*plan.Gap + answer + plan.Grace)
 	done := make(chan struct{})
 	go func() { readers.Wait(); close(done) }()
@@ -229,7 +240,20 @@ func (s *subscriberState) read(clk clock) {
 					}
 					s.inter = append(s.inter, latency)
 				})
-			case "END", "ERROR", "CANCELLED":
+			case "TOOL_RESULT":
+				s.toolResults++
+				r := ev.ToolResult
+				if r == nil || r.IsError {
+					s.toolErrors++ // the tool failed, or the event says nothing of it
+				}
+				if r != nil {
+					s.toolMillis += r.DurationMs
+				}
+			case "STEP":
+				s.stepEvents++
+			case "END":
+				s.ended, s.endAt = ev.Type, at
+			case "ERROR", "CANCELLED":
 				s.ended = ev.Type
 			}
 		}

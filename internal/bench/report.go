@@ -78,7 +78,101 @@ type LoadReport struct {
 	RSSBytes   int64   `json:"rss_bytes"`
 	RSSPeak    int64   `json:"rss_peak_bytes"`
 
+	// Agent is what the tool steps of agent answers cost (--agent-steps).
+	Agent *AgentReport `json:"agent,omitempty"`
+
 	Errors []string `json:"errors,omitempty"`
+}
+
+// AgentReport is what tokencast adds to agent answers of ToolSteps tool
+// steps (each a model call that calls the built-in calculator) and a text
+// step, beyond the model's and the tools' own time.
+type AgentReport struct {
+	ToolSteps int `json:"tool_steps_per_answer"`
+	// ModelTimeMS is the fake model's own time in an answer, by its
+	// schedule: a first-token delay per model call (ToolSteps + 1), then
+	// the text's tokens up to the last.
+	ModelTimeMS float64 `json:"model_time_ms"`
+	// AddedPerAnswer is, per answer and subscriber, END received − ask
+	// sent − ModelTimeMS − the durationMs of its TOOL_RESULTs: the ask, the
+	// queue, every step's publishing, storing and tool call machinery, and
+	// the delivery of the last token and END.
+	AddedPerAnswer Latency `json:"added_per_answer_ms"`
+	// AddedPerStep is AddedPerAnswer divided by ToolSteps: the answer's
+	// fixed costs (ask, queue, the text's delivery) are put on its tool
+	// steps, so the figure is an upper bound of what a step adds.
+	AddedPerStep Latency `json:"added_per_step_ms"`
+	// StepTurnaround is, per tool step, the fake model's view of the
+	// worker: from the return of the model call that asked for the tool to
+	// the start of the next model call, the tool's own time included.
+	StepTurnaround Latency `json:"step_turnaround_ms"`
+	// AskToFirstCall (ask sent → the first model call began: the ask, the
+	// queue, the worker's start) and LastTokenToEnd (the last token emitted
+	// → END received) are the parts of AddedPerAnswer that a plain answer
+	// has too.
+	AskToFirstCall Latency `json:"ask_to_first_model_call_ms"`
+	LastTokenToEnd Latency `json:"last_token_to_end_ms"`
+	// ToolTime is, per answer, the sum of its TOOL_RESULTs' durationMs
+	// (whole milliseconds, cut down: a call under 1 ms counts 0, and its
+	// time is counted as added).
+	ToolTime Latency `json:"tool_duration_per_answer_ms"`
+
+	// Every subscriber must see ToolSteps TOOL_RESULTs, none an error, and
+	// ToolSteps + 1 STEP events.
+	ToolResultsExpected int64 `json:"tool_results_expected"`
+	ToolResults         int64 `json:"tool_results"`
+	ToolErrors          int64 `json:"tool_errors"`
+	StepEventsExpected  int64 `json:"step_events_expected"`
+	StepEvents          int64 `json:"step_events"`
+}
+
+// complete reports whether every subscriber saw every step of its run.
+func (a *AgentReport) complete() bool {
+	return a.ToolResults == a.ToolResultsExpected && a.ToolErrors == 0 && a.StepEvents == a.StepEventsExpected
+}
+
+// summariseAgent measures the agent answers of a run.
+func summariseAgent(res *loadResult, script Script) *AgentReport {
+	steps := script.AgentSteps
+	model := int64(script.modelTime())
+	a := &AgentReport{ToolSteps: steps, ModelTimeMS: round3(float64(model) / 1e6)}
+	var perAnswer, perStep, tools, turnaround, first, tail []int64
+	for _, s := range res.subs {
+		a.ToolResultsExpected += int64(steps)
+		a.StepEventsExpected += int64(steps) + 1
+		a.ToolResults += s.toolResults
+		a.ToolErrors += s.toolErrors
+		a.StepEvents += s.stepEvents
+		if s.ended != "END" || s.toolResults != int64(steps) {
+			continue
+		}
+		toolTime := s.toolMillis * int64(time.Millisecond)
+		added := max(s.endAt-s.ask.Load()-model-toolTime, 0)
+		perAnswer = append(perAnswer, added)
+		perStep = append(perStep, added/int64(steps))
+		tools = append(tools, toolTime)
+		if began := s.stream.steps[0].began.Load(); began > 0 {
+			first = append(first, max(began-s.ask.Load(), 0))
+		}
+		if last := s.stream.emitted[len(s.stream.emitted)-1].Load(); last > 0 {
+			tail = append(tail, max(s.endAt-last, 0))
+		}
+	}
+	for _, st := range res.streams {
+		for i := range st.steps {
+			next := &st.started
+			if i+1 < len(st.steps) {
+				next = &st.steps[i+1].began
+			}
+			ended, began := st.steps[i].ended.Load(), next.Load()
+			if ended > 0 && began > 0 {
+				turnaround = append(turnaround, max(began-ended, 0))
+			}
+		}
+	}
+	a.AddedPerAnswer, a.AddedPerStep, a.ToolTime, a.StepTurnaround = latencyOf(perAnswer), latencyOf(perStep), latencyOf(tools), latencyOf(turnaround)
+	a.AskToFirstCall, a.LastTokenToEnd = latencyOf(first), latencyOf(tail)
+	return a
 }
 
 func summarise(res *loadResult, plan loadPlan, server, dialect, scope string) *LoadReport {
@@ -115,6 +209,9 @@ func summarise(res *loadResult, plan loadPlan, server, dialect, scope string) *L
 		}
 	}
 	r.AddedTTFT, r.InterToken, r.AskToFirstDelta = latencyOf(ttft), latencyOf(inter), latencyOf(ask)
+	if plan.Script.AgentSteps > 0 {
+		r.Agent = summariseAgent(res, plan.Script)
+	}
 	if window := time.Duration(res.lastFrame - res.firstAsk); window > 0 {
 		r.DurationS = round3(window.Seconds())
 		r.TokensPerSecond = math.Round(float64(r.TokensDelivered) / window.Seconds())
@@ -170,8 +267,12 @@ type Report struct {
 func printLoad(w io.Writer, rep *Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	t, f := rep.LoadReport, rep.Floor
-	fmt.Fprintf(w, "tokencast bench: %d sessions × %d subscribers over %s, %.4g arrivals/s; answers of %d tokens × %d B at %.4g tokens/s after %.4g ms\n",
-		t.Sessions, t.Subscribers, t.Dialect, t.ArrivalsPerSecond, t.Tokens, t.TokenBytes, t.TokenRate, t.FirstTokenDelayMS)
+	steps := ""
+	if t.Agent != nil {
+		steps = fmt.Sprintf("%d tool steps (a calculator call %.4g ms after each model call begins), then ", t.Agent.ToolSteps, t.FirstTokenDelayMS)
+	}
+	fmt.Fprintf(w, "tokencast bench: %d sessions × %d subscribers over %s, %.4g arrivals/s; answers of %s%d tokens × %d B at %.4g tokens/s after %.4g ms\n",
+		t.Sessions, t.Subscribers, t.Dialect, t.ArrivalsPerSecond, steps, t.Tokens, t.TokenBytes, t.TokenRate, t.FirstTokenDelayMS)
 	head := "\ttokencast"
 	if f != nil {
 		head += "\tfloor\tratio"
@@ -183,6 +284,14 @@ func printLoad(w io.Writer, rep *Report) {
 	row("added TTFT", t.AddedTTFT)
 	row("inter-token", t.InterToken)
 	row("ask → first DELTA", t.AskToFirstDelta)
+	if a := t.Agent; a != nil {
+		row("added per tool step", a.AddedPerStep)
+		row("added per answer", a.AddedPerAnswer)
+		row("step turnaround", a.StepTurnaround)
+		row("ask → first model call", a.AskToFirstCall)
+		row("last token → END", a.LastTokenToEnd)
+		row("tools' durationMs per answer", a.ToolTime)
+	}
 	if f != nil {
 		row("floor added TTFT", f.AddedTTFT)
 		row("floor inter-token", f.InterToken)
@@ -214,6 +323,11 @@ func printLoad(w io.Writer, rep *Report) {
 	num("RSS (MiB)", float64(t.RSSBytes)/(1<<20), float64(fl.RSSBytes)/(1<<20), "%.1f")
 	tw.Flush()
 	fmt.Fprintf(w, "CPU and RSS: %s.\n", t.CPUScope)
+	if a := t.Agent; a != nil {
+		fmt.Fprintf(w, "Agent runs: added per answer = END received − ask sent − the model's own %.4g ms (%d first-token delays and the token schedule) − the tools' durationMs; per tool step = that / %d.\n"+
+			"Step turnaround: a tool step's model call returned → the next one began, the tool included. Tool results %d of %d (%d errors), STEP events %d of %d.\n",
+			a.ModelTimeMS, a.ToolSteps+1, a.ToolSteps, a.ToolResults, a.ToolResultsExpected, a.ToolErrors, a.StepEvents, a.StepEventsExpected)
+	}
 	problems := t.Reordered + t.IndexErrors + t.Unended + t.StreamErrors + t.AskErrors
 	if problems > 0 {
 		fmt.Fprintf(w, "PROBLEMS: reordered %d, index errors %d, subscribers without END %d, stream errors %d, ask errors %d\n",
