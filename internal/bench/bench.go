@@ -98,9 +98,8 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 			"throughput, loss and duplication, server CPU and RSS. --idle N measures memory per\n"+
 			"idle subscribed connection; --floor compares with a bare WebSocket push server.\n"+
 			"--agent-steps N makes every answer an agent run of N tool steps (the built-in\n"+
-			"calculator) and reports, per answer, END received − ask sent − the model's own\n"+
-			"scheduled time − the tools' durationMs, divided by N: what tokencast adds per step\n"+
-			"(at most: the costs every answer has are put on its steps too).\n"+
+			"calculator) and reports what tokencast adds per step: from a step's model call\n"+
+			"to the next, less the model's first-token delay and the tool's durationMs.\n"+
 			"An API key for a --target comes from TOKENCAST_BENCH_API_KEY.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}

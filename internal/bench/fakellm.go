@@ -69,8 +69,9 @@ type stream struct {
 }
 
 // modelCall is when a model call of a tool step began and when it returned
-// (0 = not yet).
-type modelCall struct{ began, ended atomic.Int64 }
+// (0 = not yet), and the durationMs its tool's TOOL_RESULT reported (-1 =
+// none seen yet).
+type modelCall struct{ began, ended, toolMillis atomic.Int64 }
 
 // add creates the record of a new answer of n tokens after steps tool
 // steps and returns it.
@@ -78,6 +79,9 @@ func (s *streams) add(n, steps int) *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := &stream{id: len(s.byID), emitted: make([]atomic.Int64, n), steps: make([]modelCall, steps)}
+	for i := range st.steps {
+		st.steps[i].toolMillis.Store(-1)
+	}
 	s.byID = append(s.byID, st)
 	return st
 }
@@ -374,4 +378,14 @@ func contentText(raw json.RawMessage) string {
 		return b.String()
 	}
 	return ""
+}
+
+// toolResult notes the durationMs of the TOOL_RESULT of call id ("b<step>")
+// of this answer; every subscriber of the session sees the same.
+func (st *stream) toolResult(id string, millis int64) {
+	n, err := strconv.Atoi(strings.TrimPrefix(id, "b"))
+	if err != nil || n < 1 || n > len(st.steps) || !strings.HasPrefix(id, "b") {
+		return
+	}
+	st.steps[n-1].toolMillis.Store(millis)
 }

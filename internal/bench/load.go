@@ -248,6 +248,7 @@ func (s *subscriberState) read(clk clock) {
 				}
 				if r != nil {
 					s.toolMillis += r.DurationMs
+					s.stream.toolResult(r.CallID, r.DurationMs)
 				}
 			case "STEP":
 				s.stepEvents++

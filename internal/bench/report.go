@@ -98,9 +98,13 @@ type AgentReport struct {
 	// queue, every step's publishing, storing and tool call machinery, and
 	// the delivery of the last token and END.
 	AddedPerAnswer Latency `json:"added_per_answer_ms"`
-	// AddedPerStep is AddedPerAnswer divided by ToolSteps: the answer's
-	// fixed costs (ask, queue, the text's delivery) are put on its tool
-	// steps, so the figure is an upper bound of what a step adds.
+	// AddedPerStep is, per tool step, the time from its model call's
+	// start to the next model call's start less the model's own time (the
+	// first-token delay) and the durationMs of the step's TOOL_RESULT:
+	// publishing and storing the call, the step and the result, and the
+	// tool call's machinery. durationMs is whole milliseconds cut down, so
+	// up to a millisecond of the tool's own time may be counted as added:
+	// an upper bound.
 	AddedPerStep Latency `json:"added_per_step_ms"`
 	// StepTurnaround is, per tool step, the fake model's view of the
 	// worker: from the return of the model call that asked for the tool to
@@ -136,7 +140,7 @@ func summariseAgent(res *loadResult, script Script) *AgentReport {
 	steps := script.AgentSteps
 	model := int64(script.modelTime())
 	a := &AgentReport{ToolSteps: steps, ModelTimeMS: round3(float64(model) / 1e6)}
-	var perAnswer, perStep, tools, turnaround, first, tail []int64
+	var perAnswer, tools, turnaround, first, tail []int64
 	for _, s := range res.subs {
 		a.ToolResultsExpected += int64(steps)
 		a.StepEventsExpected += int64(steps) + 1
@@ -149,7 +153,6 @@ func summariseAgent(res *loadResult, script Script) *AgentReport {
 		toolTime := s.toolMillis * int64(time.Millisecond)
 		added := max(s.endAt-s.ask.Load()-model-toolTime, 0)
 		perAnswer = append(perAnswer, added)
-		perStep = append(perStep, added/int64(steps))
 		tools = append(tools, toolTime)
 		if began := s.stream.steps[0].began.Load(); began > 0 {
 			first = append(first, max(began-s.ask.Load(), 0))
@@ -158,15 +161,20 @@ func summariseAgent(res *loadResult, script Script) *AgentReport {
 			tail = append(tail, max(s.endAt-last, 0))
 		}
 	}
+	var perStep []int64
 	for _, st := range res.streams {
 		for i := range st.steps {
 			next := &st.started
 			if i+1 < len(st.steps) {
 				next = &st.steps[i+1].began
 			}
-			ended, began := st.steps[i].ended.Load(), next.Load()
-			if ended > 0 && began > 0 {
-				turnaround = append(turnaround, max(began-ended, 0))
+			call := &st.steps[i]
+			began, ended, nextBegan := call.began.Load(), call.ended.Load(), next.Load()
+			if ended > 0 && nextBegan > 0 {
+				turnaround = append(turnaround, max(nextBegan-ended, 0))
+			}
+			if ms := call.toolMillis.Load(); began > 0 && nextBegan > 0 && ms >= 0 {
+				perStep = append(perStep, max(nextBegan-began-int64(script.FirstDelay)-ms*int64(time.Millisecond), 0))
 			}
 		}
 	}
@@ -324,9 +332,10 @@ func printLoad(w io.Writer, rep *Report) {
 	tw.Flush()
 	fmt.Fprintf(w, "CPU and RSS: %s.\n", t.CPUScope)
 	if a := t.Agent; a != nil {
-		fmt.Fprintf(w, "Agent runs: added per answer = END received − ask sent − the model's own %.4g ms (%d first-token delays and the token schedule) − the tools' durationMs; per tool step = that / %d.\n"+
+		fmt.Fprintf(w, "Agent runs: added per tool step = its model call began → the next one began − the model's %.4g ms − the tool's durationMs (whole ms, cut down).\n"+
+			"Added per answer = END received − ask sent − the model's own %.4g ms (%d first-token delays and the token schedule) − the tools' durationMs.\n"+
 			"Step turnaround: a tool step's model call returned → the next one began, the tool included. Tool results %d of %d (%d errors), STEP events %d of %d.\n",
-			a.ModelTimeMS, a.ToolSteps+1, a.ToolSteps, a.ToolResults, a.ToolResultsExpected, a.ToolErrors, a.StepEvents, a.StepEventsExpected)
+			t.FirstTokenDelayMS, a.ModelTimeMS, a.ToolSteps+1, a.ToolResults, a.ToolResultsExpected, a.ToolErrors, a.StepEvents, a.StepEventsExpected)
 	}
 	problems := t.Reordered + t.IndexErrors + t.Unended + t.StreamErrors + t.AskErrors
 	if problems > 0 {

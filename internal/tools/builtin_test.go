@@ -2,6 +2,7 @@ package tools_test
 
 import (
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,23 @@ func TestCalculator(t *testing.T) {
 	res, err := r.Call(t.Context(), "calculator", json.RawMessage(`{"expr":"1+1"}`))
 	if err != nil || !res.IsError {
 		t.Errorf("Call without expression = %+v, %v; want a tool error", res, err)
+	}
+}
+
+// BenchmarkBuiltinCalculator is what one built-in tool call costs a run:
+// the MCP round trip through the in-memory transport and the evaluation.
+func BenchmarkBuiltinCalculator(b *testing.B) {
+	r, err := tools.New(b.Context(), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	input := json.RawMessage(`{"expression":"6*7"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := r.Call(b.Context(), "builtin.calculator", input)
+		if err != nil || res.IsError || res.Output != "42" {
+			b.Fatalf("%+v %v", res, err)
+		}
 	}
 }
