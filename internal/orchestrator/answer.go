@@ -32,7 +32,6 @@ type answer struct {
 	model    string
 	index    int
 	startSeq uint64
-	lastSeq  uint64 // the position of this attempt's newest event
 	text     strings.Builder
 	log      *slog.Logger
 	began    time.Time // when this worker took the request
@@ -54,8 +53,16 @@ type answer struct {
 	run  []chat.Message
 	last chat.Message
 	// pubMu orders publishing: text, reasoning and tool results may come
-	// from several goroutines.
+	// from several goroutines. It guards index, pubQ and pubErr.
 	pubMu sync.Mutex
+	// The publisher (publisher.go): its queue, its end, its own state, and
+	// the first failure it reported (pubFailed) and the worker has seen
+	// (pubErr).
+	pubQ      chan pubItem
+	pubDone   chan struct{}
+	pub       pubState
+	pubFailed atomic.Bool
+	pubErr    error
 }
 
 // stored notes a write that failed for lack of space, and returns err.
@@ -110,6 +117,10 @@ func (a *answer) finish(ctx context.Context, ev chat.Event) error {
 	}
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()
+	// Every event before the end is stored first.
+	if err := a.settle(ctx); err != nil {
+		return err
+	}
 	ev.Index = a.index
 	if err := a.queue.CommitAttempt(ctx, a.req.SessionID, a.req.ID, a.owned, ev); err != nil {
 		if errors.Is(err, chat.ErrSuperseded) {
@@ -146,7 +157,17 @@ func (a *answer) event(t chat.EventType, message string) chat.Event {
 	}
 }
 
-func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
+// publish hands ev to the answer's publisher as its next event and returns
+// at once; an event that could not be stored is reported by a later
+// publish, or by the settle before the answer ends.
+func (a *answer) publish(ctx context.Context, ev chat.Event) error {
+	_, err := a.publishing(ctx, ev, false)
+	return err
+}
+
+// publishing hands ev over; wait says to wait until it is stored, and
+// returns its position in the stream.
+func (a *answer) publishing(ctx context.Context, ev chat.Event, wait bool) (uint64, error) {
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()
 	if a.superseded.Load() {
@@ -155,36 +176,43 @@ func (a *answer) publish(ctx context.Context, ev chat.Event) (uint64, error) {
 	if a.storeErr != nil {
 		return 0, a.storeErr
 	}
+	if a.pubFailed.Load() && a.pubErr == nil {
+		_ = a.settle(ctx)
+	}
+	if a.pubErr != nil {
+		return 0, a.pubErr
+	}
 	ev.Index = a.index
-	var seq uint64
-	var err error
-	if ev.Type == chat.EventDelta && a.lastSeq > 0 {
-		// One per token: published without a message id, which the stream
-		// would hold in memory for its whole dedup window.
-		seq, err = a.queue.PublishEventAfter(ctx, ev, a.lastSeq)
-	} else {
-		seq, err = a.queue.PublishEvent(ctx, ev, eventID(ev))
+	var reply chan pubReply
+	if wait {
+		reply = make(chan pubReply, 1)
 	}
-	if err != nil {
-		// The index is not spent: an answer that ends without its store
-		// (storageFull) goes on from it, with no gap.
-		return 0, a.stored(err)
+	if err := a.handOver(ctx, ev, reply); err != nil {
+		return 0, err
 	}
+	// The index is spent now; if the event is not stored, settle takes
+	// the answer back to it.
 	a.index++
-	a.lastSeq = seq
-	a.recorder.Published()
-	return seq, nil
+	if !wait {
+		return 0, nil
+	}
+	select {
+	case r := <-reply:
+		a.noteFailure(r.err)
+		return r.seq, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 func (a *answer) start(ctx context.Context) error {
-	seq, err := a.publish(ctx, a.event(chat.EventStart, chat.MarkerStart))
+	seq, err := a.publishing(ctx, a.event(chat.EventStart, chat.MarkerStart), true)
 	a.startSeq = seq
 	return err
 }
 
 func (a *answer) delta(ctx context.Context, text string) error {
-	_, err := a.publish(ctx, a.event(chat.EventDelta, text))
-	return err
+	return a.publish(ctx, a.event(chat.EventDelta, text))
 }
 
 func (a *answer) end(ctx context.Context, final chat.Final) error {
@@ -253,7 +281,7 @@ func (a *answer) fail(ctx context.Context, cause error) error {
 	// (the sample's UI starts a new bubble on it). Typed clients see a
 	// MESSAGE of this answer, which adds no text.
 	if a.text.Len() > 0 {
-		if _, err := a.publish(ctx, a.event(chat.EventMessage, chat.MarkerStart)); err != nil {
+		if err := a.publish(ctx, a.event(chat.EventMessage, chat.MarkerStart)); err != nil {
 			return err
 		}
 	}

@@ -248,10 +248,11 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 	log := o.log.With("session", req.SessionID, "request", req.ID)
 	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
 	a := o.newAnswer(req, 0, log)
+	defer a.stopPublishing()
 	if done, err := a.claim(ctx, deliveries+1); done || err != nil {
 		return err
 	}
-	if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
+	if err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
 		return fmt.Errorf("publish restart of an exhausted request: %w", err)
 	}
 	a.index = 0
@@ -282,6 +283,9 @@ func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
 	a := o.newAnswer(req, d.Attempt(), log)
 	a.span = span
 	err := o.answer(ctx, d, a)
+	// Every event handed over is stored or refused before the request is
+	// acked, handed back, or ended as the store allows (storageFull).
+	a.stopPublishing()
 	if errors.Is(err, chat.ErrSuperseded) {
 		log.Warn("a newer attempt took the request over; this one stops without a word")
 		return
@@ -388,7 +392,7 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 		o.cfg.Recorder.Redelivered()
 		// An earlier attempt died mid-answer: subscribers drop what they
 		// were shown of it before the answer starts over.
-		if _, err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
+		if err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
 			return err
 		}
 		a.index = 0
@@ -416,6 +420,11 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 	defer r.clock.stop()
 	final, perr := o.steps(runCtx, a, r, model, prompt, resumed)
 	cerr := r.close()
+	// What the run handed over is stored before its end is decided: an
+	// event that could not be is this answer's failure.
+	a.pubMu.Lock()
+	serr := a.settle(ctx)
+	a.pubMu.Unlock()
 	switch {
 	case a.storeErr != nil:
 		return a.storeErr
@@ -425,6 +434,8 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 		return ctx.Err()
 	case cerr != nil:
 		return cerr
+	case serr != nil:
+		return serr
 	case errors.Is(context.Cause(streamCtx), errCancelled):
 		return a.cancelled(ctx)
 	case errors.Is(context.Cause(runCtx), errRunTimeout):

@@ -624,6 +624,8 @@ func TestWorkerStorageFull(t *testing.T) {
 		req := newRequest("m")
 		d := q.deliver(req, 1)
 		await(t, "the provider to emit", emitted)
+		// Emitting hands the event over; the store takes it a moment later.
+		q.waitFor(t, "Hel to be stored", func() bool { return hasEvent(q.storedLocked(req.ID), chat.EventDelta) })
 		q.setFull(true)
 		close(resume)
 		q.waitFor(t, "the end to be announced", func() bool { return hasEvent(q.announced, chat.EventError) })

@@ -162,7 +162,7 @@ func newRun(o *Orchestrator, a *answer, m Model, pubCtx context.Context) *run {
 	r := &run{o: o, a: a, model: m, pubCtx: pubCtx}
 	r.text = newCoalescer(o.cfg.Coalescing, func(text string) error { return a.delta(pubCtx, text) })
 	r.think = newCoalescer(o.cfg.Coalescing, func(text string) error {
-		_, err := a.publish(pubCtx, a.event(chat.EventReasoning, text))
+		err := a.publish(pubCtx, a.event(chat.EventReasoning, text))
 		return err
 	})
 	return r
@@ -258,7 +258,7 @@ func (r *run) onPart(p chat.Part) error {
 		r.blocks = append(r.blocks, chat.Block{Kind: chat.BlockToolCall, CallID: p.CallID, Name: p.Name})
 		ev := a.event(chat.EventToolCallStart, "")
 		ev.Tool = &chat.ToolEvent{CallID: p.CallID, Name: p.Name}
-		_, err := a.publish(r.pubCtx, ev)
+		err := a.publish(r.pubCtx, ev)
 		return err
 	case chat.PartToolDelta:
 		i, ok := r.calls[p.CallID]
@@ -271,7 +271,7 @@ func (r *run) onPart(p chat.Part) error {
 		r.blocks[i].Input = append(r.blocks[i].Input, p.Text...)
 		ev := a.event(chat.EventToolCallDelta, p.Text)
 		ev.Tool = &chat.ToolEvent{CallID: p.CallID}
-		_, err := a.publish(r.pubCtx, ev)
+		err := a.publish(r.pubCtx, ev)
 		return err
 	case chat.PartToolEnd:
 		return r.endCall(p.CallID)
@@ -285,7 +285,7 @@ func (r *run) onPart(p chat.Part) error {
 		ev := a.event(chat.EventSource, "")
 		src := *p.Source
 		ev.Source = &src
-		_, err := a.publish(r.pubCtx, ev)
+		err := a.publish(r.pubCtx, ev)
 		return err
 	}
 	return nil
@@ -302,7 +302,7 @@ func (r *run) endCall(id string) error {
 	b.Input = normalizeInput(b.Input)
 	ev := r.a.event(chat.EventToolCall, "")
 	ev.Tool = &chat.ToolEvent{CallID: b.CallID, Name: b.Name, Input: b.Input}
-	_, err := r.a.publish(r.pubCtx, ev)
+	err := r.a.publish(r.pubCtx, ev)
 	return err
 }
 
@@ -358,7 +358,7 @@ func (r *run) publishStep(reason string, continues bool, usage chat.Usage) error
 	ev := r.a.event(chat.EventStep, "")
 	ev.Step = &chat.StepInfo{Number: r.step, Reason: reason, Continues: continues}
 	ev.Usage = &usage
-	_, err := r.a.publish(r.pubCtx, ev)
+	err := r.a.publish(r.pubCtx, ev)
 	return err
 }
 
@@ -440,7 +440,7 @@ func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat
 			mu.Unlock()
 			ev := a.event(chat.EventToolResult, "")
 			ev.Tool = &chat.ToolEvent{CallID: c.CallID, Name: c.Name, Output: res.Text, IsError: res.IsError, Truncated: res.Truncated, DurationMillis: res.DurationMillis}
-			if _, err := a.publish(r.pubCtx, ev); err != nil {
+			if err := a.publish(r.pubCtx, ev); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -511,7 +511,7 @@ func (r *run) callTool(ctx context.Context, c chat.Block, inFlight bool) (chat.B
 		ref = full
 	}
 	out, err := r.o.cfg.Tools.Call(tctx, ref, c.Input)
-	res.DurationMillis = time.Since(start).Milliseconds()
+	res.DurationMillis = float64(time.Since(start).Microseconds()) / 1000
 	switch {
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("%w: %w", errToolStopped, context.Cause(ctx))
@@ -570,7 +570,7 @@ func (r *run) approve(ctx context.Context, c chat.Block, why string) (bool, stri
 		req := rec.ApprovalInfo
 		req.Approved, req.Reason = false, why
 		ev.Approval = &req
-		if _, err := a.publish(r.pubCtx, ev); err != nil {
+		if err := a.publish(r.pubCtx, ev); err != nil {
 			return false, "", err
 		}
 		if exp, err := time.Parse(time.RFC3339, rec.Expires); err == nil {
@@ -594,7 +594,7 @@ func (r *run) approve(ctx context.Context, c chat.Block, why string) (bool, stri
 	ev := a.event(chat.EventApproval, "")
 	ans := rec.ApprovalInfo
 	ev.Approval = &ans
-	if _, err := a.publish(r.pubCtx, ev); err != nil {
+	if err := a.publish(r.pubCtx, ev); err != nil {
 		return false, "", err
 	}
 	return rec.Approved, rec.Reason, nil
@@ -636,7 +636,7 @@ func (r *run) resume(ctx context.Context, stored []chat.Message) ([]chat.Message
 			for _, b := range m.Blocks {
 				ev := a.event(chat.EventToolResult, "")
 				ev.Tool = &chat.ToolEvent{CallID: b.CallID, Name: b.Name, Output: b.Text, IsError: b.IsError, Truncated: b.Truncated, DurationMillis: b.DurationMillis}
-				if _, err := a.publish(r.pubCtx, ev); err != nil {
+				if err := a.publish(r.pubCtx, ev); err != nil {
 					return nil, err
 				}
 			}
@@ -680,7 +680,7 @@ func (r *run) replayBlock(b chat.Block) error {
 	case chat.BlockToolCall:
 		start := a.event(chat.EventToolCallStart, "")
 		start.Tool = &chat.ToolEvent{CallID: b.CallID, Name: b.Name}
-		if _, err := a.publish(r.pubCtx, start); err != nil {
+		if err := a.publish(r.pubCtx, start); err != nil {
 			return err
 		}
 		ev = a.event(chat.EventToolCall, "")
@@ -688,7 +688,7 @@ func (r *run) replayBlock(b chat.Block) error {
 	default:
 		return nil
 	}
-	_, err := a.publish(r.pubCtx, ev)
+	err := a.publish(r.pubCtx, ev)
 	return err
 }
 
