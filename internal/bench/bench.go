@@ -99,7 +99,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 			"idle subscribed connection; --floor compares with a bare WebSocket push server.\n"+
 			"--agent-steps N makes every answer an agent run of N tool steps (the built-in\n"+
 			"calculator) and reports what tokencast adds per step: from a step's model call\n"+
-			"to the next, less the model's first-token delay and the tool's durationMs.\n"+
+			"to the next, less the model's own delay and the tool's durationMs.\n"+
 			"An API key for a --target comes from TOKENCAST_BENCH_API_KEY.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}

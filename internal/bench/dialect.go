@@ -29,9 +29,9 @@ type Event struct {
 
 // ToolResult is what the bench reads of a TOOL_RESULT event.
 type ToolResult struct {
-	CallID     string `json:"callId"`
-	IsError    bool   `json:"isError"`
-	DurationMs int64  `json:"durationMs"`
+	CallID     string  `json:"callId"`
+	IsError    bool    `json:"isError"`
+	DurationMs float64 `json:"durationMs"`
 }
 
 // Subscriber is one subscription to one session's events.

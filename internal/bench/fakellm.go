@@ -68,10 +68,11 @@ type stream struct {
 	steps []modelCall
 }
 
-// modelCall is when a model call of a tool step began and when it returned
-// (0 = not yet), and the durationMs its tool's TOOL_RESULT reported (-1 =
-// none seen yet).
-type modelCall struct{ began, ended, toolMillis atomic.Int64 }
+// modelCall is when a model call of a tool step began, when its delay was
+// over and it began to emit its tool call, and when it returned (0 = not
+// yet), and the duration its tool's TOOL_RESULT reported in nanoseconds
+// (-1 = none seen yet).
+type modelCall struct{ began, emitting, ended, toolNanos atomic.Int64 }
 
 // add creates the record of a new answer of n tokens after steps tool
 // steps and returns it.
@@ -80,7 +81,7 @@ func (s *streams) add(n, steps int) *stream {
 	defer s.mu.Unlock()
 	st := &stream{id: len(s.byID), emitted: make([]atomic.Int64, n), steps: make([]modelCall, steps)}
 	for i := range st.steps {
-		st.steps[i].toolMillis.Store(-1)
+		st.steps[i].toolNanos.Store(-1)
 	}
 	s.byID = append(s.byID, st)
 	return st
@@ -270,6 +271,7 @@ func (p provider) toolStep(ctx context.Context, question string, step int, emit 
 		return chat.Final{}, ctx.Err()
 	case <-timer.C:
 	}
+	call.emitting.Store(p.llm.clock.now())
 	id := "b" + strconv.Itoa(step)
 	for _, part := range []chat.Part{
 		{Kind: chat.PartToolStart, CallID: id, Name: benchTool},
@@ -382,10 +384,10 @@ func contentText(raw json.RawMessage) string {
 
 // toolResult notes the durationMs of the TOOL_RESULT of call id ("b<step>")
 // of this answer; every subscriber of the session sees the same.
-func (st *stream) toolResult(id string, millis int64) {
+func (st *stream) toolResult(id string, millis float64) {
 	n, err := strconv.Atoi(strings.TrimPrefix(id, "b"))
 	if err != nil || n < 1 || n > len(st.steps) || !strings.HasPrefix(id, "b") {
 		return
 	}
-	st.steps[n-1].toolMillis.Store(millis)
+	st.steps[n-1].toolNanos.Store(int64(millis * 1e6))
 }

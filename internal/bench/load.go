@@ -54,11 +54,11 @@ type subscriberState struct {
 	err         error
 
 	// Of an agent run (--agent-steps): TOOL_RESULT events, those that were
-	// the tool's failure, the tools' own time they report (whole
-	// milliseconds, cut down), and STEP events.
+	// the tool's failure, the tools' own time they report, and STEP
+	// events.
 	toolResults int64
 	toolErrors  int64
-	toolMillis  int64
+	toolNanos   int64
 	stepEvents  int64
 }
 
@@ -247,7 +247,7 @@ func (s *subscriberState) read(clk clock) {
 					s.toolErrors++ // the tool failed, or the event says nothing of it
 				}
 				if r != nil {
-					s.toolMillis += r.DurationMs
+					s.toolNanos += int64(r.DurationMs * 1e6)
 					s.stream.toolResult(r.CallID, r.DurationMs)
 				}
 			case "STEP":

@@ -98,13 +98,12 @@ type AgentReport struct {
 	// queue, every step's publishing, storing and tool call machinery, and
 	// the delivery of the last token and END.
 	AddedPerAnswer Latency `json:"added_per_answer_ms"`
-	// AddedPerStep is, per tool step, the time from its model call's
-	// start to the next model call's start less the model's own time (the
-	// first-token delay) and the durationMs of the step's TOOL_RESULT:
-	// publishing and storing the call, the step and the result, and the
-	// tool call's machinery. durationMs is whole milliseconds cut down, so
-	// up to a millisecond of the tool's own time may be counted as added:
-	// an upper bound.
+	// AddedPerStep is, per tool step, the time from the end of its model
+	// call's delay (the model's own time, as its timer fired) to the start
+	// of the next model call, less the durationMs of the step's
+	// TOOL_RESULT (the tool's own time, as tokencast timed the call):
+	// handing over the call's parts, storing the step and the result,
+	// publishing the events, calling the next step.
 	AddedPerStep Latency `json:"added_per_step_ms"`
 	// StepTurnaround is, per tool step, the fake model's view of the
 	// worker: from the return of the model call that asked for the tool to
@@ -116,9 +115,7 @@ type AgentReport struct {
 	// has too.
 	AskToFirstCall Latency `json:"ask_to_first_model_call_ms"`
 	LastTokenToEnd Latency `json:"last_token_to_end_ms"`
-	// ToolTime is, per answer, the sum of its TOOL_RESULTs' durationMs
-	// (whole milliseconds, cut down: a call under 1 ms counts 0, and its
-	// time is counted as added).
+	// ToolTime is, per answer, the sum of its TOOL_RESULTs' durationMs.
 	ToolTime Latency `json:"tool_duration_per_answer_ms"`
 
 	// Every subscriber must see ToolSteps TOOL_RESULTs, none an error, and
@@ -150,7 +147,7 @@ func summariseAgent(res *loadResult, script Script) *AgentReport {
 		if s.ended != "END" || s.toolResults != int64(steps) {
 			continue
 		}
-		toolTime := s.toolMillis * int64(time.Millisecond)
+		toolTime := s.toolNanos
 		added := max(s.endAt-s.ask.Load()-model-toolTime, 0)
 		perAnswer = append(perAnswer, added)
 		tools = append(tools, toolTime)
@@ -169,12 +166,12 @@ func summariseAgent(res *loadResult, script Script) *AgentReport {
 				next = &st.steps[i+1].began
 			}
 			call := &st.steps[i]
-			began, ended, nextBegan := call.began.Load(), call.ended.Load(), next.Load()
+			emitting, ended, nextBegan := call.emitting.Load(), call.ended.Load(), next.Load()
 			if ended > 0 && nextBegan > 0 {
 				turnaround = append(turnaround, max(nextBegan-ended, 0))
 			}
-			if ms := call.toolMillis.Load(); began > 0 && nextBegan > 0 && ms >= 0 {
-				perStep = append(perStep, max(nextBegan-began-int64(script.FirstDelay)-ms*int64(time.Millisecond), 0))
+			if tool := call.toolNanos.Load(); emitting > 0 && nextBegan > 0 && tool >= 0 {
+				perStep = append(perStep, max(nextBegan-emitting-tool, 0))
 			}
 		}
 	}
@@ -332,7 +329,7 @@ func printLoad(w io.Writer, rep *Report) {
 	tw.Flush()
 	fmt.Fprintf(w, "CPU and RSS: %s.\n", t.CPUScope)
 	if a := t.Agent; a != nil {
-		fmt.Fprintf(w, "Agent runs: added per tool step = its model call began → the next one began − the model's %.4g ms − the tool's durationMs (whole ms, cut down).\n"+
+		fmt.Fprintf(w, "Agent runs: added per tool step = its model call's %.4g ms delay over → the next model call began − the tool's durationMs.\n"+
 			"Added per answer = END received − ask sent − the model's own %.4g ms (%d first-token delays and the token schedule) − the tools' durationMs.\n"+
 			"Step turnaround: a tool step's model call returned → the next one began, the tool included. Tool results %d of %d (%d errors), STEP events %d of %d.\n",
 			t.FirstTokenDelayMS, a.ModelTimeMS, a.ToolSteps+1, a.ToolResults, a.ToolResultsExpected, a.ToolErrors, a.StepEvents, a.StepEventsExpected)

@@ -102,8 +102,9 @@ type Block struct {
 	IsError bool `json:"isError,omitempty"`
 	// Truncated marks a tool result cut to the output cap.
 	Truncated bool `json:"truncated,omitempty"`
-	// DurationMillis is how long a tool call ran.
-	DurationMillis int64 `json:"durationMs,omitempty"`
+	// DurationMillis is how long a tool call ran, in milliseconds to the
+	// microsecond.
+	DurationMillis float64 `json:"durationMs,omitempty"`
 }
 
 // ToolEvent is what a TOOL_CALL_START, TOOL_CALL_DELTA, TOOL_CALL or
@@ -117,8 +118,9 @@ type ToolEvent struct {
 	Output    string `json:"output,omitempty"`
 	IsError   bool   `json:"isError,omitempty"`
 	Truncated bool   `json:"truncated,omitempty"`
-	// DurationMillis is how long the call ran (TOOL_RESULT).
-	DurationMillis int64 `json:"durationMs,omitempty"`
+	// DurationMillis is how long the call ran (TOOL_RESULT), in
+	// milliseconds to the microsecond.
+	DurationMillis float64 `json:"durationMs,omitempty"`
 }
 
 // StepInfo is what a STEP event says: a model call of the run ended.

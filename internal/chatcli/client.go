@@ -83,12 +83,12 @@ type event struct {
 
 // toolResult is what a tool answered in an agent run.
 type toolResult struct {
-	CallID     string `json:"callId"`
-	Name       string `json:"name"`
-	Output     string `json:"output"`
-	IsError    bool   `json:"isError"`
-	Truncated  bool   `json:"truncated"`
-	DurationMs int    `json:"durationMs"`
+	CallID     string  `json:"callId"`
+	Name       string  `json:"name"`
+	Output     string  `json:"output"`
+	IsError    bool    `json:"isError"`
+	Truncated  bool    `json:"truncated"`
+	DurationMs float64 `json:"durationMs"`
 }
 
 // watchQuery asks for the agent events too: an agent run's text still

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -218,7 +219,7 @@ func (r *toolResult) String() string {
 	if r.IsError {
 		s = fmt.Sprintf("← %s failed: %s", r.Name, out)
 	} else {
-		s = fmt.Sprintf("← %s %s (%d ms)", r.Name, out, r.DurationMs)
+		s = fmt.Sprintf("← %s %s (%s ms)", r.Name, out, strconv.FormatFloat(r.DurationMs, 'f', -1, 64))
 	}
 	if r.Truncated {
 		s += " (truncated)"

@@ -22,7 +22,7 @@ func call(name, input string) event {
 	return ev
 }
 
-func result(name, output string, failed bool, ms int) event {
+func result(name, output string, failed bool, ms float64) event {
 	return event{Type: "TOOL_RESULT", ToolResult: &toolResult{CallID: "c-" + name, Name: name, Output: output, IsError: failed, DurationMs: ms}}
 }
 
@@ -67,7 +67,7 @@ func TestDisplay(t *testing.T) {
 				d.agent(reasoning("compute."))
 				d.agent(call("calculator", `{"expression":"6*7"}`))
 				d.agent(step(1, "tool_use", true))
-				d.agent(result("calculator", "42", false, 3))
+				d.agent(result("calculator", "42", false, 0.412))
 				d.agent(result("clock", "unreachable", true, 0))
 				d.agent(source("Docs", "https://example.com/docs"))
 				d.text("6*7 = 42.")
@@ -78,7 +78,7 @@ func TestDisplay(t *testing.T) {
 			err: "reasoning: I will compute.\n" +
 				`→ calculator {"expression":"6*7"}` + "\n" +
 				"step 1 ended (tool_use); the run goes on\n" +
-				"← calculator 42 (3 ms)\n" +
+				"← calculator 42 (0.412 ms)\n" +
 				"← clock failed: unreachable\n" +
 				"source: Docs https://example.com/docs\n" +
 				"step 2 ended (end_turn)\n",

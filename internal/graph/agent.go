@@ -74,7 +74,7 @@ func agentObject(field string, ev *chat.Event) (string, fieldWriter) {
 			case "truncated":
 				return strconv.AppendBool(b, t.Truncated), true
 			case "durationMs":
-				return strconv.AppendInt(b, t.DurationMillis, 10), true
+				return strconv.AppendFloat(b, t.DurationMillis, 'f', -1, 64), true
 			}
 			return b, false
 		}

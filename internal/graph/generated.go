@@ -2909,15 +2909,15 @@ func (ec *executionContext) _RunToolCall_durationMs(ctx context.Context, field g
 			return obj.DurationMs, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
-			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
 		},
 		true,
 		false,
 	)
 }
 func (ec *executionContext) fieldContext_RunToolCall_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("RunToolCall", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("RunToolCall", field, false, false, "Float")
 }
 
 func (ec *executionContext) _SendMessageResponse_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.SendMessageResponse) (ret graphql.Marshaler) {
@@ -3821,15 +3821,15 @@ func (ec *executionContext) _ToolResult_durationMs(ctx context.Context, field gr
 			return obj.DurationMs, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_ToolResult_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("ToolResult", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("ToolResult", field, false, false, "Float")
 }
 
 func (ec *executionContext) _Turn_requestId(ctx context.Context, field graphql.CollectedField, obj *model.Turn) (ret graphql.Marshaler) {
@@ -6899,6 +6899,20 @@ func (ec *executionContext) marshalNDeadLetter2ᚖgithubᚗcomᚋtokencastᚋtok
 	return ec._DeadLetter(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalNGetLlmResponseInput2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐGetLlmResponseInput(ctx context.Context, v any) (model.GetLlmResponseInput, error) {
 	res, err := ec.unmarshalInputGetLlmResponseInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7281,6 +7295,23 @@ func (ec *executionContext) marshalOEventType2ᚖgithubᚗcomᚋtokencastᚋtoke
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) marshalOGetLlmResponse2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐGetLlmResponse(ctx context.Context, sel ast.SelectionSet, v *model.GetLlmResponse) graphql.Marshaler {

@@ -263,7 +263,7 @@ func runSteps(run []chat.Message) []*model.RunStep {
 			case chat.BlockToolCall:
 				call := &model.RunToolCall{ID: b.CallID, Name: b.Name, Input: string(b.Input)}
 				if r, ok := results[b.CallID]; ok {
-					out, ms := r.Text, int(r.DurationMillis)
+					out, ms := r.Text, r.DurationMillis
 					call.Output, call.IsError, call.Truncated, call.DurationMs = &out, r.IsError, r.Truncated, &ms
 				}
 				step.ToolCalls = append(step.ToolCalls, call)

@@ -197,7 +197,8 @@ function pretty(text) {
 
 function fmtDuration(ms) {
   if (ms == null) return '';
-  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(2)} s`;
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
 }
 
 function updateTool(el, p, opts) {

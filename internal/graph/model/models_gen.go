@@ -100,13 +100,14 @@ type RunStep struct {
 
 // A tool call of a stored step, with its result when it has one.
 type RunToolCall struct {
-	ID         string  `json:"id"`
-	Name       string  `json:"name"`
-	Input      string  `json:"input"`
-	Output     *string `json:"output,omitempty"`
-	IsError    bool    `json:"isError"`
-	Truncated  bool    `json:"truncated"`
-	DurationMs *int    `json:"durationMs,omitempty"`
+	ID        string  `json:"id"`
+	Name      string  `json:"name"`
+	Input     string  `json:"input"`
+	Output    *string `json:"output,omitempty"`
+	IsError   bool    `json:"isError"`
+	Truncated bool    `json:"truncated"`
+	// How long the call ran, in milliseconds to the microsecond; null until it has a result.
+	DurationMs *float64 `json:"durationMs,omitempty"`
 }
 
 type SendMessageInput struct {
@@ -187,8 +188,9 @@ type ToolResult struct {
 	// The tool failed (or was denied, or timed out): output says why, and the model is told so.
 	IsError bool `json:"isError"`
 	// The output was cut to the server's cap; its end says how much was cut.
-	Truncated  bool `json:"truncated"`
-	DurationMs int  `json:"durationMs"`
+	Truncated bool `json:"truncated"`
+	// How long the call ran, in milliseconds to the microsecond (0.412).
+	DurationMs float64 `json:"durationMs"`
 }
 
 // One message of a conversation.
