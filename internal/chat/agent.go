@@ -80,6 +80,9 @@ const (
 	BlockRedacted   BlockKind = "redacted_reasoning"
 	BlockToolCall   BlockKind = "tool_call"
 	BlockToolResult BlockKind = "tool_result"
+	// BlockSource is a source the model cited: kept so a resumed run shows
+	// it again; providers are not sent it back.
+	BlockSource BlockKind = "source"
 )
 
 // Block is one piece of a message's content, as stored and as given back to
@@ -105,6 +108,8 @@ type Block struct {
 	// DurationMillis is how long a tool call ran, in milliseconds to the
 	// microsecond.
 	DurationMillis float64 `json:"durationMs,omitempty"`
+	// Source is a cited source (BlockSource).
+	Source *Source `json:"source,omitempty"`
 }
 
 // ToolEvent is what a TOOL_CALL_START, TOOL_CALL_DELTA, TOOL_CALL or

@@ -104,6 +104,7 @@ type ComplexityRoot struct {
 
 	RunStep struct {
 		Reasoning func(childComplexity int) int
+		Sources   func(childComplexity int) int
 		Text      func(childComplexity int) int
 		ToolCalls func(childComplexity int) int
 	}
@@ -492,6 +493,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RunStep.Reasoning(childComplexity), true
+	case "RunStep.sources":
+		if e.ComplexityRoot.RunStep.Sources == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RunStep.Sources(childComplexity), true
 	case "RunStep.text":
 		if e.ComplexityRoot.RunStep.Text == nil {
 			break
@@ -1101,6 +1108,8 @@ func (ec *executionContext) childFields_RunStep(ctx context.Context, field graph
 		return ec.fieldContext_RunStep_text(ctx, field)
 	case "toolCalls":
 		return ec.fieldContext_RunStep_toolCalls(ctx, field)
+	case "sources":
+		return ec.fieldContext_RunStep_sources(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RunStep", field.Name)
 }
@@ -2754,6 +2763,38 @@ func (ec *executionContext) fieldContext_RunStep_toolCalls(_ context.Context, fi
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_RunToolCall(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RunStep_sources(ctx context.Context, field graphql.CollectedField, obj *model.RunStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RunStep_sources(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sources, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Source) graphql.Marshaler {
+			return ec.marshalNSource2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐSourceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RunStep_sources(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RunStep",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Source(ctx, field)
 		},
 	}
 	return fc, nil
@@ -5925,6 +5966,11 @@ func (ec *executionContext) _RunStep(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "sources":
+			out.Values[i] = ec._RunStep_sources(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7031,6 +7077,30 @@ func (ec *executionContext) marshalNRunToolCall2ᚖgithubᚗcomᚋtokencastᚋto
 func (ec *executionContext) unmarshalNSendMessageInput2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐSendMessageInput(ctx context.Context, v any) (model.SendMessageInput, error) {
 	res, err := ec.unmarshalInputSendMessageInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSource2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐSourceᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Source) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSource2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐSource(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSource2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐSource(ctx context.Context, sel ast.SelectionSet, v *model.Source) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Source!")
+		return graphql.Null
+	}
+	return ec._Source(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {

@@ -253,7 +253,7 @@ func runSteps(run []chat.Message) []*model.RunStep {
 			}
 		}
 		var reasoning, text strings.Builder
-		step := &model.RunStep{ToolCalls: []*model.RunToolCall{}}
+		step := &model.RunStep{ToolCalls: []*model.RunToolCall{}, Sources: []*model.Source{}}
 		for _, b := range msg.Blocks {
 			switch b.Kind {
 			case chat.BlockReasoning:
@@ -267,6 +267,10 @@ func runSteps(run []chat.Message) []*model.RunStep {
 					call.Output, call.IsError, call.Truncated, call.DurationMs = &out, r.IsError, r.Truncated, &ms
 				}
 				step.ToolCalls = append(step.ToolCalls, call)
+			case chat.BlockSource:
+				if s := b.Source; s != nil {
+					step.Sources = append(step.Sources, &model.Source{Title: optString(s.Title), URL: optString(s.URL), Text: optString(s.Text)})
+				}
 			}
 		}
 		step.Reasoning, step.Text = reasoning.String(), text.String()
@@ -316,4 +320,12 @@ func conversationPage(turns []*model.Turn, last int, before *string) (page []*mo
 		start--
 	}
 	return turns[start:end], start > 0
+}
+
+// optString is s as an optional GraphQL string: null when empty.
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

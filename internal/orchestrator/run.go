@@ -282,8 +282,10 @@ func (r *run) onPart(p chat.Part) error {
 		if err := r.flush(); err != nil {
 			return err
 		}
-		ev := a.event(chat.EventSource, "")
+		r.closeOpen()
 		src := *p.Source
+		r.blocks = append(r.blocks, chat.Block{Kind: chat.BlockSource, Source: &src})
+		ev := a.event(chat.EventSource, "")
 		ev.Source = &src
 		err := a.publish(r.pubCtx, ev)
 		return err
@@ -685,6 +687,12 @@ func (r *run) replayBlock(b chat.Block) error {
 		}
 		ev = a.event(chat.EventToolCall, "")
 		ev.Tool = &chat.ToolEvent{CallID: b.CallID, Name: b.Name, Input: b.Input}
+	case chat.BlockSource:
+		if b.Source == nil {
+			return nil
+		}
+		ev = a.event(chat.EventSource, "")
+		ev.Source = b.Source
 	default:
 		return nil
 	}

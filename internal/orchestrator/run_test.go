@@ -218,6 +218,10 @@ func assistant(blocks ...chat.Block) chat.Message {
 
 func text(s string) chat.Block { return chat.Block{Kind: chat.BlockText, Text: s} }
 
+func source(url string) chat.Block {
+	return chat.Block{Kind: chat.BlockSource, Source: &chat.Source{URL: url}}
+}
+
 // A run that reasons, calls two tools at once and answers with their
 // results: subscribers see every step as it happens, the second model call
 // is given back the first one's blocks byte for byte with the results in
@@ -327,7 +331,9 @@ func TestRunCallsToolsBetweenModelCalls(t *testing.T) {
 
 	checkTurn(t, q, req, chat.StatusComplete, "3 and x")
 	turn, _ := q.turn(req.SessionID, req.ID)
-	checkMessages(t, "the conversation keeps the run", turn.Run, []chat.Message{step, answered, assistant(text("3 and x"))})
+	cited := source("https://example.com/sums")
+	cited.Source.Title = "Sums"
+	checkMessages(t, "the conversation keeps the run", turn.Run, []chat.Message{step, answered, assistant(text("3 and x"), cited)})
 	if turn.Usage == nil || *turn.Usage != sum {
 		t.Errorf("the conversation keeps usage %+v, want %+v", turn.Usage, sum)
 	}
@@ -697,18 +703,18 @@ func TestRunResumes(t *testing.T) {
 		{
 			name: "every result stored",
 			stored: []chat.Message{
-				assistant(text("Let me look. "), call("c1", "a", `{"q":"x"}`)),
+				assistant(text("Let me look. "), source("https://example.com/x"), call("c1", "a", `{"q":"x"}`)),
 				results(result("c1", "a", "found")),
 			},
 			want: []string{
 				"RESTART", "START",
-				"DELTA Let me look. ", "TOOL_CALL_START c1 a", `TOOL_CALL c1 a {"q":"x"}`, "STEP 1 tool_use continues",
+				"DELTA Let me look. ", "SOURCE https://example.com/x", "TOOL_CALL_START c1 a", `TOOL_CALL c1 a {"q":"x"}`, "STEP 1 tool_use continues",
 				"TOOL_RESULT c1 a: found",
 				"DELTA Done.", "STEP 2 end_turn", "END",
 			},
 			calls: map[string]int{"a": 0},
 			prompt: []chat.Message{
-				assistant(text("Let me look. "), call("c1", "a", `{"q":"x"}`)),
+				assistant(text("Let me look. "), source("https://example.com/x"), call("c1", "a", `{"q":"x"}`)),
 				results(result("c1", "a", "found")),
 			},
 		},

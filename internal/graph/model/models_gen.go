@@ -96,6 +96,8 @@ type RunStep struct {
 	Reasoning string         `json:"reasoning"`
 	Text      string         `json:"text"`
 	ToolCalls []*RunToolCall `json:"toolCalls"`
+	// The sources the model cited in this step, in order.
+	Sources []*Source `json:"sources"`
 }
 
 // A tool call of a stored step, with its result when it has one.
