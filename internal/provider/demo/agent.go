@@ -79,11 +79,11 @@ func (p *Provider) agentStep(ctx context.Context, prompt chat.Prompt, emit func(
 			text = "The calculator could not answer: " + r.Text + "."
 		}
 		n, err := p.words(ctx, text, chat.PartText, emit)
-		return chat.Final{Usage: chat.Usage{OutputTokens: n, TotalTokens: n}, StopReason: "end_turn"}, err
+		return chat.Final{Usage: usage(prompt, n, 0), StopReason: "end_turn"}, err
 	}
 	if !offered(prompt, "calculator") || !offered(prompt, "clock") {
 		n, err := p.words(ctx, "The demo agent run needs the built-in calculator and clock tools, and this model is not offered them.", chat.PartText, emit)
-		return chat.Final{Usage: chat.Usage{OutputTokens: n, TotalTokens: n}, StopReason: "end_turn"}, err
+		return chat.Final{Usage: usage(prompt, n, 0), StopReason: "end_turn"}, err
 	}
 	n, err := p.words(ctx, AgentReasoning, chat.PartReasoning, emit)
 	if err != nil {
@@ -107,7 +107,14 @@ func (p *Provider) agentStep(ctx context.Context, prompt chat.Prompt, emit func(
 			return chat.Final{}, err
 		}
 	}
-	return chat.Final{Usage: chat.Usage{OutputTokens: n + 4, TotalTokens: n + 4, ReasoningTokens: n}, StopReason: "tool_use"}, nil
+	return chat.Final{Usage: usage(prompt, n+4, n), StopReason: "tool_use"}, nil
+}
+
+// usage is a demo model call's usage: its prompt's words in, output
+// tokens out, of which reasoning were reasoning.
+func usage(prompt chat.Prompt, output, reasoning int) chat.Usage {
+	in := inputTokens(prompt)
+	return chat.Usage{InputTokens: in, OutputTokens: output, TotalTokens: in + output, ReasoningTokens: reasoning}
 }
 
 // words streams text word by word as parts of kind k, and counts them.

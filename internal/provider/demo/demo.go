@@ -107,11 +107,7 @@ func (p *Provider) Stream(ctx context.Context, prompt chat.Prompt, emit func(cha
 	}
 	tokens := Tokens(text)
 	fail := len(prompt.Messages) > 0 && strings.Contains(prompt.Messages[len(prompt.Messages)-1].Text, FailTrigger)
-	input := 0
-	for _, m := range prompt.Messages {
-		input += len(strings.Fields(m.Text))
-	}
-	input += len(strings.Fields(prompt.System))
+	input := inputTokens(prompt)
 	if err := sleep(ctx, p.TTFT); err != nil {
 		return chat.Final{}, err
 	}
@@ -146,4 +142,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// inputTokens is what the demo model counts as a prompt's input tokens:
+// its words, those of an agent run's blocks (text, reasoning, tool input
+// and output) included.
+func inputTokens(prompt chat.Prompt) int {
+	n := len(strings.Fields(prompt.System))
+	for _, m := range prompt.Messages {
+		n += len(strings.Fields(m.Text))
+		for _, b := range m.Blocks {
+			n += len(strings.Fields(b.Text)) + len(strings.Fields(string(b.Input)))
+		}
+	}
+	return n
 }
