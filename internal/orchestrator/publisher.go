@@ -21,7 +21,7 @@ import (
 
 // pubQueue bounds the events an answer hands over and the store has yet to
 // acknowledge: a store that falls behind holds the model back past it.
-const pubQueue = 256
+const pubQueue = 32
 
 // pubItem is an event to publish, or (reply set, no event) a marker that
 // asks to be told once everything before it is stored.
