@@ -508,6 +508,8 @@ func TestWorkerSupersededAttemptStops(t *testing.T) {
 		req := newRequest("m")
 		first := q.deliver(req, 1)
 		await(t, "the provider to emit", emitted)
+		// Emitting hands the event over; the store takes it a moment later.
+		q.waitFor(t, "old to be stored", func() bool { return hasEvent(q.storedLocked(req.ID), chat.EventDelta) })
 		second := q.deliver(req, 2)
 
 		if err := await(t, "the provider's call to stop", stopped); !errors.Is(err, chat.ErrSuperseded) {
