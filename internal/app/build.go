@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokencast/tokencast/internal/aisdk"
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/bus"
 	"github.com/tokencast/tokencast/internal/config"
@@ -47,6 +48,7 @@ type server struct {
 	hub      *hub.Hub
 	ws       *wsproto.Server
 	events   *sse.Server
+	uichat   *aisdk.Server
 	handler  http.Handler
 }
 
