@@ -113,3 +113,27 @@ func waitTurn(t *testing.T, s *server, apiKey, session, request, status string) 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// collapse writes a sequence of frame types with each run of one type as
+// "TYPE…", so a table says the shape of a stream, not its token count.
+func collapse(types []string) string {
+	var out []string
+	for _, typ := range types {
+		if n := len(out); n > 0 && (out[n-1] == typ || out[n-1] == typ+"…") {
+			out[n-1] = typ + "…"
+			continue
+		}
+		out = append(out, typ)
+	}
+	return strings.Join(out, " ")
+}
+
+// checkText checks an answer's text: want exactly or, when want ends with
+// "…", text that begins with the rest.
+func checkText(t *testing.T, got, want string) {
+	t.Helper()
+	if prefix, ok := strings.CutSuffix(want, "…"); ok && strings.HasPrefix(got, prefix) || got == want {
+		return
+	}
+	t.Errorf("text %q, want %q", got, want)
+}

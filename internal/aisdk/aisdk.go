@@ -11,13 +11,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"sync"
-	"time"
 
-	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/graph/model"
@@ -32,58 +28,28 @@ type Answers interface {
 	Pending(ctx context.Context, session string) (request string, after *uint64, err error)
 }
 
-// Config bounds the endpoints.
-type Config struct {
-	// MaxMessages bounds the messages a chat request may carry (default
-	// 1000); only the last is read.
-	MaxMessages int
-	// QueueSize bounds the events waiting for a slow client.
-	QueueSize int
-	// WriteTimeout bounds a write to the client.
-	WriteTimeout time.Duration
-	// OnStream is called with +1 when a stream opens and -1 when it ends.
-	OnStream func(delta int)
-}
-
 // Server serves the AI SDK's endpoints. The gateway hands it requests whose
 // caller is authenticated, whose origin is allowed and, for POSTs, whose
 // body is one bounded JSON object.
 type Server struct {
-	cfg     Config
-	policy  *stream.Policy
+	streams *stream.Answers
 	answers Answers
-	hub     stream.Hub
 	log     *slog.Logger
-	closing chan struct{}
-	once    sync.Once
 }
 
-// NewServer returns the AI SDK endpoints.
-func NewServer(cfg Config, policy *stream.Policy, answers Answers, h stream.Hub, log *slog.Logger) *Server {
-	if cfg.MaxMessages <= 0 {
-		cfg.MaxMessages = 1000
-	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 256
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
-	}
-	return &Server{cfg: cfg, policy: policy, answers: answers, hub: h, log: log, closing: make(chan struct{})}
+// NewServer returns the AI SDK endpoints, streaming through streams.
+func NewServer(streams *stream.Answers, answers Answers, log *slog.Logger) *Server {
+	return &Server{streams: streams, answers: answers, log: log}
 }
 
-// Shutdown ends every stream; clients resume on another node.
-func (s *Server) Shutdown() { s.once.Do(func() { close(s.closing) }) }
+// maxMessages bounds the messages of a request: the client sends its whole
+// history, of which only the last message is read.
+const maxMessages = 1000
 
 // Chat answers POST /api/chat: asks the last user message in the chat's
 // session and streams its answer.
 func (s *Server) Chat(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		graph.WriteError(w, &chat.Error{Code: chat.CodeBadInput, Message: "could not read the body"})
-		return
-	}
-	q, err := decodeChat(body, s.cfg.MaxMessages)
+	q, err := decodeChat(r.Body, maxMessages)
 	if err != nil {
 		graph.WriteError(w, err)
 		return
@@ -95,7 +61,7 @@ func (s *Server) Chat(w http.ResponseWriter, r *http.Request) {
 	}
 	defer lease.Release()
 	// Attached before asking: no event of the answer can be missed.
-	f := stream.Follow(ctx, s.hub, q.Session, nil, s.cfg.QueueSize)
+	f := s.streams.Follow(ctx, q.Session, nil)
 	defer f.Close()
 	if err := f.Attached(ctx); err != nil {
 		s.log.Warn("ai sdk: subscribe", "session", q.Session, "err", err)
@@ -130,7 +96,7 @@ func (s *Server) Resume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer lease.Release()
-	f := stream.Follow(r.Context(), s.hub, session, after, s.cfg.QueueSize)
+	f := s.streams.Follow(r.Context(), session, after)
 	defer f.Close()
 	s.stream(w, r, f, session, request)
 }
@@ -175,17 +141,12 @@ type stopResult struct {
 	Cancelled bool   `json:"cancelled"`
 }
 
-// admit takes a streaming connection's slots, as every stream does; it has
-// answered when ok is false.
+// admit takes a streaming connection's slots; it has answered when ok is
+// false.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*stream.Lease, bool) {
-	lease := s.policy.Lease(auth.ClientAddrFrom(r.Context()), r.Header.Get("Origin"))
-	if err := lease.Admit(r.Context(), auth.FromContext(r.Context())); err != nil {
-		if errors.Is(err, stream.ErrNodeFull) {
-			w.Header().Set("Retry-After", "5")
-			graph.WriteError(w, &chat.Error{Code: chat.CodeUnavailable, Message: "too many connections on this node"})
-			return nil, false
-		}
-		graph.WriteError(w, &chat.Error{Code: chat.CodeTooManyConnections, Message: "too many connections for this principal"})
+	lease, err := s.streams.Admit(r)
+	if err != nil {
+		graph.WriteError(w, err)
 		return nil, false
 	}
 	return lease, true
@@ -193,19 +154,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*stream.Lease, b
 
 // stream writes the answer to request as a UI message stream.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, f *stream.Follower, session, request string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Vercel-Ai-Ui-Message-Stream", "v1")
-	w.WriteHeader(http.StatusOK)
-	if s.cfg.OnStream != nil {
-		s.cfg.OnStream(1)
-		defer s.cfg.OnStream(-1)
-	}
-	err := s.policy.ServeAnswer(r.Context(), w, auth.FromContext(r.Context()), f, request, &encoder{},
-		stream.AnswerConfig{WriteTimeout: s.cfg.WriteTimeout, Closing: s.closing})
-	if err != nil && !errors.Is(err, context.Canceled) {
+	stream.WriteHeader(w, http.Header{"X-Vercel-Ai-Ui-Message-Stream": {"v1"}})
+	if err := s.streams.Serve(r, w, f, nil, request, &encoder{}); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Debug("ai sdk stream ended early", "session", session, "request", request, "err", err)
 	}
 }

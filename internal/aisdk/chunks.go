@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/tokencast/tokencast/internal/chat"
+	"github.com/tokencast/tokencast/internal/stream"
 )
 
 // This file owns the mapping of an answer's events to UI message stream
@@ -59,15 +60,7 @@ type encoder struct {
 // done is the end of every stream.
 var done = []byte("data: [DONE]\n\n")
 
-func appendChunk(b []byte, c chunk) []byte {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return b // every field is a string, a number or valid JSON
-	}
-	b = append(b, "data: "...)
-	b = append(b, data...)
-	return append(b, "\n\n"...)
-}
+func appendChunk(b []byte, c chunk) []byte { return stream.AppendData(b, c) }
 
 func str(s string) *string { return &s }
 
@@ -123,7 +116,7 @@ func (e *encoder) Event(b []byte, ev *chat.Event) ([]byte, bool) {
 		}
 		b = e.closeParts(b)
 		e.startTool(ev.Tool.CallID)
-		return appendChunk(b, chunk{Type: "tool-input-available", ToolCallID: ev.Tool.CallID, ToolName: ev.Tool.Name, Input: jsonOrString(ev.Tool.Input)}), false
+		return appendChunk(b, chunk{Type: "tool-input-available", ToolCallID: ev.Tool.CallID, ToolName: ev.Tool.Name, Input: chat.JSONValue(ev.Tool.Input)}), false
 	case chat.EventToolResult:
 		if ev.Tool == nil {
 			return b, false
@@ -228,20 +221,6 @@ func (e *encoder) startTool(id string) {
 		e.tools = make(map[string]bool)
 	}
 	e.tools[id] = true
-}
-
-// jsonOrString is a tool call's input as JSON: itself when it is valid
-// JSON, else as a string (a model may stream broken input), or {} when
-// empty.
-func jsonOrString(in json.RawMessage) json.RawMessage {
-	if len(in) == 0 {
-		return json.RawMessage("{}")
-	}
-	if json.Valid(in) {
-		return in
-	}
-	s, _ := json.Marshal(string(in))
-	return s
 }
 
 // finishReason is the AI SDK's finish reason for a provider's stop reason.

@@ -1,8 +1,8 @@
 package aisdk
 
 import (
-	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -47,9 +47,9 @@ type question struct {
 // parts of the last message, which must be the user's, are the question.
 // At most maxMessages messages are accepted. Errors carry a stable code and
 // a message safe to show.
-func decodeChat(body []byte, maxMessages int) (question, error) {
+func decodeChat(body io.Reader, maxMessages int) (question, error) {
 	var req chatRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
+	dec := json.NewDecoder(body)
 	if err := dec.Decode(&req); err != nil {
 		return question{}, badInput("the body must be the JSON the AI SDK's DefaultChatTransport sends: {id, messages, trigger}")
 	}

@@ -1,6 +1,7 @@
 package aisdk
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ func TestDecodeChat(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := decodeChat([]byte(tt.body), 3)
+			got, err := decodeChat(strings.NewReader(tt.body), 3)
 			if code := chat.ErrorCode(err); code != tt.code {
 				t.Fatalf("code %q (%v), want %q", code, err, tt.code)
 			}
@@ -51,7 +52,7 @@ func FuzzDecodeChat(f *testing.F) {
 	f.Add([]byte(`{"id":"s","messages":[{"role":"assistant"}]}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		q, err := decodeChat(body, 10)
+		q, err := decodeChat(bytes.NewReader(body), 10)
 		if err != nil {
 			if code := chat.ErrorCode(err); code == chat.CodeInternal {
 				t.Fatalf("uncoded error %v", err)

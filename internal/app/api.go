@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tokencast/tokencast/internal/agui"
 	"github.com/tokencast/tokencast/internal/aisdk"
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/config"
@@ -71,15 +72,21 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 		OnStream: func(delta int) { met.Connected("sse", delta) },
 	}, policy, ops, h, log)
 	// The UI toolkits' protocols ask, own and cancel through the resolvers.
-	uichat := aisdk.NewServer(aisdk.Config{
-		QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout,
-		OnStream: func(delta int) { met.Connected("aisdk", delta) },
-	}, policy, resolver, h, log)
-	s.ws, s.events, s.uichat = ws, events, uichat
+	answers := func(protocol string) *stream.Answers {
+		a := stream.NewAnswers(stream.AnswersConfig{
+			QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout,
+			OnStream: func(delta int) { met.Connected(protocol, delta) },
+		}, policy, h)
+		s.answers = append(s.answers, a)
+		return a
+	}
+	uichat := aisdk.NewServer(answers("aisdk"), resolver, log)
+	agents := agui.NewServer(answers("agui"), resolver, log)
+	s.ws, s.events = ws, events
 	s.handler = gateway.New(gateway.Config{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 		LoopbackHostsOnly: dev, AllowedHosts: cfg.Server.AllowedHosts,
-	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, AISDK: uichat, Ready: ready, Version: version}).Handler()
+	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, AISDK: uichat, AGUI: agents, Ready: ready, Version: version}).Handler()
 	return nil
 }
 

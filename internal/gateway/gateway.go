@@ -51,6 +51,8 @@ type Deps struct {
 	// AISDK serves the AI SDK's UI message stream endpoints (aisdk); nil
 	// serves none.
 	AISDK UIChat
+	// AGUI runs AG-UI's RunAgentInput (agui); nil serves none.
+	AGUI http.Handler
 	// Ready are the checks of /readyz, by name.
 	Ready map[string]Readiness
 	// Version is shown on the about page.

@@ -27,6 +27,10 @@ func (g *Gateway) Handler() http.Handler {
 		mux.Handle("GET /api/chat/{id}/stream", g.origin("AI SDK resume", g.authenticated(http.HandlerFunc(c.Resume))))
 		mux.Handle("POST /api/chat/{id}/stop", g.uiPost("AI SDK stop", `{}`, c.Stop))
 	}
+	if a := g.d.AGUI; a != nil {
+		// AG-UI's HttpAgent (url: "/api/agui"), behind the same policy.
+		mux.Handle("POST /api/agui", g.uiPost("AG-UI run", `{"threadId": …, "runId": …, "messages": […]}`, a.ServeHTTP))
+	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(g.d.Ready))
 	mux.HandleFunc("GET /{$}", g.chatUI)
