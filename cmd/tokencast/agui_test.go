@@ -164,7 +164,8 @@ func TestAGUIApprovalInterruptAndResume(t *testing.T) {
 
 // The AG-UI endpoint is held to the GraphQL endpoint's policy.
 func TestAGUISecurity(t *testing.T) {
-	s := twoUsers(t, "--demo-token-interval", "40ms", "--max-body-bytes", "4096", "--max-message-bytes", "100")
+	// alice's run streams, slowly, while bob tries, until she stops it.
+	s := twoUsers(t, "--demo-token-interval", "300ms", "--max-body-bytes", "4096", "--max-message-bytes", "100")
 	resp := uiRequest(t, s, http.MethodPost, "/api/agui", keyA, runInput("ag-alice", "run-alice", "mine"), nil)
 	foreign := http.Header{"Origin": {"https://evil.example"}}
 	tests := []struct {
@@ -191,10 +192,17 @@ func TestAGUISecurity(t *testing.T) {
 			refused(t, tt.name, uiRequest(t, s, http.MethodPost, "/api/agui", tt.key, tt.body, tt.header), tt.status, tt.code)
 		})
 	}
+	s.waitForMetric(t, `tokencast_connections{protocol="agui"} 1`)
+	// The AI SDK's stop endpoint stops an AG-UI run at the provider too.
+	if stop := uiRequest(t, s, http.MethodPost, "/api/chat/ag-alice/stop", keyA, "{}", nil); stop.StatusCode != http.StatusOK {
+		t.Fatalf("alice's stop: HTTP %d", stop.StatusCode)
+	}
 	evs := readRun(t, resp)
-	if last := evs[len(evs)-1]; last.Outcome == nil || last.Outcome.Type != "success" || aguiText(evs) != demoAnswer("en", "mine") {
+	if last := evs[len(evs)-1]; last.Outcome == nil || last.Outcome.Type != "cancelled" || !strings.HasPrefix(demoAnswer("en", "mine"), aguiText(evs)) {
 		t.Fatalf("alice's run: %s", aguiTypes(evs))
 	}
+	waitTurn(t, s, keyA, "ag-alice", "run-alice", "CANCELLED")
+	s.waitForMetric(t, `tokencast_connections{protocol="agui"} 0`)
 }
 
 // AG-UI has no replay cursor: a client that lost its run mid-answer runs

@@ -219,10 +219,10 @@ func TestAISDKStopCancelsAtTheProvider(t *testing.T) {
 // The AI SDK endpoints are held to the GraphQL endpoint's policy: who may
 // touch a session, which pages may call, how large a request may be.
 func TestAISDKSecurity(t *testing.T) {
-	s := twoUsers(t, "--demo-token-interval", "40ms", "--max-body-bytes", "4096", "--max-message-bytes", "100")
-	// alice's answer streams while bob tries.
+	// alice's answer streams, slowly, while bob tries, until she stops it.
+	s := twoUsers(t, "--demo-token-interval", "300ms", "--max-body-bytes", "4096", "--max-message-bytes", "100")
 	resp := uiRequest(t, s, http.MethodPost, "/api/chat", keyA, uiChat("ai-alice", "mine"), nil)
-	readChunks(t, resp, func(c uiChunk) bool { return c.Type == "text-delta" })
+	shown, _ := readChunks(t, resp, func(c uiChunk) bool { return c.Type == "text-delta" })
 	foreign := http.Header{"Origin": {"https://evil.example"}}
 	tests := []struct {
 		name, method, path, key string
@@ -253,14 +253,26 @@ func TestAISDKSecurity(t *testing.T) {
 			refused(t, tt.name, uiRequest(t, s, tt.method, tt.path, tt.key, tt.body, tt.header), tt.status, tt.code)
 		})
 	}
-	// None of it touched alice's answer.
+	// The streams are counted and the refusals logged as GraphQL's are.
+	s.waitForMetric(t, `tokencast_connections{protocol="aisdk"} 1`)
+	s.waitForMetric(t, `tokencast_asks_total{code="FORBIDDEN"} 1`)
+	if logs := s.stderr.String(); !strings.Contains(logs, `msg="refused a browser origin"`) || !strings.Contains(logs, `on="AI SDK chat"`) {
+		t.Errorf("the foreign origin was not logged:\n%s", logs)
+	}
+	// None of it touched alice's answer: it streams on until she stops it.
+	if stop := uiRequest(t, s, http.MethodPost, "/api/chat/ai-alice/stop", keyA, "{}", nil); stop.StatusCode != http.StatusOK {
+		t.Fatalf("alice's stop: HTTP %d", stop.StatusCode)
+	}
 	rest, done := readChunks(t, resp, nil)
-	if !done || rest[len(rest)-1].Type != "finish" {
-		t.Fatalf("alice's answer ended %s", uiTypes(rest))
+	shown = append(shown, rest...)
+	if !done || shown[len(shown)-1].Type != "abort" || !strings.HasPrefix(demoAnswer("en", "mine"), uiText(t, shown)) {
+		t.Fatalf("alice's answer ended %s %q", uiTypes(shown), uiText(t, shown))
 	}
 	// Her own page's origin is welcome.
+	waitTurn(t, s, keyA, "ai-alice", shown[0].MessageID, "CANCELLED")
 	own := uiRequest(t, s, http.MethodGet, "/api/chat/ai-alice/stream", keyA, nil, http.Header{"Origin": {"http://" + s.addr}})
 	if own.StatusCode != http.StatusNoContent {
 		t.Errorf("resume from the server's own origin: HTTP %d", own.StatusCode)
 	}
+	s.waitForMetric(t, `tokencast_connections{protocol="aisdk"} 0`)
 }
