@@ -75,10 +75,10 @@ func (r *Resolver) Pending(ctx context.Context, session string) (request string,
 	if err != nil {
 		return "", nil, r.fromDomain(ctx, err)
 	}
-	answered := map[string]bool{}
+	ended := map[string]bool{}
 	for _, t := range conv.Turns {
-		if t.Role == chat.RoleAssistant {
-			answered[t.RequestID] = true
+		if t.Role == chat.RoleAssistant && t.Status != chat.StatusInProgress {
+			ended[t.RequestID] = true
 		}
 	}
 	for i := len(conv.Turns) - 1; i >= 0; i-- {
@@ -86,7 +86,7 @@ func (r *Resolver) Pending(ctx context.Context, session string) (request string,
 		if t.Role != chat.RoleUser {
 			continue
 		}
-		if answered[t.RequestID] {
+		if ended[t.RequestID] {
 			return "", nil, nil
 		}
 		if last != nil {
