@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tokencast/tokencast/internal/agui"
+	"github.com/tokencast/tokencast/internal/aisdk"
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/config"
 	"github.com/tokencast/tokencast/internal/gateway"
@@ -31,13 +33,14 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 	h := hub.New(b, log, hub.Config{MaxPending: cfg.Streams.QueueSize * 4, LateJoinWindow: cfg.Streams.LateJoinWindow, LateJoinGrace: cfg.Streams.LateJoinGrace})
 	s.hub = h
 	guard := auth.NewGuard(b, ratelimit.New(cfg.Limits.SessionRate, cfg.Limits.SessionBurst), log)
-	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+	resolver := &graph.Resolver{
 		Store: b, MaxMessageBytes: cfg.Limits.MaxMessageBytes, Log: log,
 		ModelNames: modelNames, DefaultModel: defaultModel,
 		Sessions: guard, Asks: ratelimit.New(cfg.Limits.AskRate, cfg.Limits.AskBurst), Refusals: refusals,
 		Accepting: func() bool { return !stopping.Load() },
 		Asked:     met.Asked,
-	}})
+	}
+	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
 	limits := graph.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxAliases: cfg.Limits.MaxAliases, MaxComplexity: cfg.Limits.MaxComplexity, MaxFields: cfg.Limits.MaxFields, Introspection: dev, Suggestions: dev,
 		OperationTimeout: cfg.Limits.OperationTimeout}
 	ops := graph.NewOperations(es, limits, guard, log)
@@ -68,11 +71,22 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 		QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout, MaxResultBytes: cfg.Streams.MaxResultBytes,
 		OnStream: func(delta int) { met.Connected("sse", delta) },
 	}, policy, ops, h, log)
+	// The UI toolkits' protocols ask, own and cancel through the resolvers.
+	answers := func(protocol string) *stream.Answers {
+		a := stream.NewAnswers(stream.AnswersConfig{
+			QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout,
+			OnStream: func(delta int) { met.Connected(protocol, delta) },
+		}, policy, h)
+		s.answers = append(s.answers, a)
+		return a
+	}
+	uichat := aisdk.NewServer(answers("aisdk"), resolver, log)
+	agents := agui.NewServer(answers("agui"), resolver, log)
 	s.ws, s.events = ws, events
 	s.handler = gateway.New(gateway.Config{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 		LoopbackHostsOnly: dev, AllowedHosts: cfg.Server.AllowedHosts,
-	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, Ready: ready, Version: version}).Handler()
+	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, AISDK: uichat, AGUI: agents, Ready: ready, Version: version}).Handler()
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/tokencast/tokencast/internal/metrics"
 	"github.com/tokencast/tokencast/internal/orchestrator"
 	"github.com/tokencast/tokencast/internal/sse"
+	"github.com/tokencast/tokencast/internal/stream"
 	"github.com/tokencast/tokencast/internal/tools"
 	"github.com/tokencast/tokencast/internal/wsproto"
 )
@@ -47,7 +48,9 @@ type server struct {
 	hub      *hub.Hub
 	ws       *wsproto.Server
 	events   *sse.Server
-	handler  http.Handler
+	// answers are the UI toolkits' answer streams (aisdk, agui).
+	answers []*stream.Answers
+	handler http.Handler
 }
 
 // build opens the bus and builds the models and the parts the role runs.

@@ -21,6 +21,9 @@ func (s *server) shutdown(ctx context.Context, srv *http.Server, stopPulling, st
 	var wg sync.WaitGroup
 	if s.servesAPI() {
 		s.events.Shutdown()
+		for _, a := range s.answers {
+			a.Shutdown()
+		}
 		wg.Go(func() { _ = s.ws.Shutdown(sctx) })
 	}
 	wg.Go(func() { s.finishAnswers(sctx, workersDone, stopWork) })

@@ -191,3 +191,17 @@ var ErrApprovalNotPending = &Error{Code: CodeApprovalNotPending, Message: "no ap
 
 // ErrAlreadyAnswered says the approval was answered before.
 var ErrAlreadyAnswered = &Error{Code: CodeAlreadyAnswered, Message: "this approval was answered already"}
+
+// JSONValue is a tool call's input as a JSON value for a protocol that
+// carries it parsed: itself when it is valid JSON, as a JSON string when it
+// is not (a model may stream broken input), {} when empty.
+func JSONValue(in json.RawMessage) json.RawMessage {
+	if len(in) == 0 {
+		return json.RawMessage("{}")
+	}
+	if json.Valid(in) {
+		return in
+	}
+	s, _ := json.Marshal(string(in))
+	return s
+}

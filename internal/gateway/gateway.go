@@ -48,10 +48,23 @@ type Deps struct {
 	WebSocket http.Handler
 	// SSE answers a POST that accepts an event stream (sse).
 	SSE http.Handler
+	// AISDK serves the AI SDK's UI message stream endpoints (aisdk); nil
+	// serves none.
+	AISDK UIChat
+	// AGUI runs AG-UI's RunAgentInput (agui); nil serves none.
+	AGUI http.Handler
 	// Ready are the checks of /readyz, by name.
 	Ready map[string]Readiness
 	// Version is shown on the about page.
 	Version string
+}
+
+// UIChat is a UI toolkit's chat endpoints: ask and stream the answer,
+// resume the answer in flight, stop it.
+type UIChat interface {
+	Chat(w http.ResponseWriter, r *http.Request)
+	Resume(w http.ResponseWriter, r *http.Request)
+	Stop(w http.ResponseWriter, r *http.Request)
 }
 
 // Gateway serves HTTP.

@@ -40,6 +40,15 @@ func (g *Gateway) jsonPost(next http.Handler) http.Handler {
 			graph.WriteErrors(w, http.StatusMethodNotAllowed, graph.Refusal(chat.CodeBadInput, "use POST with a JSON body, or a WebSocket"))
 			return
 		}
+		g.jsonBody(`{"query": …}; batches are not accepted`, next).ServeHTTP(w, r)
+	})
+}
+
+// jsonBody lets through a request whose body is one JSON object sent as
+// application/json, no larger than the server accepts; example says what
+// the object looks like.
+func (g *Gateway) jsonBody(example string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 			graph.WriteErrors(w, http.StatusUnsupportedMediaType, graph.Refusal(chat.CodeBadInput, "Content-Type must be application/json"))
 			return
@@ -54,10 +63,30 @@ func (g *Gateway) jsonPost(next http.Handler) http.Handler {
 		// One JSON object: a batch (an array) or broken JSON gets a fixed
 		// message and code, never the body echoed back.
 		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(body) {
-			graph.WriteErrors(w, http.StatusBadRequest, graph.Refusal(chat.CodeBadInput, "the body must be one JSON object: {\"query\": …}; batches are not accepted"))
+			graph.WriteErrors(w, http.StatusBadRequest, graph.Refusal(chat.CodeBadInput, "the body must be one JSON object: "+example))
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// uiPost is the chain of a UI toolkit's POST endpoint (named on, for the
+// refusals' log): an allowed origin, one bounded JSON object, an
+// authenticated caller. The mux has matched the method.
+func (g *Gateway) uiPost(on, example string, next http.HandlerFunc) http.Handler {
+	return g.origin(on, g.jsonBody(example, g.authenticated(next)))
+}
+
+// origin refuses a browser page of another site than the server's own or
+// an allowed one, as a WebSocket upgrade is refused: a streamed answer is
+// read as it is written, whatever CORS says afterwards.
+func (g *Gateway) origin(on string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.d.Policy.CheckOrigin(r, on) {
+			graph.WriteErrors(w, http.StatusForbidden, graph.Refusal(chat.CodeForbidden, "this origin may not use the API (see --allowed-origins)"))
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -19,6 +19,18 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", graphql)
 	mux.Handle("/graphql/realtime", graphql) // AppSync clients' custom-domain path
+	if c := g.d.AISDK; c != nil {
+		// The AI SDK's DefaultChatTransport (api: "/api/chat"), behind
+		// the same policy as /graphql: one JSON object per POST, an
+		// allowed origin, an authenticated caller.
+		mux.Handle("POST /api/chat", g.uiPost("AI SDK chat", `{"id": …, "messages": […]}`, c.Chat))
+		mux.Handle("GET /api/chat/{id}/stream", g.origin("AI SDK resume", g.authenticated(http.HandlerFunc(c.Resume))))
+		mux.Handle("POST /api/chat/{id}/stop", g.uiPost("AI SDK stop", `{}`, c.Stop))
+	}
+	if a := g.d.AGUI; a != nil {
+		// AG-UI's HttpAgent (url: "/api/agui"), behind the same policy.
+		mux.Handle("POST /api/agui", g.uiPost("AG-UI run", `{"threadId": …, "runId": …, "messages": […]}`, a.ServeHTTP))
+	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(g.d.Ready))
 	mux.HandleFunc("GET /{$}", g.chatUI)

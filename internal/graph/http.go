@@ -2,11 +2,15 @@ package graph
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/tokencast/tokencast/internal/chat"
 )
 
 // post is GraphQL over HTTP POST with a JSON body. GET, form and multipart
@@ -37,4 +41,46 @@ func WriteErrors(w http.ResponseWriter, status int, errs gqlerror.List) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"errors": errs})
+}
+
+// WriteError answers a plain HTTP endpoint's request (the AI SDK's, AG-UI's)
+// with err as GraphQL shows it: its code and safe message (INTERNAL and a
+// generic message for an error not made for clients), with the status its
+// code calls for and, when rate limited, Retry-After.
+func WriteError(w http.ResponseWriter, err error) {
+	gerr, ok := errors.AsType[*gqlerror.Error](err)
+	if !ok {
+		gerr = Refusal(chat.ErrorCode(err), chat.ErrorMessage(err))[0]
+	}
+	out := *gerr
+	out.Path = nil
+	if retry, ok := out.Extensions["retryAfter"].(int); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+	}
+	WriteErrors(w, HTTPStatus(chat.ErrorCode(err)), gqlerror.List{&out})
+}
+
+// HTTPStatus is the status a plain HTTP endpoint answers an error's code
+// with (a GraphQL POST answers 200 with the code in extensions).
+func HTTPStatus(code string) int {
+	switch code {
+	case chat.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case chat.CodeForbidden:
+		return http.StatusForbidden
+	case chat.CodeNotFound:
+		return http.StatusNotFound
+	case chat.CodeRateLimited, chat.CodeTooManyConnections:
+		return http.StatusTooManyRequests
+	case chat.CodeMessageTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case chat.CodeBadInput, chat.CodeEmptyMessage, chat.CodeBadSessionID, chat.CodeBadLocale, chat.CodeBadRequestID,
+		chat.CodeBadCursor, chat.CodeUnknownModel, chat.CodeApprovalNotPending, chat.CodeAlreadyAnswered:
+		return http.StatusBadRequest
+	case chat.CodeOperationTimeout:
+		return http.StatusGatewayTimeout
+	case chat.CodeInternal:
+		return http.StatusInternalServerError
+	}
+	return http.StatusServiceUnavailable
 }
