@@ -85,12 +85,16 @@ type Bus struct {
 	// store takes writes again (see storageFault).
 	fault atomic.Pointer[error]
 
-	// Events are published through one goroutine (see publishEvents).
-	eventJS   jetstream.JetStream
+	// Events are published through one goroutine (see publishEvents),
+	// their acks come to ackSub, one subscription to ackPrefix + "*".
 	toPublish chan *eventPublish
-	// awaiting holds the published events waiting for their ack, by message.
+	ackPrefix string
+	ackSub    *nats.Subscription
+	lastID    uint64        // publishEvents' own
+	room      chan struct{} // a token per event awaiting its ack
+	// awaiting holds the published events waiting for their ack, by id.
 	awaitMu  sync.Mutex
-	awaiting map[*nats.Msg]*eventPublish
+	awaiting map[uint64]*eventPublish
 
 	// attemptWatches are WatchAttempts' callers by claim key, all fed by
 	// claimSub, one subscription to every claim.
@@ -100,6 +104,13 @@ type Bus struct {
 
 	watchMu sync.Mutex
 	watches map[*watch]struct{}
+	// solo: this process is the only client of an embedded NATS (no
+	// listener, no cluster), so live events come from the acks (local.go):
+	// local holds the watches by session (each slice replaced, never
+	// changed in place), lastAcked the newest position acknowledged.
+	solo      bool
+	local     map[string][]*watch
+	lastAcked uint64
 	// keeperDone stops the watch keeper; keeperWG waits for it.
 	keeperDone chan struct{}
 	keeperWG   sync.WaitGroup
@@ -126,14 +137,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), keeperDone: make(chan struct{}),
-		toPublish: make(chan *eventPublish, publishQueue), awaiting: make(map[*nats.Msg]*eventPublish),
+	b := &Bus{cfg: cfg, log: log, watches: make(map[*watch]struct{}), local: make(map[string][]*watch), keeperDone: make(chan struct{}),
+		toPublish: make(chan *eventPublish, publishQueue), awaiting: make(map[uint64]*eventPublish), room: make(chan struct{}, publishQueue),
 		attemptWatches: make(map[string]map[*attemptWatch]struct{})}
 	var err error
 	if cfg.URLs != "" {
 		b.nc, err = connectExternal(cfg, b.noteDialError)
 	} else {
 		b.srv, b.nc, err = embed(cfg, log)
+		b.solo = cfg.Listen == "" && cfg.ClusterListen == "" && cfg.Routes == ""
 	}
 	if err != nil {
 		return nil, err

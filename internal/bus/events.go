@@ -8,12 +8,15 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,16 +32,20 @@ const (
 	livePrefix = "tc.live."
 )
 
-// startPublisher readies the asynchronous publishing of events (see
-// publishEvents).
+// startPublisher subscribes to the acks of the events publishEvents
+// publishes: JetStream answers each on its reply subject, ackPrefix and the
+// event's id.
 func (b *Bus) startPublisher() error {
-	var err error
-	b.eventJS, err = jetstream.New(b.nc, jetstream.WithPublishAsyncTimeout(eventAckWait), jetstream.WithPublishAsyncMaxPending(publishQueue),
-		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) { b.acked(m, ack.Sequence, nil) }),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { b.acked(m, 0, err) }))
+	b.ackPrefix = nats.NewInbox() + "."
+	sub, err := b.nc.Subscribe(b.ackPrefix+"*", b.onAck)
 	if err != nil {
-		return fmt.Errorf("jetstream for events: %w", err)
+		return fmt.Errorf("subscribe to event acks: %w", err)
 	}
+	// At most publishQueue acks are ever due.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return fmt.Errorf("subscribe to event acks: %w", err)
+	}
+	b.ackSub = sub
 	return nil
 }
 
@@ -74,7 +81,7 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 	}
 	var seq uint64
 	publish := func() (err error) {
-		seq, err = b.publishEvent(ctx, eventSubject(ev.SessionID), data, msgID)
+		seq, err = b.publishEvent(ctx, eventSubject(ev.SessionID), data, msgID, &ev)
 		return err
 	}
 	if msgID == "" {
@@ -122,7 +129,7 @@ func (b *Bus) PublishEventAfter(ctx context.Context, ev chat.Event, after uint64
 				return errUnseen
 			}
 		}
-		seq, err = b.publishEvent(ctx, subject, data, "")
+		seq, err = b.publishEvent(ctx, subject, data, "", &ev)
 		failed = err != nil
 		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 			timedOut = time.Now()
@@ -204,6 +211,8 @@ const eventAckWait = 5 * time.Second
 // eventPublish is one event on its way through publishEvents.
 type eventPublish struct {
 	msg  *nats.Msg
+	ev   *chat.Event // what msg carries, for a solo node's live delivery; nil for a probe
+	sent time.Time
 	seq  uint64
 	err  error
 	done chan struct{}
@@ -211,14 +220,14 @@ type eventPublish struct {
 
 // publishEvent hands an event to publishEvents and waits for its ack.
 // Thousands of answers streaming at once would otherwise each take the
-// connection's lock for a request of their own, and convoy on it.
-func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msgID string) (uint64, error) {
-	m := nats.NewMsg(subject)
-	m.Data = data
+// connection's lock for a request of their own, and convoy on it. ev is what
+// data encodes (nil for a probe): on a solo node its ack delivers it live.
+func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msgID string, ev *chat.Event) (uint64, error) {
+	m := &nats.Msg{Subject: subject, Data: data}
 	if msgID != "" {
-		m.Header.Set(jetstream.MsgIDHeader, compactID(msgID))
+		m.Header = nats.Header{jetstream.MsgIDHeader: []string{compactID(msgID)}}
 	}
-	p := &eventPublish{msg: m, done: make(chan struct{})}
+	p := &eventPublish{msg: m, ev: ev, done: make(chan struct{})}
 	select {
 	case b.toPublish <- p:
 	case <-ctx.Done():
@@ -236,33 +245,116 @@ func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msg
 	}
 }
 
-// publishEvents publishes the queued events without waiting for their acks:
-// JetStream's ack (or a failure: a timeout after eventAckWait, a lost
-// connection) comes to acked.
+// publishEvents publishes the queued events without waiting for their acks,
+// at most publishQueue of them unacknowledged: JetStream's ack comes to
+// onAck; an event without one after eventAckWait fails with
+// jetstream.ErrAsyncPublishTimeout (it may still be stored).
+//
+// This is JetStream's publish without nats.go's jetstream package around it:
+// that one costs a timer, a reply subject built from random bytes and an ack
+// decoded by reflection per event, about a third of what the client
+// allocates per token (BENCHMARKS.md).
 func (b *Bus) publishEvents() {
+	expire := time.NewTicker(eventAckWait / 5)
+	defer expire.Stop()
 	for {
+		var p *eventPublish
 		select {
 		case <-b.keeperDone:
 			return // what is still queued is failed by its caller
-		case p := <-b.toPublish:
-			b.awaitMu.Lock()
-			b.awaiting[p.msg] = p
-			b.awaitMu.Unlock()
-			if _, err := b.eventJS.PublishMsgAsync(p.msg); err != nil {
-				b.acked(p.msg, 0, err)
+		case <-expire.C:
+			b.expireAcks()
+			continue
+		case p = <-b.toPublish:
+		}
+		for p != nil {
+			select {
+			case <-b.keeperDone:
+				return
+			case <-expire.C:
+				b.expireAcks()
+			case b.room <- struct{}{}:
+				b.lastID++
+				id := b.lastID
+				p.msg.Reply = b.ackPrefix + strconv.FormatUint(id, 36)
+				p.sent = time.Now()
+				b.awaitMu.Lock()
+				b.awaiting[id] = p
+				b.awaitMu.Unlock()
+				if err := b.nc.PublishMsg(p.msg); err != nil {
+					b.acked(id, 0, err)
+				}
+				p = nil
 			}
 		}
 	}
 }
 
-// acked hands a published event its position, or why it failed, once.
-func (b *Bus) acked(m *nats.Msg, seq uint64, err error) {
+// expireAcks fails the events that waited longer than eventAckWait.
+func (b *Bus) expireAcks() {
+	var due []uint64
 	b.awaitMu.Lock()
-	p := b.awaiting[m]
-	delete(b.awaiting, m)
+	for id, p := range b.awaiting {
+		if time.Since(p.sent) > eventAckWait {
+			due = append(due, id)
+		}
+	}
+	b.awaitMu.Unlock()
+	for _, id := range due {
+		b.acked(id, 0, jetstream.ErrAsyncPublishTimeout)
+	}
+}
+
+// onAck takes JetStream's answer to a published event.
+func (b *Bus) onAck(m *nats.Msg) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, b.ackPrefix), 36, 64)
+	if err != nil {
+		return
+	}
+	seq, err := parseAck(m)
+	b.acked(id, seq, err)
+}
+
+// parseAck reads a JetStream publish ack, {"stream":…,"seq":N,…}, or the
+// error in its place.
+func parseAck(m *nats.Msg) (uint64, error) {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return 0, jetstream.ErrNoStreamResponse
+	}
+	if i := bytes.Index(m.Data, []byte(`"seq":`)); i >= 0 && !bytes.Contains(m.Data, []byte(`"error"`)) {
+		digits := m.Data[i+len(`"seq":`):]
+		n := 0
+		for n < len(digits) && '0' <= digits[n] && digits[n] <= '9' {
+			n++
+		}
+		if seq, err := strconv.ParseUint(string(digits[:n]), 10, 64); err == nil && seq > 0 {
+			return seq, nil
+		}
+	}
+	var resp struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("event ack %q: %w", m.Data, err)
+	}
+	if resp.Error != nil {
+		return 0, resp.Error
+	}
+	return 0, fmt.Errorf("event ack without a position: %q", m.Data)
+}
+
+// acked hands a published event its position, or why it failed, once.
+func (b *Bus) acked(id uint64, seq uint64, err error) {
+	b.awaitMu.Lock()
+	p := b.awaiting[id]
+	delete(b.awaiting, id)
 	b.awaitMu.Unlock()
 	if p == nil {
 		return
+	}
+	<-b.room
+	if b.solo && err == nil {
+		b.ackedLive(p.ev, p.msg.Data, seq)
 	}
 	p.seq, p.err = seq, err
 	close(p.done)
@@ -339,6 +431,12 @@ func readRange(ctx context.Context, s jetstream.Stream, subject string, from, to
 
 // setupEvents creates the events stream.
 func (b *Bus) setupEvents(ctx context.Context) (err error) {
+	// A solo node delivers live from its acks (local.go): nothing
+	// republished.
+	var republish *jetstream.RePublish
+	if !b.solo {
+		republish = &jetstream.RePublish{Source: eventsPrefix + ">", Destination: livePrefix + ">"}
+	}
 	b.events, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        eventsStream,
 		Subjects:    []string{eventsPrefix + ">"},
@@ -348,10 +446,17 @@ func (b *Bus) setupEvents(ctx context.Context) (err error) {
 		Duplicates:  eventDedupWindow(b.cfg),
 		AllowDirect: true,
 		Replicas:    b.cfg.Replicas,
-		RePublish:   &jetstream.RePublish{Source: eventsPrefix + ">", Destination: livePrefix + ">"},
+		RePublish:   republish,
 	})
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", eventsStream, err)
+	}
+	if b.solo {
+		info, err := b.events.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("events stream info: %w", err)
+		}
+		b.lastAcked = info.State.LastSeq
 	}
 	return nil
 }

@@ -156,7 +156,8 @@ func (b *Bus) probeStreams() error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	data := []byte(time.Now().UTC().Format(time.RFC3339Nano))
-	if _, err := b.js.Publish(ctx, eventSubject(probeSession), data); err != nil {
+	// Through the events' publisher, so a solo node's acks stay gap-free.
+	if _, err := b.publishEvent(ctx, eventSubject(probeSession), data, "", nil); err != nil {
 		return fmt.Errorf("events stream: %w", err)
 	}
 	if _, err := b.js.Publish(ctx, turnSubject(probeSession), data); err != nil {
@@ -226,6 +227,10 @@ const unstoredHeader = "Tc-Unstored"
 // ends visibly. The event has no position (Seq 0) and no resume cursor; a
 // subscriber that was not watching never sees it.
 func (b *Bus) Announce(ev chat.Event) error {
+	if b.solo {
+		b.announceLocal(ev)
+		return nil
+	}
 	data, err := encodeEvent(&ev)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)

@@ -1,5 +1,6 @@
 // Live watches: a plain subscription to tc.live.<session> per watched
-// session, with gaps filled from the event log. Nothing is stored here.
+// session, with gaps filled from the event log (on a solo node, the acks of
+// this process's own publishes instead: local.go). Nothing is stored here.
 
 package bus
 
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +30,9 @@ type watch struct {
 	// must come; quietSince is when the last event or probe happened.
 	midAnswer  bool
 	quietSince time.Time
+	// gap: a position was skipped by a solo node's acks; the next live
+	// event first reads what the history holds before it (local.go).
+	gap atomic.Bool
 }
 
 // deliver hands ev to the watcher; w.mu is held.
@@ -116,6 +121,10 @@ func (b *Bus) watchKeeper(reconnected <-chan struct{}, stop <-chan struct{}) {
 // subscription is in place, so nothing stored after it can be missed.
 func (b *Bus) Watch(ctx context.Context, session string, fn func(chat.Event)) (stop func(), from uint64, err error) {
 	w := &watch{session: session, fn: fn, ctx: ctx}
+	if b.solo {
+		stop, from := b.watchLocal(w)
+		return stop, from, nil
+	}
 	w.mu.Lock() // held until last is known
 	sub, err := b.nc.Subscribe(livePrefix+session, func(m *nats.Msg) {
 		w.mu.Lock()
