@@ -96,7 +96,10 @@ func encodeEvent(ev *chat.Event) ([]byte, error) {
 	if b, ok := appendEvent(make([]byte, 0, 256+len(ev.Message)), ev); ok {
 		return b, nil
 	}
-	return json.Marshal(ev)
+	// A copy escapes to encoding/json, so the caller's event need not live
+	// on the heap for the events that never come here.
+	slow := *ev
+	return json.Marshal(&slow)
 }
 
 // unmarshalEvent decodes data into ev exactly as json.Unmarshal would.
@@ -107,7 +110,13 @@ func unmarshalEvent(data []byte, ev *chat.Event) error {
 		*ev = fast
 		return nil
 	}
-	return json.Unmarshal(data, ev)
+	// Into a copy, so the caller's event need not live on the heap.
+	var slow chat.Event
+	if err := json.Unmarshal(data, &slow); err != nil {
+		return err
+	}
+	*ev = slow
+	return nil
 }
 
 // eventDecoder reads the events appendEvent writes; any method returning

@@ -81,7 +81,7 @@ func (b *Bus) PublishEvent(ctx context.Context, ev chat.Event, msgID string) (ui
 	}
 	var seq uint64
 	publish := func() (err error) {
-		seq, err = b.publishEvent(ctx, eventSubject(ev.SessionID), data, msgID, &ev)
+		seq, err = b.publishEvent(ctx, eventSubject(ev.SessionID), data, msgID, ev.SessionID)
 		return err
 	}
 	if msgID == "" {
@@ -108,38 +108,55 @@ func (b *Bus) PublishEventAfter(ctx context.Context, ev chat.Event, after uint64
 		return 0, fmt.Errorf("encode event: %w", err)
 	}
 	subject := eventSubject(ev.SessionID)
+	// Stored at the first try, as nearly always: nothing else to do.
+	seq, err := b.publishEvent(ctx, subject, data, "", ev.SessionID)
+	if err == nil {
+		return seq, nil
+	}
+	again := ev // on the heap only on this path
+	if seq, err = b.publishAgainAfter(ctx, &again, data, after, err); err != nil {
+		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
+	}
+	return seq, nil
+}
+
+// errUnseen: an unacknowledged publish has not landed, and may yet.
+var errUnseen = errors.New("an unacknowledged publish has not landed yet")
+
+// publishAgainAfter is PublishEventAfter once its first publish failed with
+// err.
+func (b *Bus) publishAgainAfter(ctx context.Context, ev *chat.Event, data []byte, after uint64, err error) (uint64, error) {
+	subject := eventSubject(ev.SessionID)
 	var (
-		seq       uint64
-		failed    bool
-		timedOut  time.Time // when a publish last went unacknowledged
-		errUnseen = errors.New("an unacknowledged publish has not landed yet")
+		seq      uint64
+		timedOut time.Time // when a publish last went unacknowledged
 	)
+	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		timedOut = time.Now()
+	}
+	if err := b.storageFault(err); errors.Is(err, chat.ErrStorageFull) || ctx.Err() != nil {
+		return 0, err
+	}
 	err = b.retrying(ctx, "publish "+subject, func() (err error) {
-		if failed {
-			var found bool
-			if seq, found, err = b.landed(ctx, &ev, after); err != nil || found {
-				if found {
-					b.log.Info("a publish reported failed had landed", "session", ev.SessionID, "request", ev.RequestID, "index", ev.Index, "seq", seq)
-				}
-				return err
+		var found bool
+		if seq, found, err = b.landed(ctx, ev, after); err != nil || found {
+			if found {
+				b.log.Info("a publish reported failed had landed", "session", ev.SessionID, "request", ev.RequestID, "index", ev.Index, "seq", seq)
 			}
-			// Unacknowledged is not lost: a stream far behind may store it
-			// yet. It is given as long again before it is published again.
-			if !timedOut.IsZero() && time.Since(timedOut) < eventAckWait {
-				return errUnseen
-			}
+			return err
 		}
-		seq, err = b.publishEvent(ctx, subject, data, "", &ev)
-		failed = err != nil
+		// Unacknowledged is not lost: a stream far behind may store it
+		// yet. It is given as long again before it is published again.
+		if !timedOut.IsZero() && time.Since(timedOut) < eventAckWait {
+			return errUnseen
+		}
+		seq, err = b.publishEvent(ctx, subject, data, "", ev.SessionID)
 		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 			timedOut = time.Now()
 		}
 		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("publish %s event for %s: %w", ev.Type, ev.SessionID, err)
-	}
-	return seq, nil
+	return seq, err
 }
 
 // landed looks for ev among its session's events after position after:
@@ -210,24 +227,24 @@ const eventAckWait = 5 * time.Second
 
 // eventPublish is one event on its way through publishEvents.
 type eventPublish struct {
-	msg  *nats.Msg
-	ev   *chat.Event // what msg carries, for a solo node's live delivery; nil for a probe
-	sent time.Time
-	seq  uint64
-	err  error
-	done chan struct{}
+	msg     *nats.Msg
+	session string // whose event msg is, for a solo node's live delivery; "" for a probe
+	sent    time.Time
+	seq     uint64
+	err     error
+	done    chan struct{}
 }
 
 // publishEvent hands an event to publishEvents and waits for its ack.
 // Thousands of answers streaming at once would otherwise each take the
-// connection's lock for a request of their own, and convoy on it. ev is what
-// data encodes (nil for a probe): on a solo node its ack delivers it live.
-func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msgID string, ev *chat.Event) (uint64, error) {
+// connection's lock for a request of their own, and convoy on it. session is
+// the event's ("" for a probe): on a solo node its ack delivers it live.
+func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msgID, session string) (uint64, error) {
 	m := &nats.Msg{Subject: subject, Data: data}
 	if msgID != "" {
 		m.Header = nats.Header{jetstream.MsgIDHeader: []string{compactID(msgID)}}
 	}
-	p := &eventPublish{msg: m, ev: ev, done: make(chan struct{})}
+	p := &eventPublish{msg: m, session: session, done: make(chan struct{})}
 	select {
 	case b.toPublish <- p:
 	case <-ctx.Done():
@@ -354,7 +371,7 @@ func (b *Bus) acked(id uint64, seq uint64, err error) {
 	}
 	<-b.room
 	if b.solo && err == nil {
-		b.ackedLive(p.ev, p.msg.Data, seq)
+		b.ackedLive(p.session, p.msg.Data, seq)
 	}
 	p.seq, p.err = seq, err
 	close(p.done)

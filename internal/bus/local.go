@@ -18,10 +18,11 @@ import (
 )
 
 // ackedLive delivers a stored event to the local watches of its session. It
-// runs on the ack handler's goroutine, in store order; ev is nil for a probe.
+// runs on the ack handler's goroutine, in store order; session is "" for a
+// probe.
 // Watches get the event as stored (data decoded), exactly what a replay of it
 // gives: encoding normalizes some fields (a tool's JSON input, the time).
-func (b *Bus) ackedLive(ev *chat.Event, data []byte, seq uint64) {
+func (b *Bus) ackedLive(session string, data []byte, seq uint64) {
 	b.watchMu.Lock()
 	if seq <= b.lastAcked {
 		// A duplicate's ack: the event is stored, and was delivered, once.
@@ -35,8 +36,8 @@ func (b *Bus) ackedLive(ev *chat.Event, data []byte, seq uint64) {
 	}
 	b.lastAcked = seq
 	var watches []*watch
-	if ev != nil {
-		watches = b.local[ev.SessionID]
+	if session != "" {
+		watches = b.local[session]
 	}
 	b.watchMu.Unlock()
 	if len(watches) == 0 {
@@ -44,7 +45,7 @@ func (b *Bus) ackedLive(ev *chat.Event, data []byte, seq uint64) {
 	}
 	stored, err := decodeEvent(data, seq)
 	if err != nil {
-		b.log.Error("undecodable event", "session", ev.SessionID, "err", err)
+		b.log.Error("undecodable event", "session", session, "err", err)
 		return
 	}
 	for _, w := range watches {

@@ -157,7 +157,7 @@ func (b *Bus) probeStreams() error {
 	defer cancel()
 	data := []byte(time.Now().UTC().Format(time.RFC3339Nano))
 	// Through the events' publisher, so a solo node's acks stay gap-free.
-	if _, err := b.publishEvent(ctx, eventSubject(probeSession), data, "", nil); err != nil {
+	if _, err := b.publishEvent(ctx, eventSubject(probeSession), data, "", ""); err != nil {
 		return fmt.Errorf("events stream: %w", err)
 	}
 	if _, err := b.js.Publish(ctx, turnSubject(probeSession), data); err != nil {
