@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -225,7 +226,13 @@ const publishQueue = 4096
 // acknowledgement before it counts as failed.
 const eventAckWait = 5 * time.Second
 
-// eventPublish is one event on its way through publishEvents.
+// publishes are eventPublish values for reuse: one per event otherwise.
+var publishes = sync.Pool{New: func() any {
+	return &eventPublish{msg: new(nats.Msg), done: make(chan struct{}, 1)}
+}}
+
+// eventPublish is one event on its way through publishEvents; done gets one
+// value when seq or err is set.
 type eventPublish struct {
 	msg     *nats.Msg
 	session string // whose event msg is, for a solo node's live delivery; "" for a probe
@@ -240,21 +247,30 @@ type eventPublish struct {
 // connection's lock for a request of their own, and convoy on it. session is
 // the event's ("" for a probe): on a solo node its ack delivers it live.
 func (b *Bus) publishEvent(ctx context.Context, subject string, data []byte, msgID, session string) (uint64, error) {
-	m := &nats.Msg{Subject: subject, Data: data}
+	p := publishes.Get().(*eventPublish)
+	*p.msg = nats.Msg{Subject: subject, Data: data}
 	if msgID != "" {
-		m.Header = nats.Header{jetstream.MsgIDHeader: []string{compactID(msgID)}}
+		p.msg.Header = nats.Header{jetstream.MsgIDHeader: []string{compactID(msgID)}}
 	}
-	p := &eventPublish{msg: m, session: session, done: make(chan struct{})}
+	p.session = session
 	select {
 	case b.toPublish <- p:
 	case <-ctx.Done():
+		publishes.Put(p)
 		return 0, ctx.Err()
 	case <-b.keeperDone:
+		publishes.Put(p)
 		return 0, nats.ErrConnectionClosed
 	}
+	// Once handed over, p is reused only after its result was taken: one
+	// given up on may still be published and acknowledged.
 	select {
 	case <-p.done:
-		return p.seq, p.err
+		seq, err := p.seq, p.err
+		*p.msg = nats.Msg{}
+		p.session, p.seq, p.err = "", 0, nil
+		publishes.Put(p)
+		return seq, err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	case <-b.keeperDone: // closing: it may or may not be published
@@ -374,7 +390,7 @@ func (b *Bus) acked(id uint64, seq uint64, err error) {
 		b.ackedLive(p.session, p.msg.Data, seq)
 	}
 	p.seq, p.err = seq, err
-	close(p.done)
+	p.done <- struct{}{}
 }
 
 // LastEvent returns the newest event of a session, or nil when it has none.
