@@ -96,3 +96,10 @@ func (r *Resolver) Pending(ctx context.Context, session string) (request string,
 	}
 	return "", nil, nil
 }
+
+// Send publishes a message into a session as sendMessage does: for service
+// principals only.
+func (r *Resolver) Send(ctx context.Context, input model.SendMessageInput) error {
+	_, err := r.Mutation().SendMessage(ctx, input)
+	return err
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/tokencast/tokencast/internal/events"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/stream"
@@ -72,6 +73,12 @@ type Config struct {
 	MaxPayload int
 	// KeepAlive is how often graphql-ws connections get a "ka".
 	KeepAlive time.Duration
+	// Publish publishes AppSync Events into sessions (graph.Resolver); nil
+	// refuses publishes.
+	Publish events.Sender
+	// SigV4 verifies AppSync Events auth objects signed with SigV4; nil
+	// refuses them.
+	SigV4 SignatureVerifier
 	// ConnectionTimeout is announced to AppSync clients as
 	// connectionTimeoutMs: how long they wait for a "ka" before reconnecting.
 	ConnectionTimeout time.Duration
@@ -144,7 +151,7 @@ func NewServer(cfg Config, policy *stream.Policy, ops Executor, h Hub, log *slog
 		WriteBufferPool: &sync.Pool{},
 		// The client's order decides; a header-… entry (AppSync auth) is
 		// never echoed.
-		Subprotocols: []string{SubprotocolTransportWS, SubprotocolGraphQLWS},
+		Subprotocols: []string{SubprotocolTransportWS, SubprotocolGraphQLWS, SubprotocolEvents},
 		CheckOrigin: func(r *http.Request) bool {
 			return policy.CheckOrigin(r, "WebSocket upgrade")
 		},
@@ -197,6 +204,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 		if on := s.cfg.OnConn; on != nil {
 			proto := ws.Subprotocol()
+			if proto == SubprotocolEvents {
+				proto = "events"
+			}
 			on(proto, 1)
 			defer on(proto, -1)
 		}
