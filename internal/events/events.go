@@ -35,13 +35,12 @@ func NewHandler(send Sender, log *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body PublishBody
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		writeJSON(w, http.StatusBadRequest, Errors(Refuse(TypeBadRequest, `the body is {"channel": "/`+Namespace+`/sessions/<sessionId>", "events": ["<JSON>", …]}; events are strings of JSON`)))
+		writeRefusal(w, Refuse(TypeBadRequest, `the body is {"channel": "/`+Namespace+`/sessions/<sessionId>", "events": ["<JSON>", …]}; events are strings of JSON`))
 		return
 	}
 	res, err := Publish(r.Context(), h.send, body.Channel, body.Events)
 	if err != nil {
-		e := refusal(err)
-		writeJSON(w, e.Status, Errors(e))
+		writeRefusal(w, refusal(err))
 		return
 	}
 	if len(res.Failed) > 0 {
@@ -68,6 +67,14 @@ type ErrorObject struct {
 // Errors is {"errors": [e]}.
 func Errors(e *Error) map[string]any {
 	return map[string]any{"errors": []ErrorObject{{ErrorType: e.Type, Message: e.Message}}}
+}
+
+// writeRefusal answers e with its status, its type also in
+// X-Amzn-ErrorType, where AWS clients (Amplify's REST client) read the
+// name of a service's error.
+func writeRefusal(w http.ResponseWriter, e *Error) {
+	w.Header().Set("X-Amzn-ErrorType", e.Type)
+	writeJSON(w, e.Status, Errors(e))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
