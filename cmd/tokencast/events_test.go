@@ -48,7 +48,13 @@ type eventsClient struct {
 // and header-<base64url auth object>, then connection_init.
 func dialEvents(t *testing.T, s *server, apiKey string) *eventsClient {
 	t.Helper()
-	obj, _ := json.Marshal(map[string]string{"host": s.addr, "x-api-key": apiKey})
+	return dialEventsWith(t, s, map[string]string{"host": s.addr, "x-api-key": apiKey})
+}
+
+// dialEventsWith connects with the auth object auth.
+func dialEventsWith(t *testing.T, s *server, auth map[string]string) *eventsClient {
+	t.Helper()
+	obj, _ := json.Marshal(auth)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	conn, resp, err := websocket.Dial(ctx, "ws://"+s.addr+"/event/realtime", &websocket.DialOptions{
@@ -252,5 +258,55 @@ func TestEventsSecurity(t *testing.T) {
 	}
 	if logs := s.stderr.String(); !strings.Contains(logs, `on="AppSync Events publish"`) {
 		t.Errorf("the foreign origin was not logged:\n%s", logs)
+	}
+}
+
+// A service signs with SigV4, as Amplify's iam mode does: the WebSocket's
+// auth object is the headers of a signed POST of {} to /event, an HTTP
+// publish is a signed POST /event.
+func TestEventsSigV4(t *testing.T) {
+	const accessKey, secret = "AKIDTOKENCASTEVENTS", "secret-0123456789-abcdef"
+	s := start(t, "", map[string]string{"TOKENCAST_API_KEYS": "alice:" + keyA, "TOKENCAST_SIGV4_KEYS": accessKey + ":" + secret}, fast...)
+	alice := dialEvents(t, s, keyA)
+	if m := alice.subscribe("1", "ev-sig"); m.Type != "subscribe_success" {
+		t.Fatalf("alice: %+v", m)
+	}
+	signed := func(body string, key string) *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.addr+"/event", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		signAppSync(t, req, []byte(body), accessKey, key, time.Now())
+		return req
+	}
+	// Over the socket.
+	connect := signed("{}", secret)
+	auth := map[string]string{"host": s.addr}
+	for k := range connect.Header {
+		auth[strings.ToLower(k)] = connect.Header.Get(k)
+	}
+	svc := dialEventsWith(t, s, auth)
+	svc.send(map[string]any{"type": "publish", "id": "p", "channel": "/tokencast/sessions/ev-sig", "events": []string{`"over the socket"`}})
+	if m := svc.next(); m.Type != "publish_success" || len(m.Successful) != 1 {
+		t.Fatalf("signed publish over the socket: %+v", m)
+	}
+	// Over HTTP, and with a wrong secret.
+	for _, key := range []string{secret, "wrong-secret-0123456789"} {
+		resp, err := http.DefaultClient.Do(signed(`{"channel":"/tokencast/sessions/ev-sig","events":["\"over HTTP\""]}`, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := http.StatusUnauthorized
+		if key == secret {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("signed HTTP publish (secret %s): HTTP %d %s", key, resp.StatusCode, raw)
+		}
+	}
+	for _, want := range []string{"over the socket", "over HTTP"} {
+		if ev := alice.event("1"); ev.Type != "MESSAGE" || ev.Message != want {
+			t.Fatalf("alice got %+v, want %q", ev, want)
+		}
 	}
 }
