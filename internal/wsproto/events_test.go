@@ -195,3 +195,25 @@ func TestEventsSessionsBelongToPrincipals(t *testing.T) {
 		{send: eventsMsg("subscribe", "2", eventsS1, nil, map[string]string{"x-api-key": otherKey}), want: []string{eventsErr("subscribe_error", "2", "UnauthorizedException", "You are not authorized to make this call.")}},
 	}})
 }
+
+// An event goes out as a string of its JSON; one over the payload limit is
+// a broadcast_error in its place, never a frame the client cannot take.
+func TestEventsFrame(t *testing.T) {
+	d := eventsWS{maxPayload: 64}
+	data := []byte(eventsDataPrefix + `{"message":"\"é\"\n<ok>","type":"DELTA"}}`)
+	var got struct {
+		Type, ID, Event string
+	}
+	if err := json.Unmarshal(d.frame("s-1", data), &got); err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]string
+	if err := json.Unmarshal([]byte(got.Event), &ev); err != nil || got.Type != "data" || got.ID != "s-1" || ev["message"] != "\"é\"\n<ok>" || ev["type"] != "DELTA" {
+		t.Fatalf("frame %+v, event %v (%v)", got, ev, err)
+	}
+	big := []byte(eventsDataPrefix + `{"message":"` + strings.Repeat("x", 64) + `"}}`)
+	want := eventsErr("broadcast_error", "s-1", "PayloadTooLargeException", "an event was larger than 64 bytes and was not sent")
+	if !sameJSON(t, d.frame("s-1", big), []byte(want)) {
+		t.Fatalf("an event over the limit: %s, want %s", d.frame("s-1", big), want)
+	}
+}
