@@ -8,7 +8,7 @@ import (
 )
 
 // This file owns the resolvers' operations as the other protocols (the AI
-// SDK's UI message stream, AG-UI) call them, without GraphQL: the same
+// SDK's UI message stream, AG-UI, AppSync Events' publish) call them, without GraphQL: the same
 // checks of the caller, the session's owner, the limits and the metrics,
 // the same errors (a *gqlerror.Error carrying a *chat.Error), so asking
 // through any protocol is asking through GraphQL.

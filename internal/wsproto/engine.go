@@ -1,4 +1,6 @@
-// Package wsproto is the WebSocket connection engine and its GraphQL dialects.
+// Package wsproto is the WebSocket connection engine and its dialects: the
+// GraphQL ones and AppSync Events (whose channels and publishing are package
+// events').
 // Every connection is bounded: a reader goroutine for its life, a writer
 // started only while frames wait (with a write deadline), a queue bounded in
 // frames and bytes, a read limit, an init timeout and a cap on operations;
