@@ -88,3 +88,23 @@ test('Amplify v6 events: a client may not publish into a session', async () => {
     channel.close();
   }
 });
+
+test('Amplify v6 events: a second subscriber joining mid-answer gets it from its START (no replay in Events: the answer in flight)', async () => {
+  const first = collector();
+  let firstDelta;
+  const sawDelta = new Promise((resolve) => { firstDelta = resolve; });
+  const a = await watch('evt-3', (ev) => { first.push(ev); if (ev.type === 'DELTA') firstDelta(); });
+  let b;
+  try {
+    const requestId = await ask(srv, { sessionId: 'evt-3', message: 'Join me late' });
+    await within(15_000, sawDelta, 'the first DELTA');
+    const late = collector();
+    b = await watch('evt-3', (ev) => late.push(ev));
+    const want = demoAnswer('en', 'Join me late');
+    checkAnswer(assert, await within(15_000, first.done, 'answer'), requestId, want);
+    checkAnswer(assert, await within(15_000, late.done, 'late answer'), requestId, want);
+  } finally {
+    a.channel.close();
+    b?.channel.close();
+  }
+});
