@@ -247,12 +247,19 @@ func signedSendMessage(t *testing.T, s *server, accessKey, secret, session, mess
 	})
 	req, _ := http.NewRequest(http.MethodPost, s.url(), bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	signAppSync(t, req, body, accessKey, secret, at)
+	return req
+}
+
+// signAppSync signs req, whose body is body, with the AWS SDK's SigV4
+// signer for the appsync service.
+func signAppSync(t *testing.T, req *http.Request, body []byte, accessKey, secret string, at time.Time) {
+	t.Helper()
 	sum := sha256.Sum256(body)
 	creds := aws.Credentials{AccessKeyID: accessKey, SecretAccessKey: secret}
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "appsync", "eu-west-1", at); err != nil {
 		t.Fatal(err)
 	}
-	return req
 }
 
 func TestSendMessageAcceptsSigV4FromConfiguredKeys(t *testing.T) {

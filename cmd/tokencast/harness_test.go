@@ -273,17 +273,23 @@ type wsMsg struct {
 
 // read returns the next message, or the error that ended the connection.
 func (c *wsClient) read(timeout time.Duration) (wsMsg, error) {
+	var m wsMsg
+	return m, readJSON(c.t, c.conn, timeout, &m)
+}
+
+// readJSON reads the next message of conn into v, or returns the error
+// that ended the connection; a message that is not JSON fails the test.
+func readJSON(t *testing.T, conn *websocket.Conn, timeout time.Duration, v any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	_, data, err := c.conn.Read(ctx)
+	_, data, err := conn.Read(ctx)
 	if err != nil {
-		return wsMsg{}, err
+		return err
 	}
-	var m wsMsg
-	if err := json.Unmarshal(data, &m); err != nil {
-		c.t.Fatalf("server sent invalid JSON %q", data)
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("server sent invalid JSON %q", data)
 	}
-	return m, nil
+	return nil
 }
 
 func (c *wsClient) must(timeout time.Duration) wsMsg {

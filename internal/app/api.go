@@ -9,6 +9,7 @@ import (
 	"github.com/tokencast/tokencast/internal/aisdk"
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/config"
+	"github.com/tokencast/tokencast/internal/events"
 	"github.com/tokencast/tokencast/internal/gateway"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
@@ -49,25 +50,28 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 	policy := stream.NewPolicy(stream.Config{
 		Conns: conns, AllowedOrigins: cfg.Server.AllowedOrigins, TokenGrace: cfg.Auth.TokenGrace, Proxies: proxies, Refusals: refusals,
 	}, authn, log)
+	sigv4, err := auth.ParseSigV4Keys(cfg.Auth.SigV4Keys, cfg.Auth.SigV4MaxSkew)
+	if err != nil {
+		return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
+	}
+	// Signatures are refused (nil verifiers) when no access keys are set.
+	var verifier gateway.SignatureVerifier
+	var wsVerifier wsproto.SignatureVerifier
+	if sigv4.Len() > 0 {
+		verifier, wsVerifier = sigv4, sigv4
+	}
 	ws := wsproto.NewServer(wsproto.Config{
 		ReadLimit: cfg.Streams.WSReadLimit, WriteTimeout: cfg.Streams.WriteTimeout, QueueSize: cfg.Streams.QueueSize,
 		QueueBytes: cfg.Streams.QueueBytes, MaxResultBytes: cfg.Streams.MaxResultBytes,
 		InitTimeout: cfg.Streams.InitTimeout, MaxSubscriptions: cfg.Streams.MaxSubscriptions,
 		MaxPayload: cfg.Dialects.AppSync.MaxPayload, KeepAlive: cfg.Dialects.KeepAlive, ConnectionTimeout: cfg.Dialects.AppSync.ConnectionTimeout,
 		OnSlow: met.SlowConsumer, OnConn: met.Connected,
+		Publish: resolver, SigV4: wsVerifier,
 	}, policy, ops, h, log)
 	met.Gauge("tokencast_websocket_connections", "Open WebSocket connections on this node.", func() float64 { return float64(ws.Conns()) })
 	met.Gauge("tokencast_subscriptions", "Subscriptions attached on this node (WebSocket and SSE).", func() float64 { return float64(h.Subscribers()) })
 	met.Gauge("tokencast_watched_sessions", "Sessions this node watches: one NATS interest each.", func() float64 { return float64(h.Sessions()) })
-	sigv4, err := auth.ParseSigV4Keys(cfg.Auth.SigV4Keys, cfg.Auth.SigV4MaxSkew)
-	if err != nil {
-		return fmt.Errorf("TOKENCAST_SIGV4_KEYS: %w", err)
-	}
-	var verifier gateway.SignatureVerifier
-	if sigv4.Len() > 0 {
-		verifier = sigv4
-	}
-	events := sse.NewServer(sse.Config{
+	sseServer := sse.NewServer(sse.Config{
 		QueueSize: cfg.Streams.QueueSize, WriteTimeout: cfg.Streams.WriteTimeout, MaxResultBytes: cfg.Streams.MaxResultBytes,
 		OnStream: func(delta int) { met.Connected("sse", delta) },
 	}, policy, ops, h, log)
@@ -82,11 +86,11 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 	}
 	uichat := aisdk.NewServer(answers("aisdk"), resolver, log)
 	agents := agui.NewServer(answers("agui"), resolver, log)
-	s.ws, s.events = ws, events
+	s.ws, s.events = ws, sseServer
 	s.handler = gateway.New(gateway.Config{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,
 		LoopbackHostsOnly: dev, AllowedHosts: cfg.Server.AllowedHosts,
-	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: events, AISDK: uichat, AGUI: agents, Ready: ready, Version: version}).Handler()
+	}, gateway.Deps{Policy: policy, GraphQL: ops, WebSocket: ws, SSE: sseServer, AISDK: uichat, AGUI: agents, Events: events.NewHandler(resolver, log), Ready: ready, Version: version}).Handler()
 	return nil
 }
 

@@ -76,7 +76,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	fs.IntVar(&c.Script.TokenSize, "token-bytes", 16, "fake LLM: bytes per token (at least its marker, about 8)")
 	fs.IntVar(&c.Script.Tokens, "tokens", 50, "fake LLM: tokens per answer")
 	fs.IntVar(&c.Script.AgentSteps, "agent-steps", 0, "fake LLM: make each answer an agent run of this many tool steps before its text, each a model call that, after --first-token-delay, calls the built-in calculator; subscribers ask for agent events and the report adds the time tokencast adds per step (in-process server only, not with --floor)")
-	fs.StringVar(&c.Dialect, "dialect", DialectTransportWS, "subscribers' protocol: graphql-transport-ws, appsync (AppSync real-time, subprotocol graphql-ws) or sse")
+	fs.StringVar(&c.Dialect, "dialect", DialectTransportWS, "subscribers' protocol: graphql-transport-ws, appsync (AppSync real-time, subprotocol graphql-ws), sse, events (AppSync Events), aisdk (the AI SDK's UI message stream) or agui (AG-UI); with aisdk and agui the answer streams in the ask's response, and a session's other subscribers resume it")
 	fs.DurationVar(&c.Grace, "grace", 30*time.Second, "how long after the last answer is due to wait for stragglers")
 	fs.StringVar(&c.Target, "target", "", "URL of a running tokencast's /graphql; empty starts one in this process (temp data dir)")
 	fs.IntVar(&c.TargetPID, "target-pid", 0, "process id of a local --target, for its CPU and RSS")
@@ -141,6 +141,8 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("--agent-steps needs the in-process server: the OpenAI-compatible fake a --target calls streams no tool calls"))
 	case s > 0 && c.Floor:
 		errs = append(errs, errors.New("--agent-steps and --floor: the floor server has no agent runs to compare with"))
+	case s > 0 && (c.Dialect == DialectAISDK || c.Dialect == DialectAGUI):
+		errs = append(errs, errors.New("--agent-steps reads each tool's own time from TOOL_RESULT, which --dialect "+c.Dialect+" does not carry: use "+DialectTransportWS+", "+DialectAppSync+", "+DialectSSE+" or "+DialectEvents))
 	}
 	return errors.Join(errs...)
 }
@@ -206,13 +208,13 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		return write(stdout, cfg, rep)
 	}
 
-	dialect, err := newDialect(cfg.Dialect, graphqlURL, cfg.APIKey, cfg.Script.AgentSteps > 0)
-	if err != nil {
-		return err
-	}
 	model := cfg.Model
 	if cfg.Target == "" {
 		model = FakeModel
+	}
+	dialect, err := newDialect(cfg.Dialect, graphqlURL, cfg.APIKey, model, cfg.Script.AgentSteps > 0)
+	if err != nil {
+		return err
 	}
 	plan := loadPlan{Sessions: cfg.Sessions, Subscribers: cfg.Subscribers, Gap: cfg.gap(), Grace: cfg.Grace, RunID: runID(), Script: cfg.Script}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -231,7 +233,13 @@ func Run(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		}
 		defer stopTrace()
 	}
-	res, err := runLoad(ctx, plan, loadTarget{name: "tc", dialect: dialect, asker: &graphqlAsker{url: graphqlURL, apiKey: cfg.APIKey, model: model, client: client}}, llm, probe)
+	// A UI toolkit's protocol asks itself: its answer streams in the ask's
+	// response.
+	var ask asker = &graphqlAsker{url: graphqlURL, apiKey: cfg.APIKey, model: model, client: client}
+	if a, ok := dialect.(asker); ok {
+		ask = a
+	}
+	res, err := runLoad(ctx, plan, loadTarget{name: "tc", dialect: dialect, asker: ask}, llm, probe)
 	if err != nil {
 		return fmt.Errorf("tokencast run: %w", err)
 	}

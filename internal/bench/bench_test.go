@@ -77,7 +77,7 @@ func checkLoad(t *testing.T, rep map[string]any, tokens float64) {
 }
 
 func TestLoadDeliversEveryTokenOnceToEverySubscriber(t *testing.T) {
-	for _, dialect := range []string{DialectTransportWS, DialectAppSync, DialectSSE} {
+	for _, dialect := range []string{DialectTransportWS, DialectAppSync, DialectSSE, DialectEvents, DialectAISDK, DialectAGUI} {
 		t.Run(dialect, func(t *testing.T) {
 			rep := runJSON(t, "--dialect", dialect, "--sessions", "3", "--subscribers", "2", "--tokens", "12",
 				"--token-rate", "200", "--first-token-delay", "5ms", "--ramp", "50ms")
@@ -93,7 +93,7 @@ func TestLoadDeliversEveryTokenOnceToEverySubscriber(t *testing.T) {
 }
 
 func TestAgentStepsAreMeasured(t *testing.T) {
-	for _, dialect := range []string{DialectTransportWS, DialectAppSync, DialectSSE} {
+	for _, dialect := range []string{DialectTransportWS, DialectAppSync, DialectSSE, DialectEvents} {
 		t.Run(dialect, func(t *testing.T) {
 			rep := runJSON(t, "--dialect", dialect, "--agent-steps", "2", "--sessions", "3", "--subscribers", "2", "--tokens", "6",
 				"--token-rate", "200", "--first-token-delay", "5ms", "--ramp", "50ms")
@@ -149,6 +149,8 @@ func TestAgentStepsNeedTheInProcessServer(t *testing.T) {
 		{[]string{"--agent-steps", "101"}, "--agent-steps: from 0"},
 		{[]string{"--agent-steps", "3", "--target", "http://127.0.0.1:1/graphql", "--model", "openai:x"}, "needs the in-process server"},
 		{[]string{"--agent-steps", "3", "--floor"}, "the floor server has no agent runs"},
+		{[]string{"--agent-steps", "3", "--dialect", "aisdk"}, "does not carry"},
+		{[]string{"--agent-steps", "3", "--dialect", "agui"}, "does not carry"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := Parse(tc.args, func(string) string { return "" }, &bytes.Buffer{})

@@ -58,12 +58,19 @@ const (
 	dialectFloor       = "floor"
 )
 
+// dialectNames lists --dialect's values.
+var dialectNames = strings.Join([]string{DialectTransportWS, DialectAppSync, DialectSSE, DialectEvents, DialectAISDK, DialectAGUI}, ", ")
+
 // newDialect returns the named dialect for a tokencast at graphqlURL
 // (http://host:port/graphql); with agent, its subscribers ask for the
 // agent events too.
-func newDialect(name, graphqlURL, apiKey string, agent bool) (Dialect, error) {
+func newDialect(name, graphqlURL, apiKey, model string, agent bool) (Dialect, error) {
 	query := subscription(agent)
 	switch name {
+	case DialectEvents:
+		return newEvents(graphqlURL, apiKey)
+	case DialectAISDK, DialectAGUI:
+		return newUIDialect(name, graphqlURL, apiKey, model), nil // Parse refuses them --agent-steps
 	case DialectTransportWS:
 		return &transportWS{url: wsURL(graphqlURL), apiKey: apiKey, query: query}, nil
 	case DialectSSE:
@@ -71,7 +78,7 @@ func newDialect(name, graphqlURL, apiKey string, agent bool) (Dialect, error) {
 	case DialectAppSync:
 		return newAppSync(graphqlURL, apiKey, query)
 	default:
-		return nil, fmt.Errorf("unknown dialect %q: want %s, %s or %s", name, DialectTransportWS, DialectAppSync, DialectSSE)
+		return nil, fmt.Errorf("unknown dialect %q: want %s", name, dialectNames)
 	}
 }
 
@@ -230,41 +237,13 @@ func newAppSync(graphqlURL, apiKey, query string) (*appSync, error) {
 }
 
 func (d *appSync) Subscribe(ctx context.Context, session string) (Subscriber, error) {
-	conn, resp, err := smallDialer.DialContext(ctx, d.url, http.Header{"Sec-WebSocket-Protocol": {"graphql-ws"}})
+	conn, err := dialAWS(ctx, "appsync", d.url, "graphql-ws")
 	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("dial appsync: %w (HTTP %d)", err, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("dial appsync: %w", err)
+		return nil, err
 	}
 	fail := func(err error) (Subscriber, error) {
 		conn.Close()
 		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetReadDeadline(dl)
-	}
-	// expect reads frames until one of type want, skipping keep-alives.
-	expect := func(want string) error {
-		for {
-			var f wsFrame
-			if err := conn.ReadJSON(&f); err != nil {
-				return fmt.Errorf("waiting for %s: %w", want, err)
-			}
-			switch f.Type {
-			case want:
-				return nil
-			case "ka":
-			default:
-				return fmt.Errorf("waiting for %s: got %s %s", want, f.Type, f.Payload)
-			}
-		}
-	}
-	if err := conn.WriteJSON(map[string]string{"type": "connection_init"}); err != nil {
-		return fail(fmt.Errorf("connection_init: %w", err))
-	}
-	if err := expect("connection_ack"); err != nil {
-		return fail(err)
 	}
 	data, _ := json.Marshal(map[string]any{"query": d.query, "variables": map[string]string{"sessionId": session}})
 	start := map[string]any{"id": "1", "type": "start", "payload": map[string]any{
@@ -274,11 +253,57 @@ func (d *appSync) Subscribe(ctx context.Context, session string) (Subscriber, er
 		return fail(fmt.Errorf("start: %w", err))
 	}
 	// start_ack: the subscription is live.
-	if err := expect("start_ack"); err != nil {
+	if err := expectFrame(conn, "start_ack"); err != nil {
 		return fail(err)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return &wsSubscriber{conn: conn, data: "data"}, nil
+}
+
+// dialAWS opens an AWS real-time WebSocket (AppSync's GraphQL dialect, or
+// AppSync Events) with the subprotocols protocols, reads until ctx's
+// deadline, and sends connection_init, waiting for its connection_ack.
+func dialAWS(ctx context.Context, name, url, protocols string) (*websocket.Conn, error) {
+	conn, resp, err := smallDialer.DialContext(ctx, url, http.Header{"Sec-WebSocket-Protocol": {protocols}})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: %w (HTTP %d)", name, err, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("dial %s: %w", name, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	}
+	if err := conn.WriteJSON(map[string]string{"type": "connection_init"}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("connection_init: %w", err)
+	}
+	if err := expectFrame(conn, "connection_ack"); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// expectFrame reads frames until one of type want, skipping keep-alives.
+func expectFrame(conn *websocket.Conn, want string) error {
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", want, err)
+		}
+		var f wsFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			return fmt.Errorf("waiting for %s: invalid frame %q", want, data)
+		}
+		switch f.Type {
+		case want:
+			return nil
+		case "ka":
+		default:
+			return fmt.Errorf("waiting for %s: got %s", want, data)
+		}
+	}
 }
 
 // sse speaks GraphQL over SSE in distinct connections mode (enisdenjo/graphql-sse).

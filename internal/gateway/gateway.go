@@ -53,6 +53,9 @@ type Deps struct {
 	AISDK UIChat
 	// AGUI runs AG-UI's RunAgentInput (agui); nil serves none.
 	AGUI http.Handler
+	// Events publishes AppSync Events over HTTP (events); nil serves none.
+	// Their real-time WebSocket is a dialect of WebSocket.
+	Events http.Handler
 	// Ready are the checks of /readyz, by name.
 	Ready map[string]Readiness
 	// Version is shown on the about page.

@@ -31,6 +31,15 @@ func (g *Gateway) Handler() http.Handler {
 		// AG-UI's HttpAgent (url: "/api/agui"), behind the same policy.
 		mux.Handle("POST /api/agui", g.uiPost("AG-UI run", `{"threadId": …, "runId": …, "messages": […]}`, a.ServeHTTP))
 	}
+	if e := g.d.Events; e != nil {
+		// AppSync Events (Amplify v6's events client, endpoint ".../event"):
+		// the real-time WebSocket is the engine's aws-appsync-event-ws
+		// dialect, which checks the origin and authenticates by its
+		// header-… subprotocol; the HTTP publish is behind the same policy
+		// as /graphql (SigV4 included).
+		mux.Handle("GET /event/realtime", upgrade(g.d.WebSocket, http.NotFoundHandler()))
+		mux.Handle("POST /event", g.uiPost("AppSync Events publish", `{"channel": "/tokencast/sessions/<sessionId>", "events": ["<JSON>"]}`, e.ServeHTTP))
+	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", readyz(g.d.Ready))
 	mux.HandleFunc("GET /{$}", g.chatUI)

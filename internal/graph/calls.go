@@ -8,7 +8,7 @@ import (
 )
 
 // This file owns the resolvers' operations as the other protocols (the AI
-// SDK's UI message stream, AG-UI) call them, without GraphQL: the same
+// SDK's UI message stream, AG-UI, AppSync Events' publish) call them, without GraphQL: the same
 // checks of the caller, the session's owner, the limits and the metrics,
 // the same errors (a *gqlerror.Error carrying a *chat.Error), so asking
 // through any protocol is asking through GraphQL.
@@ -95,4 +95,11 @@ func (r *Resolver) Pending(ctx context.Context, session string) (request string,
 		return t.RequestID, nil, nil
 	}
 	return "", nil, nil
+}
+
+// Send publishes a message into a session as sendMessage does: for service
+// principals only.
+func (r *Resolver) Send(ctx context.Context, input model.SendMessageInput) error {
+	_, err := r.Mutation().SendMessage(ctx, input)
+	return err
 }

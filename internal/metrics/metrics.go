@@ -43,7 +43,7 @@ func New() *Metrics {
 	}, []string{"model"})
 	m.conns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tokencast_connections",
-		Help: "Open streaming connections on this node, by protocol (graphql-transport-ws, graphql-ws, sse, aisdk, agui).",
+		Help: "Open streaming connections on this node, by protocol (graphql-transport-ws, graphql-ws, events, sse, aisdk, agui).",
 	}, []string{"protocol"})
 	m.redeliver = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tokencast_redeliveries_total",

@@ -37,6 +37,8 @@ const (
 	clientKey  = "client-key-0123456789"
 	serviceKey = "service-key-0123456789"
 	wrongKey   = "wrong-key-0123456789"
+	// otherKey is another client: bob, when clientKey is alice.
+	otherKey = "other-key-0123456789"
 )
 
 // testServer is the engine on real parts: embedded NATS, the hub, gqlgen's
@@ -63,6 +65,7 @@ type testOptions struct {
 	source     func(*bus.Bus) hub.Source // wraps the bus the hub reads
 	executor   func(Executor) Executor   // wraps gqlgen's executor
 	maxPayload int                       // AppSync's limit (2048)
+	sigv4      SignatureVerifier         // AppSync Events' SigV4 auth objects
 }
 
 func newTestServerWith(t *testing.T, o testOptions) *testServer {
@@ -80,13 +83,14 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 		t.Fatal(err)
 	}
 	h := hub.New(o.source(b), log, hub.Config{MaxPending: 64})
-	clients, _ := auth.ParseKeys(clientKey, auth.Client)
+	clients, _ := auth.ParseKeys(clientKey+","+otherKey, auth.Client)
 	services, _ := auth.ParseKeys(serviceKey, auth.Service)
 	guard := auth.NewGuard(b, nil, log)
-	es := graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+	resolver := &graph.Resolver{
 		Store: b, MaxMessageBytes: 1024, Log: log, Sessions: guard, Asks: ratelimit.New(0, 1),
 		ModelNames: []string{"demo:default"}, DefaultModel: "demo:default",
-	}})
+	}
+	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
 	ops := graph.NewOperations(es, graph.Limits{MaxDepth: 10, MaxAliases: 30, MaxComplexity: 200}, guard, log)
 	var exec Executor = ops
 	if o.executor != nil {
@@ -94,11 +98,12 @@ func newTestServerWith(t *testing.T, o testOptions) *testServer {
 	}
 	ws := NewServer(Config{
 		InitTimeout: 300 * time.Millisecond, MaxSubscriptions: 2, MaxPayload: o.maxPayload,
-		KeepAlive: time.Hour, ConnectionTimeout: 300 * time.Second,
+		KeepAlive: time.Hour, ConnectionTimeout: 300 * time.Second, Publish: resolver, SigV4: o.sigv4,
 	}, stream.NewPolicy(stream.Config{}, auth.NewAuthenticator(clients, services, nil), log), exec, h, log)
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", ws)
 	mux.Handle("/graphql/realtime", ws)
+	mux.Handle("/event/realtime", ws)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -212,7 +217,59 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 	if err := json.Unmarshal(b, &vb); err != nil {
 		t.Fatalf("bad expectation %s: %v", b, err)
 	}
-	return reflect.DeepEqual(va, vb)
+	return matchJSON(va, vb)
+}
+
+// matchJSON compares a frame with what is wanted: "*" in want matches any
+// value (an AppSync Events publish's identifiers), and when want's "event"
+// is an object and got's a string of JSON (as AppSync Events sends an
+// event), got's event is compared by want's keys only.
+func matchJSON(got, want any) bool {
+	if w, ok := want.(string); ok && w == "*" {
+		return true
+	}
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for k, wv := range w {
+			gv, ok := g[k]
+			if !ok {
+				return false
+			}
+			if wantEv, isObj := wv.(map[string]any); isObj && k == "event" {
+				gotEv, isStr := gv.(string)
+				var ev map[string]any
+				if !isStr || json.Unmarshal([]byte(gotEv), &ev) != nil {
+					return false
+				}
+				for ek, ewv := range wantEv {
+					if !matchJSON(ev[ek], ewv) {
+						return false
+					}
+				}
+				continue
+			}
+			if !matchJSON(gv, wv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !matchJSON(g[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(got, want)
 }
 
 // appSyncStart is an AppSync start: data is a JSON string; key, when set,

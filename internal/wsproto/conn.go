@@ -127,6 +127,9 @@ func (c *conn) run() {
 	case SubprotocolGraphQLWS:
 		c.dialect = appSync{maxPayload: c.s.cfg.MaxPayload}
 		c.keepAlive = true
+	case SubprotocolEvents:
+		c.dialect = eventsWS{maxPayload: c.s.cfg.MaxPayload}
+		c.keepAlive = true
 	default:
 		c.dialect = transportWS{}
 		c.close(4406, "Subprotocol not acceptable")
@@ -360,6 +363,12 @@ func (c *conn) authenticate(payload map[string]any) error {
 	if err != nil {
 		return err
 	}
+	return c.admit(p)
+}
+
+// admit makes p the connection's principal: it counts the connection
+// against p's cap and arms the close at the token's expiry.
+func (c *conn) admit(p *auth.Principal) error {
 	if err := c.lease.Admit(c.ctx, p); err != nil {
 		return errTooManyConns
 	}

@@ -1,4 +1,6 @@
-// Package wsproto is the WebSocket connection engine and its GraphQL dialects.
+// Package wsproto is the WebSocket connection engine and its dialects: the
+// GraphQL ones and AppSync Events (whose channels and publishing are package
+// events').
 // Every connection is bounded: a reader goroutine for its life, a writer
 // started only while frames wait (with a write deadline), a queue bounded in
 // frames and bytes, a read limit, an init timeout and a cap on operations;
@@ -17,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/tokencast/tokencast/internal/events"
 	"github.com/tokencast/tokencast/internal/graph"
 	"github.com/tokencast/tokencast/internal/hub"
 	"github.com/tokencast/tokencast/internal/stream"
@@ -72,6 +75,12 @@ type Config struct {
 	MaxPayload int
 	// KeepAlive is how often graphql-ws connections get a "ka".
 	KeepAlive time.Duration
+	// Publish publishes AppSync Events into sessions (graph.Resolver); nil
+	// refuses publishes.
+	Publish events.Sender
+	// SigV4 verifies AppSync Events auth objects signed with SigV4; nil
+	// refuses them.
+	SigV4 SignatureVerifier
 	// ConnectionTimeout is announced to AppSync clients as
 	// connectionTimeoutMs: how long they wait for a "ka" before reconnecting.
 	ConnectionTimeout time.Duration
@@ -144,7 +153,7 @@ func NewServer(cfg Config, policy *stream.Policy, ops Executor, h Hub, log *slog
 		WriteBufferPool: &sync.Pool{},
 		// The client's order decides; a header-… entry (AppSync auth) is
 		// never echoed.
-		Subprotocols: []string{SubprotocolTransportWS, SubprotocolGraphQLWS},
+		Subprotocols: []string{SubprotocolTransportWS, SubprotocolGraphQLWS, SubprotocolEvents},
 		CheckOrigin: func(r *http.Request) bool {
 			return policy.CheckOrigin(r, "WebSocket upgrade")
 		},
@@ -197,6 +206,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 		if on := s.cfg.OnConn; on != nil {
 			proto := ws.Subprotocol()
+			if proto == SubprotocolEvents {
+				proto = "events"
+			}
 			on(proto, 1)
 			defer on(proto, -1)
 		}
