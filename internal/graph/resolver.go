@@ -69,6 +69,8 @@ type Resolver struct {
 	Accepting func() bool
 	// Asked counts questions accepted ("OK") or refused (the code); may be nil.
 	Asked func(code string)
+	// Usage answers the usage query; nil says usage is not kept.
+	Usage UsageReader
 	Log   *slog.Logger
 }
 

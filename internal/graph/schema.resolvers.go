@@ -324,6 +324,11 @@ func (r *queryResolver) DeadLetters(ctx context.Context, last int) ([]*model.Dea
 	return out, nil
 }
 
+// Usage is the resolver for the usage field.
+func (r *queryResolver) Usage(ctx context.Context, from string, to string, principal *string, by []model.UsageDimension) (*model.UsageReport, error) {
+	return r.usage(ctx, from, to, principal, by)
+}
+
 // OnSendMessage is never reached: subscriptions are served by the connection
 // engine (WebSocket and SSE), which projects hub events without running the
 // executor per event per subscriber.

@@ -111,6 +111,8 @@ type Config struct {
 	Tools Toolbox
 	// Agent bounds agent runs.
 	Agent Agent
+	// Usage records what each provider call cost; nil records nothing.
+	Usage UsageLedger
 }
 
 // Orchestrator runs the worker pool.
@@ -466,6 +468,7 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 			return chat.Final{}, &chat.Error{Code: chat.CodeStepLimit, Message: fmt.Sprintf("the agent run reached its limit of %d model calls", o.cfg.Agent.MaxSteps)}
 		}
 		r.step++
+		a.step = r.step
 		a.stepEmitted = false
 		final, err := o.stream(ctx, a, model, prompt, r.onPart)
 		msg, serr := r.endStep()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -132,7 +133,12 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 	})
 	defer watchdog.Stop()
 	var last time.Time
+	var emitted strings.Builder // for an estimate if the provider reports no usage
+	defer func() {
+		o.recordCall(ctx, a, m.Ref, p, final, err, emitted.String(), context.Cause(actx) != nil)
+	}()
 	final, err = m.Provider.Stream(actx, p, func(part chat.Part) error {
+		emitted.WriteString(part.Text)
 		now := time.Now()
 		a.stepEmitted = true
 		if !a.emitted {
