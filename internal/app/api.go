@@ -40,6 +40,8 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 		Accepting: func() bool { return !stopping.Load() },
 		Asked:     met.Asked,
 		Usage:     s.usage,
+		Budgets:   s.usage,
+		ModelRef:  s.modelRef,
 	}
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
 	limits := graph.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxAliases: cfg.Limits.MaxAliases, MaxComplexity: cfg.Limits.MaxComplexity, MaxFields: cfg.Limits.MaxFields, Introspection: dev, Suggestions: dev,

@@ -71,7 +71,11 @@ type Resolver struct {
 	Asked func(code string)
 	// Usage answers the usage query; nil says usage is not kept.
 	Usage UsageReader
-	Log   *slog.Logger
+	// Budgets refuses asks over budget; nil refuses none. ModelRef names
+	// a model ("provider:model-id") by the name a client uses.
+	Budgets  BudgetChecker
+	ModelRef func(name string) string
+	Log      *slog.Logger
 }
 
 // session authenticates the caller and authorizes it on the session.

@@ -191,6 +191,9 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if !r.allowed(modelName) {
 		return nil, codeError(ctx, chat.CodeUnknownModel, "unknown model; the models query lists those allowed")
 	}
+	if e := r.overBudget(ctx, p.ID, modelName); e != nil {
+		return nil, e
+	}
 	now := time.Now().UTC()
 	// The question records the session's owner who asked it (a service
 	// owns no session).

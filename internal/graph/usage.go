@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
 	"github.com/tokencast/tokencast/internal/auth"
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph/model"
@@ -18,6 +20,36 @@ type UsageReader interface {
 	// Pending counts calls recorded but not in the rollups yet.
 	Pending(ctx context.Context) (uint64, error)
 	Currency() string
+}
+
+// BudgetChecker refuses an ask whose principal's budget is spent.
+type BudgetChecker interface {
+	// CheckBudget returns when the spent budget resets, zero when none is.
+	CheckBudget(ctx context.Context, principal, model string) (resetsAt time.Time, err error)
+}
+
+// overBudget refuses an ask with BUDGET_EXCEEDED, saying when the budget
+// resets (resetsAt, ISO-8601; retryAfter, seconds).
+func (r *Resolver) overBudget(ctx context.Context, principal, modelName string) *gqlerror.Error {
+	if r.Budgets == nil {
+		return nil
+	}
+	ref := modelName
+	if r.ModelRef != nil {
+		ref = r.ModelRef(modelName)
+	}
+	resets, err := r.Budgets.CheckBudget(ctx, principal, ref)
+	if err != nil {
+		r.Log.Error("check budget", "principal", principal, "model", ref, "err", err)
+		return codeError(ctx, chat.CodeUnavailable, "could not check the budget, try again")
+	}
+	if resets.IsZero() {
+		return nil
+	}
+	e := codeError(ctx, chat.CodeBudgetExceeded, "the budget is spent until "+resets.UTC().Format(time.RFC3339))
+	e.Extensions["resetsAt"] = resets.UTC().Format(time.RFC3339)
+	e.Extensions["retryAfter"] = int(time.Until(resets)/time.Second) + 1
+	return e
 }
 
 // maxUsageDays bounds the range of one usage query.

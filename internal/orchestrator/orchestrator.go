@@ -113,6 +113,8 @@ type Config struct {
 	Agent Agent
 	// Usage records what each provider call cost; nil records nothing.
 	Usage UsageLedger
+	// Budgets hold calls to their principals' budgets; nil holds none.
+	Budgets Budgets
 }
 
 // Orchestrator runs the worker pool.
@@ -482,6 +484,13 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 		r.usage.Add(final.Usage)
 		usage := final.Usage
 		msg.Usage = &usage
+		if final.StopReason == chat.StopBudget {
+			// The run ends here; a tool call cut short is neither run
+			// nor kept, so the conversation stays valid for the model.
+			msg = withoutToolCalls(msg)
+			a.last = msg
+			return final, nil
+		}
 		a.last = msg
 		calls := toolCalls(msg)
 		if len(calls) > 0 && o.cfg.Tools == nil {

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -13,9 +14,26 @@ import (
 // step of an agent run, a call cancelled or failed mid-answer).
 
 // UsageLedger keeps what provider calls cost; recording the same call
-// (same record key) twice counts it once.
+// (same record key) twice counts it once. It returns the record as kept,
+// priced.
 type UsageLedger interface {
-	RecordUsage(ctx context.Context, rec chat.UsageRecord) error
+	RecordUsage(ctx context.Context, rec chat.UsageRecord) (chat.UsageRecord, error)
+}
+
+// Budgets hold provider calls to their principals' budgets.
+type Budgets interface {
+	// Hold begins a call's hold on the budgets principal has with model.
+	Hold(principal, model string) BudgetHold
+	// Chunk is how many tokens a streaming call reserves at a time.
+	Chunk() int64
+}
+
+// BudgetHold is one provider call's hold on its budgets.
+type BudgetHold interface {
+	// Reserve holds more tokens; false when a budget has no room left.
+	Reserve(ctx context.Context, input, output int64) (bool, error)
+	// Settle replaces what was held with what the call cost.
+	Settle(ctx context.Context, rec chat.UsageRecord) error
 }
 
 // recordTimeout bounds the wait for a usage record to be stored; the
@@ -26,17 +44,19 @@ const recordTimeout = 30 * time.Second
 // counts, or, when it reported none, an estimate marked as such for a call
 // that reached the model (it answered, emitted, or was stopped while it
 // ran). A call the provider refused outright (an HTTP error) cost nothing.
-func (o *Orchestrator) recordCall(ctx context.Context, a *answer, model string, p chat.Prompt, final chat.Final, err error, emitted string, stopped bool) {
+// The call's budget hold, if any, is settled to the record.
+func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, p chat.Prompt, final chat.Final, outcome string, stopped bool) {
 	if o.cfg.Usage == nil {
 		return
 	}
 	rec := chat.UsageRecord{
 		SessionID: a.req.SessionID, RequestID: a.req.ID, Attempt: a.attempt,
 		Call: int(a.calls.Add(1)), Step: a.step,
-		Principal: a.req.Principal, Model: model, At: time.Now().UTC(),
-		Usage: final.Usage, Outcome: callOutcome(ctx, err),
+		Principal: a.req.Principal, Model: c.model, At: time.Now().UTC(),
+		Usage: final.Usage, Outcome: outcome,
 	}
-	if final.Usage == (chat.Usage{}) && (err == nil || emitted != "" || stopped) {
+	emitted := c.emitted.String()
+	if final.Usage == (chat.Usage{}) && (outcome == chat.OutcomeOK || emitted != "" || stopped) {
 		in, out := chat.EstimatePromptTokens(p), chat.EstimateTokens(emitted)
 		rec.Usage = chat.Usage{InputTokens: in, OutputTokens: out, TotalTokens: in + out}
 		rec.Estimated = true
@@ -46,19 +66,83 @@ func (o *Orchestrator) recordCall(ctx context.Context, a *answer, model string, 
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	if err := o.cfg.Usage.RecordUsage(rctx, rec); err != nil {
-		a.log.Error("record a provider call's usage; it is not counted", "model", model, "call", rec.Call, "err", err)
+	kept, err := o.cfg.Usage.RecordUsage(rctx, rec)
+	if err != nil {
+		a.log.Error("record a provider call's usage; it is not counted", "model", c.model, "call", rec.Call, "err", err)
+		kept = rec
+	}
+	if c.hold != nil {
+		if err := c.hold.Settle(rctx, kept); err != nil {
+			a.log.Error("settle a provider call's budget hold", "model", c.model, "call", rec.Call, "err", err)
+		}
 	}
 }
 
+// callMeter follows one provider call: what it emitted (for an estimate
+// if the provider reports no usage), and its hold on the budgets.
+type callMeter struct {
+	model   string
+	emitted strings.Builder
+	// hold is nil without budgets; reserved is the output it holds.
+	hold     BudgetHold
+	chunk    int64
+	reserved int64
+	// overBudget is set when a reservation found no room: the call is
+	// stopped, and the answer ends with stopReason BUDGET.
+	overBudget bool
+}
+
+// meter begins following a call, and holds the prompt's tokens and a
+// first chunk of output against the principal's budgets: false when they
+// do not fit, and the call must not be made.
+func (o *Orchestrator) meter(ctx context.Context, a *answer, model string, p chat.Prompt) (*callMeter, bool, error) {
+	c := &callMeter{model: model}
+	if o.cfg.Budgets == nil {
+		return c, true, nil
+	}
+	c.hold, c.chunk = o.cfg.Budgets.Hold(a.req.Principal, model), o.cfg.Budgets.Chunk()
+	// The prompt is spent as soon as the call is made; output is held as
+	// it streams (part).
+	ok, err := c.hold.Reserve(ctx, int64(chat.EstimatePromptTokens(p)), 0)
+	return c, ok && err == nil, err
+}
+
+// part notes a part the call emits, first holding the tokens it takes
+// past what is held already; false when the budget has no room for them.
+func (c *callMeter) part(ctx context.Context, part chat.Part) (bool, error) {
+	if c.hold != nil && part.Text != "" {
+		need := int64(chat.EstimateTokens(c.emitted.String() + part.Text))
+		if need > c.reserved {
+			// A chunk at a time; near the end of the budget, just what
+			// this part needs.
+			more := max(c.chunk, need-c.reserved)
+			ok, err := c.hold.Reserve(ctx, 0, more)
+			if err == nil && !ok && more > need-c.reserved {
+				more = need - c.reserved
+				ok, err = c.hold.Reserve(ctx, 0, more)
+			}
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				c.overBudget = true
+				return false, nil
+			}
+			c.reserved += more
+		}
+	}
+	c.emitted.WriteString(part.Text)
+	return true, nil
+}
+
 // callOutcome says how a provider call ended, for its usage record.
-func callOutcome(ctx context.Context, err error) string {
+func callOutcome(ctx context.Context, c *callMeter, err error) string {
 	cause := context.Cause(ctx)
 	switch {
+	case c.overBudget:
+		return chat.OutcomeBudget
 	case errors.Is(cause, errCancelled):
 		return chat.OutcomeCancelled
-	case errors.Is(cause, errBudget):
-		return chat.OutcomeBudget
 	case errors.Is(cause, errRunTimeout):
 		return chat.CodeRunTimeout
 	case errors.Is(cause, chat.ErrSuperseded):
