@@ -239,3 +239,42 @@ func TestUsageThroughAWorkerKilledMidAnswer(t *testing.T) {
 		t.Fatalf("usage %+v, want the one call the fake reported, 11+4", r)
 	}
 }
+
+// After a run of tokencast bench against a server whose model is the
+// bench's fake LLM, the usage query, tokencast usage and the metrics say
+// the same: every answer's call once, with the fake's counts and price.
+func TestUsageAgreesAfterABenchRun(t *testing.T) {
+	const sessions, tokens = 12, 20
+	fakeAddr := freeAddr(t)
+	cfgPath := filepath.Join(t.TempDir(), "models.yaml")
+	yaml := "models:\n  bench: {ref: \"openai:bench\"}\nusage:\n  currency: USD\n  prices:\n    \"openai:bench\": {input: \"0.25\", output: \"1.25\"}\n"
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, "", map[string]string{"OPENAI_BASE_URL": "http://" + fakeAddr + "/v1", "OPENAI_API_KEY": "sk-bench"},
+		"--config", cfgPath, "--ask-rate", "0", "--session-rate", "0")
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "--target", s.url(), "--model", "bench", "--fake-llm-addr", fakeAddr, "--sessions", fmt.Sprint(sessions),
+		"--subscribers", "1", "--tokens", fmt.Sprint(tokens), "--token-rate", "1000", "--first-token-delay", "1ms", "--ramp", "100ms", "--json"}
+	if err := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v\n%s", err, errOut.String())
+	}
+	r := s.usageOf(t, "", "", sessions, "principal", "model")
+	want := model.UsageTotals{Calls: sessions, InputTokens: sessions * 3, OutputTokens: sessions * tokens, TotalTokens: sessions * (3 + tokens),
+		// 12 × (3 × 0.25 + 20 × 1.25) per million tokens
+		Cost: "0.000309"}
+	if len(r.Rows) != 1 || *r.Rows[0].Totals != want || *r.Total != want {
+		t.Fatalf("usage %+v, rows %+v, want %+v", r.Total, r.Rows, want)
+	}
+	_, metrics := s.get(t, "/metrics")
+	for _, line := range []string{
+		fmt.Sprintf(`tokencast_usage_tokens_total{kind="input",model="openai:bench",principal="dev"} %d`, want.InputTokens),
+		fmt.Sprintf(`tokencast_usage_tokens_total{kind="output",model="openai:bench",principal="dev"} %d`, want.OutputTokens),
+		fmt.Sprintf(`tokencast_usage_calls_total{counts="reported",model="openai:bench",principal="dev"} %d`, want.Calls),
+		`tokencast_usage_cost_total{currency="USD",model="openai:bench",principal="dev"} 0.000309`,
+	} {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("/metrics lacks %s; it has\n%s", line, grepLines(metrics, "tokencast_usage_"))
+		}
+	}
+}

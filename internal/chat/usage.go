@@ -25,7 +25,7 @@ type UsageRecord struct {
 	At    time.Time `json:"at"`
 	Usage Usage     `json:"usage"`
 	// Estimated says the provider reported nothing and the counts are
-	// tokencast's estimate (EstimateTokens).
+	// tokencast's estimate (EstimateRunes).
 	Estimated bool `json:"estimated,omitempty"`
 	// Outcome is "OK", "CANCELLED" or the call's error code.
 	Outcome string `json:"outcome"`
@@ -57,15 +57,12 @@ func (r UsageRecord) Day() string { return r.At.UTC().Format(DayLayout) }
 // DayLayout is how usage names a day.
 const DayLayout = "2006-01-02"
 
-// EstimateTokens is the estimate of the tokens in text for a provider that
-// reports none: one token per four characters, rounded up, the rule of
-// thumb the major providers document for English text.
-func EstimateTokens(text string) int {
-	n := utf8.RuneCountInString(text)
-	return (n + 3) / 4
-}
+// EstimateRunes is the estimate of the tokens in a text of n characters,
+// for a provider that reports none: one token per four characters, rounded
+// up, the rule of thumb the major providers document for English text.
+func EstimateRunes(n int) int { return (n + 3) / 4 }
 
-// EstimatePromptTokens is EstimateTokens of everything a prompt sends a
+// EstimatePromptTokens is the estimate of everything a prompt sends a
 // model: the system prompt, the messages' text, tool calls and results.
 func EstimatePromptTokens(p Prompt) int {
 	n := utf8.RuneCountInString(p.System)
@@ -75,7 +72,7 @@ func EstimatePromptTokens(p Prompt) int {
 			n += utf8.RuneCountInString(b.Text) + utf8.RuneCount(b.Input)
 		}
 	}
-	return (n + 3) / 4
+	return EstimateRunes(n)
 }
 
 // UsageTotals sums usage records.

@@ -3,8 +3,8 @@ package orchestrator
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tokencast/tokencast/internal/chat"
 )
@@ -55,9 +55,8 @@ func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, 
 		Principal: a.req.Principal, Model: c.model, At: time.Now().UTC(),
 		Usage: final.Usage, Outcome: outcome,
 	}
-	emitted := c.emitted.String()
-	if final.Usage == (chat.Usage{}) && (outcome == chat.OutcomeOK || emitted != "" || stopped) {
-		in, out := chat.EstimatePromptTokens(p), chat.EstimateTokens(emitted)
+	if final.Usage == (chat.Usage{}) && (outcome == chat.OutcomeOK || c.runes > 0 || stopped) {
+		in, out := chat.EstimatePromptTokens(p), c.outputTokens()
 		rec.Usage = chat.Usage{InputTokens: in, OutputTokens: out, TotalTokens: in + out}
 		rec.Estimated = true
 	}
@@ -81,8 +80,9 @@ func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, 
 // callMeter follows one provider call: what it emitted (for an estimate
 // if the provider reports no usage), and its hold on the budgets.
 type callMeter struct {
-	model   string
-	emitted strings.Builder
+	model string
+	// runes counts the characters of text the call emitted.
+	runes int
 	// hold is nil without budgets; reserved is the output it holds.
 	hold     BudgetHold
 	chunk    int64
@@ -110,8 +110,9 @@ func (o *Orchestrator) meter(ctx context.Context, a *answer, model string, p cha
 // part notes a part the call emits, first holding the tokens it takes
 // past what is held already; false when the budget has no room for them.
 func (c *callMeter) part(ctx context.Context, part chat.Part) (bool, error) {
-	if c.hold != nil && part.Text != "" {
-		need := int64(chat.EstimateTokens(c.emitted.String() + part.Text))
+	runes := utf8.RuneCountInString(part.Text)
+	if c.hold != nil && runes > 0 {
+		need := int64(chat.EstimateRunes(c.runes + runes))
 		if need > c.reserved {
 			// A chunk at a time; near the end of the budget, just what
 			// this part needs.
@@ -131,9 +132,12 @@ func (c *callMeter) part(ctx context.Context, part chat.Part) (bool, error) {
 			c.reserved += more
 		}
 	}
-	c.emitted.WriteString(part.Text)
+	c.runes += runes
 	return true, nil
 }
+
+// outputTokens estimates the tokens the call emitted.
+func (c *callMeter) outputTokens() int { return chat.EstimateRunes(c.runes) }
 
 // callOutcome says how a provider call ended, for its usage record.
 func callOutcome(ctx context.Context, c *callMeter, err error) string {
