@@ -9,8 +9,6 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -44,48 +42,26 @@ func (b *Bus) Budgets(ctx context.Context) (*Budgets, error) {
 
 // Spent is what was spent under key.
 func (c *Budgets) Spent(ctx context.Context, key string) (chat.Spent, error) {
-	s, _, err := c.get(ctx, key)
-	return s, err
-}
-
-func (c *Budgets) get(ctx context.Context, key string) (chat.Spent, uint64, error) {
 	var s chat.Spent
-	e, err := c.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return s, 0, nil
-	}
+	_, err := getJSON(ctx, c.kv, key, &s)
 	if err != nil {
-		return s, 0, fmt.Errorf("read budget %s: %w", key, err)
+		return s, fmt.Errorf("budget: %w", err)
 	}
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return s, 0, fmt.Errorf("decode budget %s: %w", key, err)
-	}
-	return s, e.Revision(), nil
+	return s, nil
 }
 
 // AddSpent adds d under key if the new total fits.
 func (c *Budgets) AddSpent(ctx context.Context, key string, d chat.Spent, fits func(chat.Spent) bool) (bool, error) {
-	for {
-		cur, rev, err := c.get(ctx, key)
-		if err != nil {
-			return false, err
-		}
+	ok, err := updateJSON(ctx, c.kv, key, func(cur *chat.Spent) bool {
 		next := chat.Spent{Tokens: cur.Tokens + d.Tokens, CostPicos: cur.CostPicos + d.CostPicos}
 		if fits != nil && !fits(next) {
-			return false, nil
+			return false
 		}
-		data, _ := json.Marshal(next)
-		if rev == 0 {
-			_, err = c.kv.Create(ctx, key, data)
-		} else {
-			_, err = c.kv.Update(ctx, key, data, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
-			continue // another reservation came first: read it again
-		}
-		if err != nil {
-			return false, fmt.Errorf("write budget %s: %w", key, err)
-		}
-		return true, nil
+		*cur = next
+		return true
+	})
+	if err != nil {
+		return false, fmt.Errorf("budget: %w", err)
 	}
+	return ok, nil
 }

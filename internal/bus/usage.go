@@ -151,48 +151,19 @@ func (u *Usage) fold(ctx context.Context, m jetstream.Msg) (chat.UsageRecord, bo
 	}
 	seq := meta.Sequence.Stream
 	key := rollupKey(rec.Day(), rec.Principal, rec.Model)
-	for {
-		var cur rollupEntry
-		var rev uint64
-		e, err := u.rollups.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			cur.UsageRollup = chat.UsageRollup{Day: rec.Day(), Principal: rec.Principal, Model: rec.Model}
-		case err != nil:
-			return rec, false, fmt.Errorf("read rollup %s: %w", key, err)
-		default:
-			if err := json.Unmarshal(e.Value(), &cur); err != nil {
-				return rec, false, fmt.Errorf("decode rollup %s: %w", key, err)
-			}
-			rev = e.Revision()
-		}
+	applied, err := updateJSON(ctx, u.rollups, key, func(cur *rollupEntry) bool {
 		if cur.LastSeq >= seq {
-			return rec, false, nil
+			return false // folded already
 		}
+		cur.UsageRollup = chat.UsageRollup{Day: rec.Day(), Principal: rec.Principal, Model: rec.Model, Totals: cur.Totals}
 		cur.Totals.AddRecord(rec)
 		cur.LastSeq = seq
-		data, err := json.Marshal(cur)
-		if err != nil {
-			return rec, false, fmt.Errorf("encode rollup %s: %w", key, err)
-		}
-		if rev == 0 {
-			_, err = u.rollups.Create(ctx, key, data)
-		} else {
-			_, err = u.rollups.Update(ctx, key, data, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
-			continue // someone else wrote it meanwhile: read it again
-		}
-		if err != nil {
-			return rec, false, fmt.Errorf("write rollup %s: %w", key, err)
-		}
-		return rec, true, nil
+		return true
+	})
+	if err != nil {
+		return rec, false, fmt.Errorf("fold into rollup: %w", err)
 	}
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	return rec, applied, nil
 }
 
 // Pending is how many records are not folded into the rollups yet.
