@@ -278,3 +278,21 @@ func TestUsageAgreesAfterABenchRun(t *testing.T) {
 		}
 	}
 }
+
+// A call that timed out before its first token reached the model, which
+// read the prompt: it is counted, estimated, since the provider reported
+// nothing.
+func TestUsageCountsATimedOutCall(t *testing.T) {
+	s, _ := startWithUsage(t, usageYAML, nil, "--first-token-timeout", "200ms")
+	c := subscribed(t, s, "s-usage-timeout", nil)
+	req := s.askModel(t, "s-usage-timeout", "hi", "en", "stall-first")
+	if evs := c.answer("1", req); evs[len(evs)-1].Type != "ERROR" || evs[len(evs)-1].Error.Code != "PROVIDER_TIMEOUT" {
+		t.Fatalf("events %s, want ERROR PROVIDER_TIMEOUT", types(evs))
+	}
+	r := s.usageOf(t, "", "", 1, "model")
+	got := rowOf(t, r, "openai:stall-first")
+	// "Answer in English (en)." and "hi": 25 characters, 7 tokens.
+	if got.Calls != 1 || got.EstimatedCalls != 1 || got.InputTokens != 7 || got.OutputTokens != 0 {
+		t.Fatalf("usage %+v, want the timed-out call's prompt, estimated", got)
+	}
+}
