@@ -64,7 +64,11 @@ func (s *server) usageOf(t *testing.T, key, principal string, calls int, by ...s
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("usage never reached %d calls with none pending: %+v", calls, r)
+			log := ""
+			if s.stderr != nil {
+				log = lastLines(s.stderr.String(), 30)
+			}
+			t.Fatalf("usage never reached %d calls with none pending: %+v %+v\n%s", calls, r, r.Total, log)
 		}
 	}
 }

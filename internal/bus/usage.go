@@ -23,8 +23,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tokencast/tokencast/internal/chat"
 )
@@ -113,27 +115,63 @@ func (u *Usage) Record(ctx context.Context, rec chat.UsageRecord) error {
 // folded for each record once it is in (not for one skipped as folded
 // already). Every node may run it: one record is folded at a time.
 func (u *Usage) Fold(folded func(chat.UsageRecord)) (stop func(), err error) {
-	cc, err := u.folder.Consume(func(m jetstream.Msg) {
-		// Within the ack wait: a folder that takes longer is presumed dead.
-		ctx, cancel := context.WithTimeout(context.Background(), foldWait-time.Second)
-		defer cancel()
-		rec, applied, err := u.fold(ctx, m)
-		if err != nil {
-			u.b.log.Warn("fold a usage record; it is tried again", "err", err)
-			_ = m.NakWithDelay(time.Second)
-			return
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			u.foldNext(ctx, folded)
 		}
-		if err := m.Ack(); err != nil {
-			u.b.log.Warn("ack a folded usage record", "err", err)
+	})
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// foldNext waits for the next record and folds it. One pull at a time,
+// acknowledged before the next: with one record in flight on the
+// consumer, an ack the server has yet to see would hold the next one back.
+func (u *Usage) foldNext(ctx context.Context, folded func(chat.UsageRecord)) {
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	m, err := u.folder.Next(jetstream.FetchContext(fctx))
+	cancel()
+	if ctx.Err() != nil {
+		if m != nil {
+			_ = m.Nak() // the next folder takes it at once
 		}
-		if applied && folded != nil {
-			folded(rec)
-		}
-	}, jetstream.PullMaxMessages(1))
-	if err != nil {
-		return nil, fmt.Errorf("fold usage: %w", err)
+		return
 	}
-	return cc.Stop, nil
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	if err != nil {
+		u.b.log.Warn("wait for usage records", "err", err)
+		sleepCtx(ctx, time.Second)
+		return
+	}
+	// Within the ack wait: a folder that takes longer is presumed dead.
+	wctx, cancel := context.WithTimeout(ctx, foldWait-time.Second)
+	defer cancel()
+	rec, applied, err := u.fold(wctx, m)
+	if err != nil {
+		u.b.log.Warn("fold a usage record; it is tried again", "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	if err := m.DoubleAck(wctx); err != nil {
+		// Delivered again after the ack wait, and skipped then.
+		u.b.log.Warn("ack a folded usage record", "err", err)
+	}
+	if applied && folded != nil {
+		folded(rec)
+	}
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // fold adds one record to its rollup unless the rollup holds it already.
