@@ -26,13 +26,18 @@ type Budgets struct {
 
 var _ chat.BudgetCounters = (*Budgets)(nil)
 
-// Budgets sets up the budget counters' bucket.
+// Budgets sets up the budget counters' bucket, riding out a cluster that
+// is still electing its leaders.
 func (b *Bus) Budgets(ctx context.Context) (*Budgets, error) {
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   budgetBucket,
-		TTL:      40 * 24 * time.Hour,
-		Storage:  jetstream.FileStorage,
-		Replicas: b.cfg.Replicas,
+	var kv jetstream.KeyValue
+	err := b.retrying(ctx, "set up budgets", func() (err error) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   budgetBucket,
+			TTL:      40 * 24 * time.Hour,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", budgetBucket, err)

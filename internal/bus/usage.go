@@ -62,10 +62,16 @@ type rollupEntry struct {
 	LastSeq uint64 `json:"lastSeq"`
 }
 
-// Usage sets up the usage stream, its rollups and their folder.
+// Usage sets up the usage stream, its rollups and their folder, riding out
+// a cluster that is still electing its leaders.
 func (b *Bus) Usage(ctx context.Context) (*Usage, error) {
 	u := &Usage{b: b}
-	var err error
+	err := b.retrying(ctx, "set up usage", func() error { return u.setup(ctx) })
+	return u, err
+}
+
+func (u *Usage) setup(ctx context.Context) (err error) {
+	b := u.b
 	u.records, err = b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       usageStream,
 		Subjects:   []string{usageSubj + ">"},
@@ -75,7 +81,7 @@ func (b *Bus) Usage(ctx context.Context) (*Usage, error) {
 		Replicas:   b.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", usageStream, err)
+		return fmt.Errorf("create stream %s: %w", usageStream, err)
 	}
 	u.rollups, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   usageBucket,
@@ -83,7 +89,7 @@ func (b *Bus) Usage(ctx context.Context) (*Usage, error) {
 		Replicas: b.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", usageBucket, err)
+		return fmt.Errorf("create bucket %s: %w", usageBucket, err)
 	}
 	u.folder, err = u.records.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       usageConsumer,
@@ -93,9 +99,9 @@ func (b *Bus) Usage(ctx context.Context) (*Usage, error) {
 		Replicas:      b.cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s: %w", usageConsumer, err)
+		return fmt.Errorf("create consumer %s: %w", usageConsumer, err)
 	}
-	return u, nil
+	return nil
 }
 
 // Record stores what one provider call cost. Recording the same call again
