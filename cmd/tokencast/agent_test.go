@@ -60,6 +60,7 @@ type agentEvent struct {
 		Reason   string `json:"reason"`
 	} `json:"approval"`
 	Usage *struct {
+		InputTokens     int  `json:"inputTokens"`
 		OutputTokens    int  `json:"outputTokens"`
 		ReasoningTokens *int `json:"reasoningTokens"`
 	} `json:"usage"`
@@ -407,5 +408,13 @@ func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
 	b, _ := json.Marshal(run)
 	if string(a) != string(b) {
 		t.Fatalf("the resumed subscriber holds\n%s\nthe steady one\n%s", agentTypes(since(resumed)), agentTypes(run))
+	}
+	// Each model call is counted once, by the worker that made it: the
+	// first worker's step and the second's, which END sums.
+	end := run[len(run)-1]
+	r := s.usageOf(t, "", "", 2, "model")
+	if r.Total.Calls != 2 || end.Usage == nil || r.Total.InputTokens != end.Usage.InputTokens || r.Total.OutputTokens != end.Usage.OutputTokens ||
+		r.Total.ReasoningTokens != *end.Usage.ReasoningTokens || r.Total.EstimatedCalls != 0 {
+		t.Fatalf("usage %+v, END %+v: want the run's two model calls once each", r.Total, end.Usage)
 	}
 }

@@ -267,4 +267,22 @@ func TestBedrockFailureSemantics(t *testing.T) {
 	if calls := f.callTimes(haikuID); len(calls) != 0 {
 		t.Fatalf("the fallback was asked %d times, want never: the failures came after the first token", len(calls))
 	}
+	// Usage: each call once, as Bedrock reported it. A refused call
+	// (429) cost nothing; a stream that failed before its metadata frame
+	// reported nothing, so it is estimated: "The fake " is three tokens,
+	// the prompt (the default system prompt and "hi") a dozen.
+	r := s.usageOf(t, "", "", 5, "model")
+	for id, want := range map[string][3]int{ // calls, input, output
+		"throttle-once": {2, 21, 4}, "throttle-long": {1, 0, 0},
+		"fail-mid-throttlingException": {1, 12, 3}, "fail-mid-serviceUnavailableException": {1, 12, 3},
+	} {
+		got := rowOf(t, r, "bedrock:"+id)
+		estimated := 0
+		if strings.HasPrefix(id, "fail-mid-") {
+			estimated = 1
+		}
+		if got.Calls != want[0] || got.InputTokens != want[1] || got.OutputTokens != want[2] || got.EstimatedCalls != estimated {
+			t.Errorf("usage of bedrock:%s %+v, want %d calls, %d+%d tokens, %d estimated", id, got, want[0], want[1], want[2], estimated)
+		}
+	}
 }

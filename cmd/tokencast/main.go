@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/tokencast/tokencast/internal/app"
 	"github.com/tokencast/tokencast/internal/bench"
 	"github.com/tokencast/tokencast/internal/chatcli"
 	"github.com/tokencast/tokencast/internal/config"
+	"github.com/tokencast/tokencast/internal/usagecli"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -46,9 +48,11 @@ Commands:
   chat      ask a server and print the answer as it streams;
             with no question, an interactive session on stdin
   bench     load-test a tokencast through a fake LLM (latency, throughput, loss, memory)
+  usage     print what the provider calls cost, by principal, model and day
   version   print the version
 
-Run "tokencast serve --help", "tokencast chat --help" or "tokencast bench --help" for every setting.
+Run "tokencast serve --help", "tokencast chat --help", "tokencast bench --help" or
+"tokencast usage --help" for every setting.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -78,6 +82,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 			return err
 		}
 		return bench.Run(ctx, cfg, stdout, stderr)
+	case "usage":
+		opts, err := usagecli.Parse(args, getenv, time.Now(), stdout)
+		if err != nil {
+			return err
+		}
+		return usagecli.Run(ctx, opts, stdout)
 	case "version":
 		fmt.Fprintf(stdout, "tokencast %s\n", version)
 		return nil

@@ -506,7 +506,7 @@ func TestReadmeStartsWithTheTwoCommandsAndListsEveryFlag(t *testing.T) {
 // keep a flag that was renamed or removed.
 func TestDocsNameOnlyRealFlags(t *testing.T) {
 	var help syncBuffer
-	for _, cmd := range []string{"serve", "chat", "bench"} {
+	for _, cmd := range []string{"serve", "chat", "bench", "usage"} {
 		_ = run(context.Background(), []string{cmd, "--help"}, func(string) string { return "" }, strings.NewReader(""), &help, &help)
 	}
 	known := map[string]bool{"help": true}

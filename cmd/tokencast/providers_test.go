@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // openAIFake speaks OpenAI's chat completions stream; what it does depends
@@ -22,6 +23,8 @@ type openAIFake struct {
 	calls    map[string][]time.Time
 	systems  []string
 	canceled chan string // model ids whose request the client abandoned
+	// longClosed is told each time the client closes a "long" answer.
+	longClosed chan struct{}
 }
 
 var fakeAnswer = []string{"The ", "fake ", "model ", "answers."}
@@ -31,7 +34,7 @@ var fakeAnswer = []string{"The ", "fake ", "model ", "answers."}
 const pauseFor = 5 * time.Second
 
 func newOpenAIFake(t *testing.T) *openAIFake {
-	f := &openAIFake{calls: map[string][]time.Time{}, canceled: make(chan string, 16)}
+	f := &openAIFake{calls: map[string][]time.Time{}, canceled: make(chan string, 16), longClosed: make(chan struct{}, 256)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -91,6 +94,10 @@ func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
+	if req.Model == "long" {
+		f.long(w, r, req.Messages, chunk)
+		return
+	}
 	if req.Model == "pause-first" {
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
@@ -109,6 +116,31 @@ func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprint(w, "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
 	fmt.Fprint(w, "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":4,\"total_tokens\":15}}\n\n")
+	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
+// long streams 2000 chunks of "abcd", a millisecond apart, counting a
+// token per 4 characters as tokencast estimates them; it notes on
+// longClosed a client that closes the stream before its end.
+func (f *openAIFake) long(w http.ResponseWriter, r *http.Request, messages []struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}, chunk func(string)) {
+	prompt := 0
+	for _, m := range messages {
+		prompt += utf8.RuneCountInString(m.Content)
+	}
+	const chunks = 2000
+	for range chunks {
+		chunk("abcd")
+		select {
+		case <-r.Context().Done():
+			f.longClosed <- struct{}{}
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+	fmt.Fprintf(w, "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", (prompt+3)/4, chunks, (prompt+3)/4+chunks)
 	fmt.Fprint(w, "data: [DONE]\n\n")
 }
 

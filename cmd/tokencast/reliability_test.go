@@ -59,9 +59,16 @@ func spawnNoWait(t *testing.T, args ...string) *proc {
 
 func spawnNoWaitAt(t *testing.T, addr string, args ...string) *proc {
 	t.Helper()
+	return spawnEnvAt(t, addr, nil, args...)
+}
+
+// spawnEnvAt is spawnNoWaitAt with env ("NAME=value") added to the
+// process's environment.
+func spawnEnvAt(t *testing.T, addr string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, addr: addr, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--addr", p.addr}, args...)...)
-	p.cmd.Env = []string{asBinary + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	p.cmd.Env = append([]string{asBinary + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

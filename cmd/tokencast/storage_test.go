@@ -62,7 +62,13 @@ func fillDisk(t *testing.T, dir string) (free func()) {
 // readiness is /readyz's status and body.
 func readiness(t *testing.T, s *server) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + s.addr + "/readyz")
+	return s.get(t, "/readyz")
+}
+
+// get is the status and body of a GET of path.
+func (s *server) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.addr + path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,9 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 		Sessions: guard, Asks: ratelimit.New(cfg.Limits.AskRate, cfg.Limits.AskBurst), Refusals: refusals,
 		Accepting: func() bool { return !stopping.Load() },
 		Asked:     met.Asked,
+		Usage:     s.usage,
+		Budgets:   s.usage,
+		ModelRef:  s.modelRef,
 	}
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: resolver})
 	limits := graph.Limits{MaxDepth: cfg.Limits.MaxDepth, MaxAliases: cfg.Limits.MaxAliases, MaxComplexity: cfg.Limits.MaxComplexity, MaxFields: cfg.Limits.MaxFields, Introspection: dev, Suggestions: dev,

@@ -58,6 +58,7 @@ func ServeWith(ctx context.Context, cfg *config.Config, version string, stdout, 
 		return err
 	}
 	defer s.close()
+	defer s.reloadOnHangup()()
 	return s.serve(ctx, stdout)
 }
 

@@ -51,6 +51,18 @@ type server struct {
 	// answers are the UI toolkits' answer streams (aisdk, agui).
 	answers []*stream.Answers
 	handler http.Handler
+	// usage records and sums what provider calls cost, and holds them to
+	// budgets (usage.go); refs are the models' references by name.
+	usage *usage
+	refs  map[string]string
+}
+
+// modelRef is the reference of a model by the name a client uses.
+func (s *server) modelRef(name string) string {
+	if ref, ok := s.refs[name]; ok {
+		return ref
+	}
+	return name
 }
 
 // build opens the bus and builds the models and the parts the role runs.
@@ -91,6 +103,15 @@ func build(ctx context.Context, cfg *config.Config, version string, opts Options
 		return nil, err
 	}
 	s.met = s.newMetrics(ctx)
+	refs := make([]string, 0, len(models))
+	s.refs = make(map[string]string, len(models))
+	for name, m := range models {
+		refs = append(refs, m.Ref)
+		s.refs[name] = m.Ref
+	}
+	if err := s.buildUsage(ctx, file, refs); err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
 	s.ready = s.readiness()
 	if s.runsWorkers() {
 		s.buildWorkers(models, defaultModel)
@@ -110,6 +131,7 @@ func (s *server) close() {
 	if s.hub != nil {
 		s.hub.Close()
 	}
+	s.usage.close()
 	if s.registry != nil {
 		if err := s.registry.Close(); err != nil {
 			s.log.Warn("close the tools' servers", "err", err)
@@ -216,6 +238,8 @@ func (s *server) buildWorkers(models map[string]orchestrator.Model, defaultModel
 			FirstToken: cfg.Worker.FirstTokenTimeout, Idle: cfg.Worker.IdleTimeout, Retries: cfg.Worker.ProviderRetries, Budget: cfg.Worker.RetryBudget,
 		},
 		Recorder: met,
+		Usage:    s.usage,
+		Budgets:  s.usage,
 		Tools:    s.tools,
 		Agent: orchestrator.Agent{
 			MaxSteps: cfg.Worker.Agent.MaxSteps, ToolTimeout: cfg.Worker.Agent.ToolTimeout, RunTimeout: cfg.Worker.Agent.RunTimeout,

@@ -45,6 +45,8 @@ type modelFile struct {
 	MCPServers map[string]mcpServerEntry `yaml:"mcp_servers"`
 	// Tools are how tools may be run, by "server.tool".
 	Tools map[string]toolPolicyEntry `yaml:"tools"`
+	// Usage is prices, budgets and the usage metrics' labels (usage.go).
+	Usage usageEntry `yaml:"usage"`
 }
 
 // mcpServerEntry is an MCP server reached over Streamable HTTP. Header

@@ -86,7 +86,14 @@ const (
 	CodeApprovalNotPending = "APPROVAL_NOT_PENDING"
 	// CodeAlreadyAnswered: the approval was answered already.
 	CodeAlreadyAnswered = "ALREADY_ANSWERED"
+	// CodeBudgetExceeded: the principal's budget is spent until it resets
+	// (extensions resetsAt, retryAfter).
+	CodeBudgetExceeded = "BUDGET_EXCEEDED"
 )
+
+// StopBudget is the stop reason of an answer stopped because the budget of
+// its principal ran out while it streamed.
+const StopBudget = "BUDGET"
 
 // ErrStorageFull says the store cannot write for lack of space: its disk is
 // full or it is out of the resources it was given. Retrying soon is futile,

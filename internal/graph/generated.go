@@ -100,6 +100,7 @@ type ComplexityRoot struct {
 		DeadLetters    func(childComplexity int, last int) int
 		GetLlmResponse func(childComplexity int, input model.GetLlmResponseInput) int
 		Models         func(childComplexity int) int
+		Usage          func(childComplexity int, from string, to string, principal *string, by []model.UsageDimension) int
 	}
 
 	RunStep struct {
@@ -196,6 +197,35 @@ type ComplexityRoot struct {
 		ReasoningTokens  func(childComplexity int) int
 		TotalTokens      func(childComplexity int) int
 	}
+
+	UsageReport struct {
+		Currency func(childComplexity int) int
+		From     func(childComplexity int) int
+		Pending  func(childComplexity int) int
+		Rows     func(childComplexity int) int
+		To       func(childComplexity int) int
+		Total    func(childComplexity int) int
+	}
+
+	UsageRow struct {
+		Day       func(childComplexity int) int
+		Model     func(childComplexity int) int
+		Principal func(childComplexity int) int
+		Totals    func(childComplexity int) int
+	}
+
+	UsageTotals struct {
+		CacheReadTokens  func(childComplexity int) int
+		CacheWriteTokens func(childComplexity int) int
+		Calls            func(childComplexity int) int
+		Cost             func(childComplexity int) int
+		EstimatedCalls   func(childComplexity int) int
+		InputTokens      func(childComplexity int) int
+		OutputTokens     func(childComplexity int) int
+		ReasoningTokens  func(childComplexity int) int
+		TotalTokens      func(childComplexity int) int
+		UnpricedCalls    func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -213,6 +243,7 @@ type QueryResolver interface {
 	Conversation(ctx context.Context, sessionID string, last int, before *string) (*model.Conversation, error)
 	Models(ctx context.Context) ([]*model.ModelInfo, error)
 	DeadLetters(ctx context.Context, last int) ([]*model.DeadLetter, error)
+	Usage(ctx context.Context, from string, to string, principal *string, by []model.UsageDimension) (*model.UsageReport, error)
 }
 type SubscriptionResolver interface {
 	OnSendMessage(ctx context.Context, sessionID string, after *string, agent *bool) (<-chan *model.SendMessageResponse, error)
@@ -486,6 +517,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Models(childComplexity), true
+	case "Query.usage":
+		if e.ComplexityRoot.Query.Usage == nil {
+			break
+		}
+
+		args, err := ec.field_Query_usage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Usage(childComplexity, args["from"].(string), args["to"].(string), args["principal"].(*string), args["by"].([]model.UsageDimension)), true
 
 	case "RunStep.reasoning":
 		if e.ComplexityRoot.RunStep.Reasoning == nil {
@@ -874,6 +916,129 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Usage.TotalTokens(childComplexity), true
+
+	case "UsageReport.currency":
+		if e.ComplexityRoot.UsageReport.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Currency(childComplexity), true
+	case "UsageReport.from":
+		if e.ComplexityRoot.UsageReport.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.From(childComplexity), true
+	case "UsageReport.pending":
+		if e.ComplexityRoot.UsageReport.Pending == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Pending(childComplexity), true
+	case "UsageReport.rows":
+		if e.ComplexityRoot.UsageReport.Rows == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Rows(childComplexity), true
+	case "UsageReport.to":
+		if e.ComplexityRoot.UsageReport.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.To(childComplexity), true
+	case "UsageReport.total":
+		if e.ComplexityRoot.UsageReport.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Total(childComplexity), true
+
+	case "UsageRow.day":
+		if e.ComplexityRoot.UsageRow.Day == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageRow.Day(childComplexity), true
+	case "UsageRow.model":
+		if e.ComplexityRoot.UsageRow.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageRow.Model(childComplexity), true
+	case "UsageRow.principal":
+		if e.ComplexityRoot.UsageRow.Principal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageRow.Principal(childComplexity), true
+	case "UsageRow.totals":
+		if e.ComplexityRoot.UsageRow.Totals == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageRow.Totals(childComplexity), true
+
+	case "UsageTotals.cacheReadTokens":
+		if e.ComplexityRoot.UsageTotals.CacheReadTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.CacheReadTokens(childComplexity), true
+	case "UsageTotals.cacheWriteTokens":
+		if e.ComplexityRoot.UsageTotals.CacheWriteTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.CacheWriteTokens(childComplexity), true
+	case "UsageTotals.calls":
+		if e.ComplexityRoot.UsageTotals.Calls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.Calls(childComplexity), true
+	case "UsageTotals.cost":
+		if e.ComplexityRoot.UsageTotals.Cost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.Cost(childComplexity), true
+	case "UsageTotals.estimatedCalls":
+		if e.ComplexityRoot.UsageTotals.EstimatedCalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.EstimatedCalls(childComplexity), true
+	case "UsageTotals.inputTokens":
+		if e.ComplexityRoot.UsageTotals.InputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.InputTokens(childComplexity), true
+	case "UsageTotals.outputTokens":
+		if e.ComplexityRoot.UsageTotals.OutputTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.OutputTokens(childComplexity), true
+	case "UsageTotals.reasoningTokens":
+		if e.ComplexityRoot.UsageTotals.ReasoningTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.ReasoningTokens(childComplexity), true
+	case "UsageTotals.totalTokens":
+		if e.ComplexityRoot.UsageTotals.TotalTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.TotalTokens(childComplexity), true
+	case "UsageTotals.unpricedCalls":
+		if e.ComplexityRoot.UsageTotals.UnpricedCalls == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageTotals.UnpricedCalls(childComplexity), true
 
 	}
 	return 0, false
@@ -1282,6 +1447,64 @@ func (ec *executionContext) childFields_Usage(ctx context.Context, field graphql
 	return nil, fmt.Errorf("no field named %q was found under type Usage", field.Name)
 }
 
+func (ec *executionContext) childFields_UsageReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_UsageReport_from(ctx, field)
+	case "to":
+		return ec.fieldContext_UsageReport_to(ctx, field)
+	case "currency":
+		return ec.fieldContext_UsageReport_currency(ctx, field)
+	case "total":
+		return ec.fieldContext_UsageReport_total(ctx, field)
+	case "rows":
+		return ec.fieldContext_UsageReport_rows(ctx, field)
+	case "pending":
+		return ec.fieldContext_UsageReport_pending(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageReport", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageRow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "principal":
+		return ec.fieldContext_UsageRow_principal(ctx, field)
+	case "model":
+		return ec.fieldContext_UsageRow_model(ctx, field)
+	case "day":
+		return ec.fieldContext_UsageRow_day(ctx, field)
+	case "totals":
+		return ec.fieldContext_UsageRow_totals(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageRow", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageTotals(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "calls":
+		return ec.fieldContext_UsageTotals_calls(ctx, field)
+	case "estimatedCalls":
+		return ec.fieldContext_UsageTotals_estimatedCalls(ctx, field)
+	case "unpricedCalls":
+		return ec.fieldContext_UsageTotals_unpricedCalls(ctx, field)
+	case "inputTokens":
+		return ec.fieldContext_UsageTotals_inputTokens(ctx, field)
+	case "outputTokens":
+		return ec.fieldContext_UsageTotals_outputTokens(ctx, field)
+	case "totalTokens":
+		return ec.fieldContext_UsageTotals_totalTokens(ctx, field)
+	case "reasoningTokens":
+		return ec.fieldContext_UsageTotals_reasoningTokens(ctx, field)
+	case "cacheReadTokens":
+		return ec.fieldContext_UsageTotals_cacheReadTokens(ctx, field)
+	case "cacheWriteTokens":
+		return ec.fieldContext_UsageTotals_cacheWriteTokens(ctx, field)
+	case "cost":
+		return ec.fieldContext_UsageTotals_cost(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageTotals", field.Name)
+}
+
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "name":
@@ -1549,6 +1772,44 @@ func (ec *executionContext) field_Query_getLlmResponse_args(ctx context.Context,
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_usage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "principal",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["principal"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "by",
+		func(ctx context.Context, v any) ([]model.UsageDimension, error) {
+			return ec.unmarshalNUsageDimension2ᚕgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimensionᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["by"] = arg3
 	return args, nil
 }
 
@@ -2608,6 +2869,50 @@ func (ec *executionContext) fieldContext_Query_deadLetters(ctx context.Context, 
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_deadLetters_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_usage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_usage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Usage(ctx, fc.Args["from"].(string), fc.Args["to"].(string), fc.Args["principal"].(*string), fc.Args["by"].([]model.UsageDimension))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageReport) graphql.Marshaler {
+			return ec.marshalNUsageReport2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_usage(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_usage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4234,6 +4539,493 @@ func (ec *executionContext) _Usage_cacheWriteTokens(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_Usage_cacheWriteTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Usage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageReport_from(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageReport_to(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageReport_currency(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageReport_total(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageTotals) graphql.Marshaler {
+			return ec.marshalNUsageTotals2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageTotals(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UsageReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageTotals(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UsageReport_rows(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_rows(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rows, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UsageRow) graphql.Marshaler {
+			return ec.marshalNUsageRow2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageRowᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_rows(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UsageReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageRow(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UsageReport_pending(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_pending(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pending, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_pending(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageRow_principal(ctx context.Context, field graphql.CollectedField, obj *model.UsageRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageRow_principal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Principal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageRow_principal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageRow", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageRow_model(ctx context.Context, field graphql.CollectedField, obj *model.UsageRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageRow_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageRow_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageRow", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageRow_day(ctx context.Context, field graphql.CollectedField, obj *model.UsageRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageRow_day(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Day, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UsageRow_day(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageRow", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageRow_totals(ctx context.Context, field graphql.CollectedField, obj *model.UsageRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageRow_totals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Totals, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageTotals) graphql.Marshaler {
+			return ec.marshalNUsageTotals2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageTotals(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageRow_totals(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UsageRow",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageTotals(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UsageTotals_calls(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_calls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Calls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_calls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_estimatedCalls(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_estimatedCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EstimatedCalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_estimatedCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_unpricedCalls(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_unpricedCalls(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnpricedCalls, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_unpricedCalls(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_inputTokens(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_inputTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InputTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_inputTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_outputTokens(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_outputTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OutputTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_outputTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_totalTokens(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_totalTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_totalTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_reasoningTokens(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_reasoningTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReasoningTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_reasoningTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_cacheReadTokens(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_cacheReadTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CacheReadTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_cacheReadTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_cacheWriteTokens(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_cacheWriteTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CacheWriteTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_cacheWriteTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageTotals_cost(ctx context.Context, field graphql.CollectedField, obj *model.UsageTotals) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageTotals_cost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageTotals_cost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageTotals", field, false, false, "String")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -5909,6 +6701,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_deadLetters(ctx, field)
 				})
+		case "usage":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_usage(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -6545,6 +7343,190 @@ func (ec *executionContext) _Usage(ctx context.Context, sel ast.SelectionSet, ob
 	return out
 }
 
+var usageReportImplementors = []string{"UsageReport"}
+
+func (ec *executionContext) _UsageReport(ctx context.Context, sel ast.SelectionSet, obj *model.UsageReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageReport")
+		case "from":
+			out.Values[i] = ec._UsageReport_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._UsageReport_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._UsageReport_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "total":
+			out.Values[i] = ec._UsageReport_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rows":
+			out.Values[i] = ec._UsageReport_rows(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pending":
+			out.Values[i] = ec._UsageReport_pending(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usageRowImplementors = []string{"UsageRow"}
+
+func (ec *executionContext) _UsageRow(ctx context.Context, sel ast.SelectionSet, obj *model.UsageRow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageRowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageRow")
+		case "principal":
+			out.Values[i] = ec._UsageRow_principal(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "model":
+			out.Values[i] = ec._UsageRow_model(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "day":
+			out.Values[i] = ec._UsageRow_day(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "totals":
+			out.Values[i] = ec._UsageRow_totals(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usageTotalsImplementors = []string{"UsageTotals"}
+
+func (ec *executionContext) _UsageTotals(ctx context.Context, sel ast.SelectionSet, obj *model.UsageTotals) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageTotalsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageTotals")
+		case "calls":
+			out.Values[i] = ec._UsageTotals_calls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "estimatedCalls":
+			out.Values[i] = ec._UsageTotals_estimatedCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unpricedCalls":
+			out.Values[i] = ec._UsageTotals_unpricedCalls(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "inputTokens":
+			out.Values[i] = ec._UsageTotals_inputTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "outputTokens":
+			out.Values[i] = ec._UsageTotals_outputTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalTokens":
+			out.Values[i] = ec._UsageTotals_totalTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasoningTokens":
+			out.Values[i] = ec._UsageTotals_reasoningTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cacheReadTokens":
+			out.Values[i] = ec._UsageTotals_cacheReadTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cacheWriteTokens":
+			out.Values[i] = ec._UsageTotals_cacheWriteTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cost":
+			out.Values[i] = ec._UsageTotals_cost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
@@ -7149,6 +8131,86 @@ func (ec *executionContext) unmarshalNTurnStatus2githubᚗcomᚋtokencastᚋtoke
 
 func (ec *executionContext) marshalNTurnStatus2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐTurnStatus(ctx context.Context, sel ast.SelectionSet, v model.TurnStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNUsageDimension2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimension(ctx context.Context, v any) (model.UsageDimension, error) {
+	var res model.UsageDimension
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUsageDimension2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimension(ctx context.Context, sel ast.SelectionSet, v model.UsageDimension) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNUsageDimension2ᚕgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimensionᚄ(ctx context.Context, v any) ([]model.UsageDimension, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.UsageDimension, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNUsageDimension2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimension(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNUsageDimension2ᚕgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimensionᚄ(ctx context.Context, sel ast.SelectionSet, v []model.UsageDimension) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageDimension2githubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageDimension(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsageReport2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageReport(ctx context.Context, sel ast.SelectionSet, v *model.UsageReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageReport!")
+		return graphql.Null
+	}
+	return ec._UsageReport(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUsageRow2ᚕᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageRowᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UsageRow) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageRow2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageRow(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsageRow2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageRow(ctx context.Context, sel ast.SelectionSet, v *model.UsageRow) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageRow!")
+		return graphql.Null
+	}
+	return ec._UsageRow(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUsageTotals2ᚖgithubᚗcomᚋtokencastᚋtokencastᚋinternalᚋgraphᚋmodelᚐUsageTotals(ctx context.Context, sel ast.SelectionSet, v *model.UsageTotals) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageTotals!")
+		return graphql.Null
+	}
+	return ec._UsageTotals(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {

@@ -69,7 +69,13 @@ type Resolver struct {
 	Accepting func() bool
 	// Asked counts questions accepted ("OK") or refused (the code); may be nil.
 	Asked func(code string)
-	Log   *slog.Logger
+	// Usage answers the usage query; nil says usage is not kept.
+	Usage UsageReader
+	// Budgets refuses asks over budget; nil refuses none. ModelRef names
+	// a model ("provider:model-id") by the name a client uses.
+	Budgets  BudgetChecker
+	ModelRef func(name string) string
+	Log      *slog.Logger
 }
 
 // session authenticates the caller and authorizes it on the session.

@@ -191,6 +191,9 @@ func (r *queryResolver) GetLlmResponse(ctx context.Context, input model.GetLlmRe
 	if !r.allowed(modelName) {
 		return nil, codeError(ctx, chat.CodeUnknownModel, "unknown model; the models query lists those allowed")
 	}
+	if e := r.overBudget(ctx, p.ID, modelName); e != nil {
+		return nil, e
+	}
 	now := time.Now().UTC()
 	// The question records the session's owner who asked it (a service
 	// owns no session).
@@ -322,6 +325,11 @@ func (r *queryResolver) DeadLetters(ctx context.Context, last int) ([]*model.Dea
 		}
 	}
 	return out, nil
+}
+
+// Usage is the resolver for the usage field.
+func (r *queryResolver) Usage(ctx context.Context, from string, to string, principal *string, by []model.UsageDimension) (*model.UsageReport, error) {
+	return r.usage(ctx, from, to, principal, by)
 }
 
 // OnSendMessage is never reached: subscriptions are served by the connection

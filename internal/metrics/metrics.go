@@ -26,6 +26,8 @@ type Metrics struct {
 	asks      *prometheus.CounterVec
 	slow      prometheus.Counter
 	published prometheus.Counter
+	// usage is nil until CountUsage (usage.go).
+	usage *usageCounters
 }
 
 // New registers the collectors, with Go runtime and process metrics.

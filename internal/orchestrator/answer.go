@@ -40,6 +40,10 @@ type answer struct {
 	// output: it is no longer retried or handed to a fallback.
 	stepEmitted bool
 	ttft        time.Duration // from began to the first token
+	// calls counts this attempt's provider calls, step is the agent run's
+	// current model call: a usage record's place (usage.go).
+	calls atomic.Int32
+	step  int
 	// owned is this attempt's claim on the request; superseded is set once
 	// a newer attempt at the request is seen.
 	owned      chat.Claim

@@ -111,6 +111,10 @@ type Config struct {
 	Tools Toolbox
 	// Agent bounds agent runs.
 	Agent Agent
+	// Usage records what each provider call cost; nil records nothing.
+	Usage UsageLedger
+	// Budgets hold calls to their principals' budgets; nil holds none.
+	Budgets Budgets
 }
 
 // Orchestrator runs the worker pool.
@@ -466,6 +470,7 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 			return chat.Final{}, &chat.Error{Code: chat.CodeStepLimit, Message: fmt.Sprintf("the agent run reached its limit of %d model calls", o.cfg.Agent.MaxSteps)}
 		}
 		r.step++
+		a.step = r.step
 		a.stepEmitted = false
 		final, err := o.stream(ctx, a, model, prompt, r.onPart)
 		msg, serr := r.endStep()
@@ -479,6 +484,13 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 		r.usage.Add(final.Usage)
 		usage := final.Usage
 		msg.Usage = &usage
+		if final.StopReason == chat.StopBudget {
+			// The run ends here; a tool call cut short is neither run
+			// nor kept, so the conversation stays valid for the model.
+			msg = withoutToolCalls(msg)
+			a.last = msg
+			return final, nil
+		}
 		a.last = msg
 		calls := toolCalls(msg)
 		if len(calls) > 0 && o.cfg.Tools == nil {

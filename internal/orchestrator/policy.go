@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -132,7 +133,20 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 	})
 	defer watchdog.Stop()
 	var last time.Time
+	meter, fits, err := o.meter(ctx, a, m.Ref, p)
+	if err != nil || !fits {
+		// Over budget before the call: it is not made.
+		return chat.Final{StopReason: chat.StopBudget}, err
+	}
+	defer func() {
+		o.recordCall(ctx, a, meter, p, final, callOutcome(ctx, meter, err), context.Cause(actx) != nil)
+	}()
 	final, err = m.Provider.Stream(actx, p, func(part chat.Part) error {
+		if ok, err := meter.part(ctx, part); err != nil || !ok {
+			// Stopped at the provider: the budget has no room for more.
+			cancel(errBudget)
+			return cmp.Or(err, errBudget)
+		}
 		now := time.Now()
 		a.stepEmitted = true
 		if !a.emitted {
@@ -147,6 +161,9 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 		return emit(part)
 	})
 	switch cause := context.Cause(actx); {
+	case meter.overBudget && ctx.Err() == nil:
+		final.StopReason = chat.StopBudget
+		return final, nil
 	case ctx.Err() != nil:
 		return final, err // the caller's cancel or shutdown decides
 	case errors.Is(cause, errFirstTokenTimeout):

@@ -355,6 +355,18 @@ func toolCalls(m chat.Message) []chat.Block {
 	return out
 }
 
+// withoutToolCalls is m without its tool calls.
+func withoutToolCalls(m chat.Message) chat.Message {
+	var kept []chat.Block
+	for _, b := range m.Blocks {
+		if b.Kind != chat.BlockToolCall {
+			kept = append(kept, b)
+		}
+	}
+	m.Blocks = kept
+	return m
+}
+
 // publishStep says a model call ended, with its usage.
 func (r *run) publishStep(reason string, continues bool, usage chat.Usage) error {
 	ev := r.a.event(chat.EventStep, "")

@@ -221,6 +221,44 @@ type Usage struct {
 	CacheWriteTokens *int `json:"cacheWriteTokens,omitempty"`
 }
 
+// Usage over a range of days.
+type UsageReport struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	// The currency of every cost.
+	Currency string       `json:"currency"`
+	Total    *UsageTotals `json:"total"`
+	// One row per distinct value of the dimensions asked for, in order of principal, model, day.
+	Rows []*UsageRow `json:"rows"`
+	// Provider calls recorded but not yet in these sums (they are added within moments).
+	Pending int `json:"pending"`
+}
+
+// The usage of one principal, model or day, as asked for (the others are null).
+type UsageRow struct {
+	Principal *string      `json:"principal,omitempty"`
+	Model     *string      `json:"model,omitempty"`
+	Day       *string      `json:"day,omitempty"`
+	Totals    *UsageTotals `json:"totals"`
+}
+
+// Sums of provider calls. Reasoning tokens are part of the output tokens, cache tokens part of the input tokens.
+type UsageTotals struct {
+	Calls int `json:"calls"`
+	// Calls whose provider reported no usage: their tokens are estimated (a token per 4 characters).
+	EstimatedCalls int `json:"estimatedCalls"`
+	// Calls of a model without a price: their tokens count, their cost is 0.
+	UnpricedCalls    int `json:"unpricedCalls"`
+	InputTokens      int `json:"inputTokens"`
+	OutputTokens     int `json:"outputTokens"`
+	TotalTokens      int `json:"totalTokens"`
+	ReasoningTokens  int `json:"reasoningTokens"`
+	CacheReadTokens  int `json:"cacheReadTokens"`
+	CacheWriteTokens int `json:"cacheWriteTokens"`
+	// Exact decimal amount in the report's currency.
+	Cost string `json:"cost"`
+}
+
 // What an event of an answer means.
 type EventType string
 
@@ -430,6 +468,64 @@ func (e *TurnStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e TurnStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// What usage is broken down by.
+type UsageDimension string
+
+const (
+	UsageDimensionPrincipal UsageDimension = "PRINCIPAL"
+	UsageDimensionModel     UsageDimension = "MODEL"
+	UsageDimensionDay       UsageDimension = "DAY"
+)
+
+var AllUsageDimension = []UsageDimension{
+	UsageDimensionPrincipal,
+	UsageDimensionModel,
+	UsageDimensionDay,
+}
+
+func (e UsageDimension) IsValid() bool {
+	switch e {
+	case UsageDimensionPrincipal, UsageDimensionModel, UsageDimensionDay:
+		return true
+	}
+	return false
+}
+
+func (e UsageDimension) String() string {
+	return string(e)
+}
+
+func (e *UsageDimension) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = UsageDimension(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid UsageDimension", str)
+	}
+	return nil
+}
+
+func (e UsageDimension) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *UsageDimension) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e UsageDimension) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -340,6 +340,12 @@ func TestStreamFailures(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.wantDeltas) {
 				t.Errorf("deltas = %q, want %q", got, tt.wantDeltas)
 			}
+			// Once message_start said so, the input tokens were spent:
+			// the failure still reports them (and the output tokens last
+			// reported), for billing.
+			if tt.wantDeltas != nil && (final.Usage.InputTokens != 3 || final.Usage.OutputTokens < 1) {
+				t.Errorf("usage %+v, want message_start's 3 input tokens and the output tokens reported", final.Usage)
+			}
 			cause := ""
 			if tt.causeHasMarker {
 				cause = rawMarker

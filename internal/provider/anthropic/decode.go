@@ -87,25 +87,26 @@ type decoder struct {
 }
 
 // decode reads a Messages event stream, emitting its parts in order. The
-// answer is complete only once message_stop arrived.
+// answer is complete only once message_stop arrived; a stream that fails
+// returns the usage reported before the failure with its error.
 func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
 	events := upstream.NewSSEReader(body, upstream.MaxEventBytes)
 	d := decoder{emit: emit, calls: make(map[int]string)}
 	for {
 		sse, err := events.Next()
 		if errors.Is(err, io.EOF) {
-			return chat.Final{}, &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
+			return d.partial(), &upstream.Error{Provider: name, Code: upstream.CodeIncomplete, Message: upstream.MsgIncomplete,
 				Cause: errors.New("stream ended without message_stop")}
 		}
 		if err != nil {
-			return chat.Final{}, upstream.ReadError(name, err)
+			return d.partial(), upstream.ReadError(name, err)
 		}
 		var ev event
 		if err := json.Unmarshal(sse.Data, &ev); err != nil {
 			if sse.Name == "error" {
-				return chat.Final{}, streamError("", sse.Data)
+				return d.partial(), streamError("", sse.Data)
 			}
-			return chat.Final{}, &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
+			return d.partial(), &upstream.Error{Provider: name, Code: chat.CodeProvider, Message: upstream.MsgFailed,
 				Cause: fmt.Errorf("decode %s event: %w", sse.Name, err)}
 		}
 		if ev.Type == "" {
@@ -132,13 +133,21 @@ func decode(body io.Reader, emit func(chat.Part) error) (chat.Final, error) {
 			d.final.Usage.TotalTokens = d.final.Usage.InputTokens + d.final.Usage.OutputTokens
 			return d.final, nil
 		case "error":
-			return chat.Final{}, streamError(ev.Error.Type, sse.Data)
+			return d.partial(), streamError(ev.Error.Type, sse.Data)
 		}
 		// ping and event types added later carry nothing the answer needs.
 		if err != nil {
-			return chat.Final{}, err
+			return d.partial(), err
 		}
 	}
+}
+
+// partial is the usage reported so far, for a stream that ends in an
+// error: message_start's input tokens were spent, and are billed.
+func (d *decoder) partial() chat.Final {
+	f := d.final
+	f.Usage.TotalTokens = f.Usage.InputTokens + f.Usage.OutputTokens
+	return f
 }
 
 // blockStart opens a content block. Text and thinking blocks usually open

@@ -31,7 +31,8 @@ func Stream(ctx context.Context, provider string, client *http.Client, req *http
 	}
 	final, err := decode(resp.Body)
 	if err != nil && ctx.Err() != nil {
-		return chat.Final{}, fmt.Errorf("%s: %w", provider, ctx.Err())
+		// What the provider reported before the stop is still billed.
+		return final, fmt.Errorf("%s: %w", provider, ctx.Err())
 	}
 	return final, err
 }

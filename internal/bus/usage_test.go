@@ -1,0 +1,135 @@
+package bus
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tokencast/tokencast/internal/chat"
+)
+
+// folded collects the records a folder reports.
+type folded struct {
+	mu   sync.Mutex
+	recs []chat.UsageRecord
+	more chan struct{}
+}
+
+func (f *folded) add(r chat.UsageRecord) {
+	f.mu.Lock()
+	f.recs = append(f.recs, r)
+	f.mu.Unlock()
+	select {
+	case f.more <- struct{}{}:
+	default:
+	}
+}
+
+// settled waits until no record is pending and returns the rollups of day.
+func settled(t *testing.T, u *Usage, day time.Time) []chat.UsageRollup {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		n, err := u.Pending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records never folded", n)
+		}
+	}
+	r, err := u.Rollups(ctx, day, day, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestUsageFoldsEachCallOnce(t *testing.T) {
+	b := open(t)
+	ctx := context.Background()
+	u, err := b.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &folded{more: make(chan struct{}, 1)}
+	stop, err := u.Fold(f.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	at := time.Date(2026, 3, 4, 23, 59, 0, 0, time.UTC)
+	rec := chat.UsageRecord{SessionID: "s", RequestID: "r", Attempt: 1, Call: 1, Principal: "key:alice", Model: "openai:gpt",
+		At: at, Usage: chat.Usage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15}, CostPicos: 7, Priced: true}
+	// The same call twice (a retried publish), then the next attempt's
+	// call, which counts: it was another provider call.
+	for _, r := range []chat.UsageRecord{rec, rec, func() chat.UsageRecord { r := rec; r.Attempt = 2; return r }()} {
+		if err := u.Record(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := settled(t, u, at)
+	if len(got) != 1 {
+		t.Fatalf("rollups %+v, want one", got)
+	}
+	tot := got[0].Totals
+	if got[0].Principal != "key:alice" || got[0].Model != "openai:gpt" || got[0].Day != "2026-03-04" ||
+		tot.Calls != 2 || tot.InputTokens != 20 || tot.OutputTokens != 10 || tot.Cost.String() != "0.000000000014" {
+		t.Fatalf("rollup %+v, want two calls", got[0])
+	}
+	f.mu.Lock()
+	n := len(f.recs)
+	f.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("folded reported %d records, want 2", n)
+	}
+}
+
+// A record delivered again after it was folded (its folder died before its
+// ack) is not added twice: the rollup knows the newest record it holds.
+func TestUsageRedeliveredRecordIsNotFoldedAgain(t *testing.T) {
+	b := open(t)
+	ctx := context.Background()
+	u, err := b.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 5, 1, 0, 0, 0, time.UTC)
+	rec := chat.UsageRecord{SessionID: "s", RequestID: "r", Attempt: 1, Call: 1, Principal: "p", Model: "m", At: at,
+		Usage: chat.Usage{InputTokens: 3, TotalTokens: 3}}
+	if err := u.Record(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	// Fold the record without acking it, as a folder that dies would.
+	batch, err := u.folder.Fetch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg jetstream.Msg
+	for m := range batch.Messages() {
+		msg = m
+	}
+	if msg == nil {
+		t.Fatal("no record delivered")
+	}
+	if _, applied, err := u.fold(ctx, msg); err != nil || !applied {
+		t.Fatalf("fold: applied %v, %v", applied, err)
+	}
+	if err := msg.Nak(); err != nil { // delivered again at once
+		t.Fatal(err)
+	}
+	stop, err := u.Fold(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	got := settled(t, u, at)
+	if len(got) != 1 || got[0].Totals.Calls != 1 || got[0].Totals.InputTokens != 3 {
+		t.Fatalf("rollups %+v, want the call once", got)
+	}
+}
