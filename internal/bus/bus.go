@@ -2,9 +2,12 @@
 // retention. Nothing outside this package names a stream or a subject. Each
 // file owns one thing and opens with the streams, subjects and retention it
 // owns: the connection (nats.go), the request queue (queue.go), the event log
-// (events.go), live watches (watch.go), attempts (attempts.go), session
-// owners (sessions.go), conversations (turns.go), cancels (cancels.go), tool-call approvals (approvals.go), dead
-// letters (dead.go) and the store's health (storage.go).
+// (events.go), live watches (watch.go; on a solo node, from the acks:
+// local.go), attempts (attempts.go), session owners (sessions.go),
+// conversations (turns.go), cancels (cancels.go), tool-call approvals
+// (approvals.go), dead letters (dead.go), the store's health (storage.go),
+// usage records and their rollups (usage.go), budget counters (budgets.go)
+// and the compare-and-set JSON values both keep (kvjson.go).
 package bus
 
 import (
