@@ -86,7 +86,7 @@ func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 // usage prints --help: every flag with its environment variable and
 // default, then the secrets only the environment sets.
 func usage(fs *flag.FlagSet, out io.Writer) {
-	fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\nOther commands: chat, bench, version (\"tokencast help\" lists them).\n\nFlags:\n")
+	fmt.Fprintf(out, "Usage: tokencast [serve] [flags]\n\nServes the GraphQL API with embedded NATS and the demo model.\nEvery flag can also be set by the environment variable shown; a flag wins.\nOther commands: chat, bench, usage, version (\"tokencast help\" lists them).\n\nFlags:\n")
 	fs.VisitAll(func(f *flag.Flag) {
 		fmt.Fprintf(out, "  --%s (env %s, default %q)\n        %s\n", f.Name, EnvName(f.Name), f.DefValue, f.Usage)
 	})
