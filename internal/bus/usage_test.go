@@ -2,30 +2,12 @@ package bus
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tokencast/tokencast/internal/chat"
 )
-
-// folded collects the records a folder reports.
-type folded struct {
-	mu   sync.Mutex
-	recs []chat.UsageRecord
-	more chan struct{}
-}
-
-func (f *folded) add(r chat.UsageRecord) {
-	f.mu.Lock()
-	f.recs = append(f.recs, r)
-	f.mu.Unlock()
-	select {
-	case f.more <- struct{}{}:
-	default:
-	}
-}
 
 // settled waits until no record is pending and returns the rollups of day.
 func settled(t *testing.T, u *Usage, day time.Time) []chat.UsageRollup {
@@ -57,7 +39,7 @@ func TestUsageFoldsEachCallOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &folded{more: make(chan struct{}, 1)}
+	f := newCollector[chat.UsageRecord]()
 	stop, err := u.Fold(f.add)
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +64,8 @@ func TestUsageFoldsEachCallOnce(t *testing.T) {
 		tot.Calls != 2 || tot.InputTokens != 20 || tot.OutputTokens != 10 || tot.Cost.String() != "0.000000000014" {
 		t.Fatalf("rollup %+v, want two calls", got[0])
 	}
-	f.mu.Lock()
-	n := len(f.recs)
-	f.mu.Unlock()
-	if n != 2 {
+	// A folded record is reported after its ack: wait for the two.
+	if n := len(f.wait(t, 2)); n != 2 {
 		t.Fatalf("folded reported %d records, want 2", n)
 	}
 }

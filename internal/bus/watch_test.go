@@ -36,18 +36,19 @@ func openMode(tb testing.TB, listen string) *Bus {
 	return b
 }
 
-// collector gathers what a watch delivers.
-type collector struct {
+// collector gathers what a callback is given: a watch's events, a folder's
+// records.
+type collector[T any] struct {
 	mu   sync.Mutex
-	got  []chat.Event
+	got  []T
 	more chan struct{}
 }
 
-func newCollector() *collector { return &collector{more: make(chan struct{}, 1)} }
+func newCollector[T any]() *collector[T] { return &collector[T]{more: make(chan struct{}, 1)} }
 
-func (c *collector) add(ev chat.Event) {
+func (c *collector[T]) add(v T) {
 	c.mu.Lock()
-	c.got = append(c.got, ev)
+	c.got = append(c.got, v)
 	c.mu.Unlock()
 	select {
 	case c.more <- struct{}{}:
@@ -55,13 +56,13 @@ func (c *collector) add(ev chat.Event) {
 	}
 }
 
-// wait returns the events once n have come.
-func (c *collector) wait(t *testing.T, n int) []chat.Event {
+// wait returns what came once n have come.
+func (c *collector[T]) wait(t *testing.T, n int) []T {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
 		c.mu.Lock()
-		got := append([]chat.Event(nil), c.got...)
+		got := append([]T(nil), c.got...)
 		c.mu.Unlock()
 		if len(got) >= n {
 			return got
@@ -69,7 +70,7 @@ func (c *collector) wait(t *testing.T, n int) []chat.Event {
 		select {
 		case <-c.more:
 		case <-timeout:
-			t.Fatalf("%d events delivered, want %d", len(got), n)
+			t.Fatalf("%d delivered, want %d", len(got), n)
 		}
 	}
 }
@@ -89,7 +90,7 @@ func TestWatchDeliversEachStoredEventOnceInOrder(t *testing.T) {
 			if _, err := b.PublishEvent(ctx, chat.Event{Type: chat.EventDelta, SessionID: "s1", RequestID: "r0", Message: "before", TimeStamp: time.Now()}, ""); err != nil {
 				t.Fatal(err)
 			}
-			c := newCollector()
+			c := newCollector[chat.Event]()
 			stop, from, err := b.Watch(ctx, "s1", c.add)
 			if err != nil {
 				t.Fatal(err)
