@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Three tokencast processes, each embedding a NATS node, form one JetStream
@@ -22,8 +23,13 @@ func TestEmbeddedNodesFormACluster(t *testing.T) {
 			"--nats-cluster-name", "tc-test", "--nats-server-name", fmt.Sprintf("node-%d", i),
 			"--demo-ttft", "0", "--demo-token-interval", "2ms"))
 	}
-	for _, n := range nodes {
-		n.waitReady()
+	for i, n := range nodes {
+		if err := n.ready(60 * time.Second); err != nil {
+			for j, m := range nodes {
+				t.Logf("node-%d's log:\n%s", j, lastLines(m.out.String(), 30))
+			}
+			t.Fatalf("node-%d: %v", i, err)
+		}
 	}
 	c := subscribed(t, nodes[1].client(), "s-cluster", nil)
 	req := nodes[0].client().ask(t, "", "s-cluster", "across nodes", "en")

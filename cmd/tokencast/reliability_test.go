@@ -80,24 +80,30 @@ func spawnEnvAt(t *testing.T, addr string, env []string, args ...string) *proc {
 
 // waitReady waits until the process's /readyz says ready.
 func (p *proc) waitReady() {
-	t := p.t
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	p.t.Helper()
+	if err := p.ready(60 * time.Second); err != nil {
+		p.t.Fatalf("%v: %s", err, p.out)
+	}
+}
+
+// ready waits up to d for the process's /readyz to say ready.
+func (p *proc) ready(d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for {
 		resp, err := http.Get("http://" + p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("process exited: %s", p.out)
+			return errors.New("process exited")
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("process not ready: %s", p.out)
+			return fmt.Errorf("process not ready after %s", d)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
