@@ -208,13 +208,16 @@ func TestUsageIsEachPrincipalsOwn(t *testing.T) {
 	}
 }
 
-// A worker killed mid-answer never counts the call it was in (the provider
-// never reported it); the worker that takes the request over counts its
-// own call once, and nothing is counted twice.
+// A worker killed mid-answer cannot record the call it was in, which
+// had sent the prompt: the worker that takes the request over counts it
+// from the note left before the call (the prompt's estimate, marked), then
+// its own call with the fake's counts; nothing twice. What the lost call
+// held against the budget is released: the counter ends at what the two
+// records say.
 func TestUsageThroughAWorkerKilledMidAnswer(t *testing.T) {
 	f := newOpenAIFake(t)
 	cfgPath := filepath.Join(t.TempDir(), "models.yaml")
-	if err := os.WriteFile(cfgPath, []byte(usageYAML), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(budgetYAML(100000, 10, 16)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	natsAddr := freeAddr(t)
@@ -237,10 +240,60 @@ func TestUsageThroughAWorkerKilledMidAnswer(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Type != "END" || last.Usage == nil || last.Usage.InputTokens != 11 {
 		t.Fatalf("events %s, want the answer to end with the fake's usage", types(evs))
 	}
-	r := s.usageOf(t, "", "", 1, "model")
+	r := s.usageOf(t, "", "", 2, "model")
 	slow := rowOf(t, r, "openai:slow")
-	if r.Total.Calls != 1 || slow.Calls != 1 || slow.InputTokens != 11 || slow.OutputTokens != 4 || slow.EstimatedCalls != 0 {
-		t.Fatalf("usage %+v, want the one call the fake reported, 11+4", r)
+	// The lost call, estimated: "Answer in English (en)." and "hi", 25
+	// characters, 7 tokens, and "The ", 1, noted when its first output
+	// was held against the budget; then the fake's 11+4.
+	if r.Total.Calls != 2 || slow.Calls != 2 || slow.EstimatedCalls != 1 || slow.InputTokens != 18 || slow.OutputTokens != 5 || slow.TotalTokens != 23 {
+		t.Fatalf("usage %+v, want the lost call's 7+1 estimated and the fake's 11+4", slow)
+	}
+	js, ctx := jetStreamAt(t, natsAddr)
+	budgets, err := js.KeyValue(ctx, "TC_BUDGETS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spent := func() (total int64) {
+		keys, err := budgets.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range keys.Keys() {
+			e, err := budgets.Get(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v struct{ Tokens int64 }
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				t.Fatal(err)
+			}
+			total += v.Tokens
+		}
+		return total
+	}
+	// The takeover settled the lost call before its own call began.
+	if got := spent(); got != 23 {
+		t.Fatalf("the budget counts %d tokens, want the records' 23 (the lost call's hold released)", got)
+	}
+	open, err := js.KeyValue(ctx, "TC_OPEN_CALLS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		keys, err := open.ListKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for k := range keys.Keys() {
+			left = append(left, k)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("notes of open calls left after the answer: %v", left)
+		}
 	}
 }
 

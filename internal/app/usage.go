@@ -91,9 +91,29 @@ func (s *server) buildUsage(ctx context.Context, file modelFile, models []string
 }
 
 // RecordUsage prices a provider call at the prices in force and records it.
-func (u *usage) RecordUsage(ctx context.Context, rec chat.UsageRecord) (chat.UsageRecord, error) {
+func (u *usage) RecordUsage(ctx context.Context, rec chat.UsageRecord) (chat.UsageRecord, bool, error) {
 	u.prices.Price(&rec)
-	return rec, u.store.Record(ctx, rec)
+	fresh, err := u.store.Record(ctx, rec)
+	return rec, fresh, err
+}
+
+// OpenCall notes a provider call about to be made.
+func (u *usage) OpenCall(ctx context.Context, oc chat.OpenCall) error { return u.store.Open(ctx, oc) }
+
+// NoteCall updates an open call's note.
+func (u *usage) NoteCall(oc chat.OpenCall) { u.store.Note(oc) }
+
+// CloseCall deletes a recorded call's note.
+func (u *usage) CloseCall(oc chat.OpenCall) { u.store.Close(oc) }
+
+// OpenCalls lists the notes of an answer's calls still open.
+func (u *usage) OpenCalls(ctx context.Context, session, request string) ([]chat.OpenCall, error) {
+	return u.store.OpenCalls(ctx, session, request)
+}
+
+// Release settles what a lost call held against budgets.
+func (u *usage) Release(ctx context.Context, held map[string]chat.Spent, rec chat.UsageRecord) error {
+	return u.budgets.Release(ctx, held, rec)
 }
 
 // Hold begins a provider call's hold on its principal's budgets.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,18 +296,45 @@ func (h *Hold) Reserve(ctx context.Context, input, output int64) (bool, error) {
 func (h *Hold) Settle(ctx context.Context, rec chat.UsageRecord) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var errs []error
 	for key := range h.budgets {
-		held := h.held[key]
-		d := Spent{Tokens: int64(rec.Usage.TotalTokens) - held.Tokens, CostPicos: rec.CostPicos - held.CostPicos}
+		h.held[key] = h.held[key] // a budget it held nothing under yet
+	}
+	return h.b.settle(ctx, h.held, rec)
+}
+
+// Held is what the call holds, by counter key: a copy, to be handed to
+// Release should the call's worker die before it settles.
+func (h *Hold) Held() map[string]Spent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.held) == 0 {
+		return nil
+	}
+	return maps.Clone(h.held)
+}
+
+// Release settles a hold its call's worker did not live to settle: what it
+// held (Held, as noted) is replaced with what the call is recorded to have
+// cost.
+func (b *Budgets) Release(ctx context.Context, held map[string]Spent, rec chat.UsageRecord) error {
+	return b.settle(ctx, maps.Clone(held), rec)
+}
+
+// settle replaces, under each counter key, what held says is held with
+// rec's cost, and keeps the new figure in held.
+func (b *Budgets) settle(ctx context.Context, held map[string]Spent, rec chat.UsageRecord) error {
+	var errs []error
+	cost := Spent{Tokens: int64(rec.Usage.TotalTokens), CostPicos: rec.CostPicos}
+	for key, s := range held {
+		d := Spent{Tokens: cost.Tokens - s.Tokens, CostPicos: cost.CostPicos - s.CostPicos}
 		if d == (Spent{}) {
 			continue
 		}
-		if _, err := h.b.counters.AddSpent(ctx, key, d, nil); err != nil {
+		if _, err := b.counters.AddSpent(ctx, key, d, nil); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		h.held[key] = Spent{Tokens: int64(rec.Usage.TotalTokens), CostPicos: rec.CostPicos}
+		held[key] = cost
 	}
 	return errors.Join(errs...)
 }

@@ -93,3 +93,43 @@ func TestBudgetsHoldEachPrincipalAndModel(t *testing.T) {
 		}
 	}
 }
+
+// A hold its worker did not live to settle is released from what it held,
+// as noted, to what its call is recorded to have cost; the other holds on
+// the same counters are left as they are.
+func TestReleaseSettlesAHoldFromItsNote(t *testing.T) {
+	ctx := context.Background()
+	prices, err := NewPrices("EUR", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &counters{m: map[string]Spent{}}
+	b, err := NewBudgets(BudgetsConfig{Budgets: []BudgetConfig{{Principal: "*", Period: "day", Tokens: 1000}}}, prices, c, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, alive := b.Hold("key:alice", "m"), b.Hold("key:alice", "m")
+	for _, h := range []*Hold{lost, alive} {
+		if ok, err := h.Reserve(ctx, 20, 64); !ok || err != nil {
+			t.Fatalf("reserve: %v %v", ok, err)
+		}
+	}
+	held := lost.Held()
+	if len(held) != 1 {
+		t.Fatalf("held %+v, want one counter", held)
+	}
+	var key string
+	for k := range held {
+		key = k
+	}
+	if c.m[key].Tokens != 168 {
+		t.Fatalf("spent %d, want both holds' 84", c.m[key].Tokens)
+	}
+	// The lost call is counted at 20 in and 10 out.
+	if err := b.Release(ctx, held, chat.UsageRecord{Usage: chat.Usage{InputTokens: 20, OutputTokens: 10, TotalTokens: 30}}); err != nil {
+		t.Fatal(err)
+	}
+	if c.m[key].Tokens != 114 || held[key].Tokens != 84 {
+		t.Fatalf("spent %d (want 30 + the live hold's 84), note now %+v (want it untouched)", c.m[key].Tokens, held)
+	}
+}

@@ -9,7 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// This file owns the read-modify-write of a JSON value in a KV bucket,
+// This file owns JSON values in KV buckets: reading every value under some
+// filters (rollups, open calls), and the read-modify-write of one value,
 // compare-and-set on its revision, which the usage rollups and the budget
 // counters share: of two writers, one wins and the other reads again.
 
@@ -63,4 +64,33 @@ func updateJSON[T any](ctx context.Context, kv jetstream.KeyValue, key string, c
 func isWrongSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// readAllJSON reads the values of every key of kv that matches one of
+// filters, each JSON; what names them in errors.
+func readAllJSON[T any](ctx context.Context, kv jetstream.KeyValue, what string, filters ...string) ([]T, error) {
+	w, err := kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []T
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read %s: %w", what, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read %s: the watch ended early", what)
+			}
+			if e == nil {
+				return out, nil // every value there is was sent
+			}
+			var v T
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				return nil, fmt.Errorf("decode %s %s: %w", what, e.Key(), err)
+			}
+			out = append(out, v)
+		}
+	}
 }

@@ -8,6 +8,14 @@
 // model (<day>.<principal>.<model>, the last two base64url), the sums of
 // that day's records. A query reads rollups, never the records.
 //
+// KV bucket TC_OPEN_CALLS, kept a week: one key per provider call under
+// way (<session>.<request>.<attempt>.<call>, the record's key), written
+// before the call is made, updated now and then as it streams (without
+// waiting), deleted once the call is recorded. A note still there when a
+// newer attempt claims the request is a call whose worker died mid-call:
+// that attempt records it from the note (OpenCalls), once, since a record
+// keeps its key as message id.
+//
 // The durable consumer "rollup" on TC_USAGE folds each record into its
 // rollup exactly once. It lets one message be in flight at a time across
 // the cluster, so records are folded in stream order; a rollup keeps the
@@ -36,6 +44,11 @@ const (
 	usageSubj     = "tc.usage."
 	usageBucket   = "TC_USAGE_ROLLUPS"
 	usageConsumer = "rollup"
+	openBucket    = "TC_OPEN_CALLS"
+	// openKeep is how long a call's note outlives a worker that died
+	// mid-call and a request nobody took over: longer than any outage
+	// after which the server is started again.
+	openKeep = 7 * 24 * time.Hour
 	// usageRetention keeps a year's records and a month to spare, to
 	// audit a bill or rebuild rollups from.
 	usageRetention = 400 * 24 * time.Hour
@@ -53,6 +66,7 @@ type Usage struct {
 	records jetstream.Stream
 	rollups jetstream.KeyValue
 	folder  jetstream.Consumer
+	open    jetstream.KeyValue
 }
 
 // rollupEntry is a rollup as stored: the sums and the stream position of
@@ -91,6 +105,15 @@ func (u *Usage) setup(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", usageBucket, err)
 	}
+	u.open, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   openBucket,
+		TTL:      openKeep,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", openBucket, err)
+	}
 	u.folder, err = u.records.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       usageConsumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -105,16 +128,68 @@ func (u *Usage) setup(ctx context.Context) (err error) {
 }
 
 // Record stores what one provider call cost. Recording the same call again
-// (same key) within the dedup window is a no-op.
-func (u *Usage) Record(ctx context.Context, rec chat.UsageRecord) error {
+// (same key) within the dedup window is a no-op: fresh is false then.
+func (u *Usage) Record(ctx context.Context, rec chat.UsageRecord) (fresh bool, err error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("encode usage record: %w", err)
+		return false, fmt.Errorf("encode usage record: %w", err)
 	}
-	if _, err := u.b.publishRetrying(ctx, usageSubj+rec.Day(), data, rec.Key()); err != nil {
-		return fmt.Errorf("record usage %s: %w", rec.Key(), err)
+	ack, err := u.b.publishRetrying(ctx, usageSubj+rec.Day(), data, rec.Key())
+	if err != nil {
+		return false, fmt.Errorf("record usage %s: %w", rec.Key(), err)
+	}
+	return !ack.Duplicate, nil
+}
+
+// Open notes a provider call about to be made, and waits until the note is
+// stored: a call is not made that a dead worker could leave uncounted.
+func (u *Usage) Open(ctx context.Context, oc chat.OpenCall) error {
+	data, err := json.Marshal(oc)
+	if err != nil {
+		return fmt.Errorf("encode open call: %w", err)
+	}
+	err = u.b.retrying(ctx, "note open call", func() error {
+		_, err := u.open.Put(ctx, oc.Record.Key(), data)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("note open call %s: %w", oc.Record.Key(), err)
 	}
 	return nil
+}
+
+// Note updates an open call's note without waiting: a note lost costs the
+// estimate the tokens streamed since the one before.
+func (u *Usage) Note(oc chat.OpenCall) {
+	data, err := json.Marshal(oc)
+	if err == nil {
+		err = u.b.nc.Publish(openSubj(oc.Record.Key()), data)
+	}
+	if err != nil {
+		u.b.log.Warn("update an open call's note", "call", oc.Record.Key(), "err", err)
+	}
+}
+
+// Close deletes an open call's note once the call is recorded, without
+// waiting: it follows the record on the connection, so it is stored after
+// it. Should it be lost, the note stays, and the attempt that finds it
+// records the call again under the same key, which the dedup window
+// drops; only a note found later than that would count the call twice.
+func (u *Usage) Close(oc chat.OpenCall) {
+	m := nats.NewMsg(openSubj(oc.Record.Key()))
+	m.Header.Set("KV-Operation", "DEL")
+	if err := u.b.nc.PublishMsg(m); err != nil {
+		u.b.log.Warn("delete an open call's note", "call", oc.Record.Key(), "err", err)
+	}
+}
+
+// openSubj is the subject an open call's note is stored under, as the KV
+// bucket names it.
+func openSubj(key string) string { return "$KV." + openBucket + "." + key }
+
+// OpenCalls lists the notes of an answer's calls still open.
+func (u *Usage) OpenCalls(ctx context.Context, session, request string) ([]chat.OpenCall, error) {
+	return readAllJSON[chat.OpenCall](ctx, u.open, "open calls", chat.AnswerKey(session, request)+".>")
 }
 
 // Fold folds records into their rollups until stop is called, calling
@@ -240,30 +315,15 @@ func (u *Usage) Rollups(ctx context.Context, from, to time.Time, principal strin
 	if len(filters) == 0 {
 		return nil, nil
 	}
-	w, err := u.rollups.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
+	entries, err := readAllJSON[rollupEntry](ctx, u.rollups, "rollups", filters...)
 	if err != nil {
-		return nil, fmt.Errorf("read rollups: %w", err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	var out []chat.UsageRollup
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read rollups: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("read rollups: the watch ended early")
-			}
-			if e == nil {
-				return out, nil // every rollup there is was sent
-			}
-			var r rollupEntry
-			if err := json.Unmarshal(e.Value(), &r); err != nil {
-				return nil, fmt.Errorf("decode rollup %s: %w", e.Key(), err)
-			}
-			out = append(out, r.UsageRollup)
-		}
+	out := make([]chat.UsageRollup, len(entries))
+	for i, e := range entries {
+		out[i] = e.UsageRollup
 	}
+	return out, nil
 }
 
 // rollupKey names a rollup: principals and models may hold characters

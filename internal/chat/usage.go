@@ -43,7 +43,21 @@ const (
 	// OutcomeBudget: the call was stopped because the principal's budget
 	// ran out while it streamed.
 	OutcomeBudget = "BUDGET"
+	// OutcomeLost: the worker making the call died mid-call; the attempt
+	// that took the request over counted it from its OpenCall note.
+	OutcomeLost = "WORKER_LOST"
 )
+
+// OpenCall is a provider call under way, noted before it is made: if its
+// worker dies mid-call, the attempt that takes the request over finds the
+// note and counts the call, which spent the prompt's tokens at least.
+type OpenCall struct {
+	// Record is what the call will be recorded as: its key, and the
+	// estimate of what it has spent so far (Usage, Estimated).
+	Record UsageRecord `json:"record"`
+	// Held is what the call holds against budgets, by counter key.
+	Held map[string]Spent `json:"held,omitempty"`
+}
 
 // Key names the call among every call ever made: a record published twice
 // (a retried publish, a worker that restarts its bookkeeping) is one call.

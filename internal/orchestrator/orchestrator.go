@@ -253,8 +253,13 @@ func (o *Orchestrator) exhausted(ctx context.Context, req chat.Request, deliveri
 	log.Error("request failed on every delivery; recording a dead letter", "deliveries", deliveries)
 	a := o.newAnswer(req, 0, log)
 	defer a.stopPublishing()
-	if done, err := a.claim(ctx, deliveries+1); done || err != nil {
+	done, err := a.claim(ctx, deliveries+1)
+	if err != nil {
 		return err
+	}
+	o.settleLost(ctx, a, max(a.attempt, deliveries+1))
+	if done {
+		return nil
 	}
 	if err := a.publish(ctx, a.event(chat.EventRestart, "")); err != nil {
 		return fmt.Errorf("publish restart of an exhausted request: %w", err)
@@ -328,8 +333,15 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 	// Whether the request has already ended is the claim's to say, not the
 	// conversation's: a superseded attempt may have stored its turn before
 	// learning it lost, while the newer attempt still has to finish.
-	if done, err := a.claim(ctx, a.attempt); done || err != nil {
+	done, err := a.claim(ctx, a.attempt)
+	if err != nil {
 		return err
+	}
+	if a.attempt > 1 {
+		o.settleLost(ctx, a, a.attempt)
+	}
+	if done {
+		return nil
 	}
 	modelName := req.Model
 	if modelName == "" {

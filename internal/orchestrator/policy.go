@@ -134,9 +134,12 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 	defer watchdog.Stop()
 	var last time.Time
 	meter, fits, err := o.meter(ctx, a, m.Ref, p)
-	if err != nil || !fits {
+	if err != nil {
+		return chat.Final{}, err
+	}
+	if !fits {
 		// Over budget before the call: it is not made.
-		return chat.Final{StopReason: chat.StopBudget}, err
+		return chat.Final{StopReason: chat.StopBudget}, nil
 	}
 	defer func() {
 		o.recordCall(ctx, a, meter, p, final, callOutcome(ctx, meter, err), context.Cause(actx) != nil)
