@@ -97,10 +97,7 @@ func (u *usage) RecordUsage(ctx context.Context, rec chat.UsageRecord) (chat.Usa
 	return rec, fresh, err
 }
 
-// OpenCall notes a provider call about to be made.
-func (u *usage) OpenCall(ctx context.Context, oc chat.OpenCall) error { return u.store.Open(ctx, oc) }
-
-// NoteCall updates an open call's note.
+// NoteCall writes a provider call's note.
 func (u *usage) NoteCall(oc chat.OpenCall) { u.store.Note(oc) }
 
 // CloseCall deletes a recorded call's note.

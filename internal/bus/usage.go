@@ -10,8 +10,8 @@
 //
 // KV bucket TC_OPEN_CALLS, kept a week: one key per provider call under
 // way (<session>.<request>.<attempt>.<call>, the record's key), written
-// before the call is made, updated now and then as it streams (without
-// waiting), deleted once the call is recorded. A note still there when a
+// as the call is made, updated now and then as it streams, deleted once
+// the call is recorded, all without waiting. A note still there when a
 // newer attempt claims the request is a call whose worker died mid-call:
 // that attempt records it from the note (OpenCalls), once, since a record
 // keeps its key as message id.
@@ -141,32 +141,19 @@ func (u *Usage) Record(ctx context.Context, rec chat.UsageRecord) (fresh bool, e
 	return !ack.Duplicate, nil
 }
 
-// Open notes a provider call about to be made, and waits until the note is
-// stored: a call is not made that a dead worker could leave uncounted.
-func (u *Usage) Open(ctx context.Context, oc chat.OpenCall) error {
-	data, err := json.Marshal(oc)
-	if err != nil {
-		return fmt.Errorf("encode open call: %w", err)
-	}
-	err = u.b.retrying(ctx, "note open call", func() error {
-		_, err := u.open.Put(ctx, oc.Record.Key(), data)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("note open call %s: %w", oc.Record.Key(), err)
-	}
-	return nil
-}
-
-// Note updates an open call's note without waiting: a note lost costs the
-// estimate the tokens streamed since the one before.
+// Note writes the note of a provider call under way (before the call,
+// and again as it streams) without waiting. It goes out on the connection
+// before the call's request leaves for the provider, so only a worker
+// that dies in the microseconds between could leave a call the provider
+// barely saw without a note; a note lost costs the estimate the tokens
+// streamed since the one before.
 func (u *Usage) Note(oc chat.OpenCall) {
 	data, err := json.Marshal(oc)
 	if err == nil {
 		err = u.b.nc.Publish(openSubj(oc.Record.Key()), data)
 	}
 	if err != nil {
-		u.b.log.Warn("update an open call's note", "call", oc.Record.Key(), "err", err)
+		u.b.log.Warn("write an open call's note", "call", oc.Record.Key(), "err", err)
 	}
 }
 

@@ -44,6 +44,9 @@ type answer struct {
 	// current model call: a usage record's place (usage.go).
 	calls atomic.Int32
 	step  int
+	// recording waits for the usage records of calls that ended: they are
+	// written beside the run, and waited for before the answer's end.
+	recording sync.WaitGroup
 	// owned is this attempt's claim on the request; superseded is set once
 	// a newer attempt at the request is seen.
 	owned      chat.Claim
@@ -119,6 +122,9 @@ func (a *answer) finish(ctx context.Context, ev chat.Event) error {
 	if a.storeErr != nil {
 		return a.storeErr
 	}
+	// Every call is recorded before the end is committed: once it is,
+	// no attempt comes to count a call from its note.
+	a.recording.Wait()
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()
 	// Every event before the end is stored first.

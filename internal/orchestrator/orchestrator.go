@@ -292,9 +292,11 @@ func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
 	a := o.newAnswer(req, d.Attempt(), log)
 	a.span = span
 	err := o.answer(ctx, d, a)
-	// Every event handed over is stored or refused before the request is
-	// acked, handed back, or ended as the store allows (storageFull).
+	// Every event handed over is stored or refused, and every call
+	// recorded, before the request is acked, handed back, or ended as the
+	// store allows (storageFull).
 	a.stopPublishing()
+	a.recording.Wait()
 	if errors.Is(err, chat.ErrSuperseded) {
 		log.Warn("a newer attempt took the request over; this one stops without a word")
 		return

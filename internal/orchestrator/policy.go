@@ -142,7 +142,10 @@ func (o *Orchestrator) attempt(ctx context.Context, a *answer, m Model, p chat.P
 		return chat.Final{StopReason: chat.StopBudget}, nil
 	}
 	defer func() {
-		o.recordCall(ctx, a, meter, p, final, callOutcome(ctx, meter, err), context.Cause(actx) != nil)
+		// Recorded beside the run: the next step need not wait for it,
+		// and should this worker die first, the call's note counts it.
+		outcome, stopped, final := callOutcome(ctx, meter, err), context.Cause(actx) != nil, final
+		a.recording.Go(func() { o.recordCall(ctx, a, meter, final, outcome, stopped) })
 	}()
 	final, err = m.Provider.Stream(actx, p, func(part chat.Part) error {
 		if ok, err := meter.part(ctx, part); err != nil || !ok {

@@ -20,10 +20,9 @@ type UsageLedger interface {
 	// recording the same call (same record key) again counts it once,
 	// and fresh is false then.
 	RecordUsage(ctx context.Context, rec chat.UsageRecord) (kept chat.UsageRecord, fresh bool, err error)
-	// OpenCall notes a call about to be made, and returns once the note
-	// is stored; NoteCall updates the note and CloseCall deletes it, both
-	// without waiting.
-	OpenCall(ctx context.Context, oc chat.OpenCall) error
+	// NoteCall writes the note of a call as it is made and updates it as
+	// it streams; CloseCall deletes it once the call is recorded. Neither
+	// waits: the note leaves before the call's request does.
 	NoteCall(oc chat.OpenCall)
 	CloseCall(oc chat.OpenCall)
 	// OpenCalls lists the notes of an answer's calls still open.
@@ -61,14 +60,14 @@ const recordTimeout = 30 * time.Second
 // ran). A call the provider refused outright (an HTTP error) cost nothing.
 // The call's note is deleted once it is recorded, then its budget hold,
 // if any, is settled to the record.
-func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, p chat.Prompt, final chat.Final, outcome string, stopped bool) {
+func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, final chat.Final, outcome string, stopped bool) {
 	if o.cfg.Usage == nil {
 		return
 	}
 	rec := c.open.Record
 	rec.At, rec.Usage, rec.Outcome, rec.Estimated = time.Now().UTC(), final.Usage, outcome, false
 	if final.Usage == (chat.Usage{}) && (outcome == chat.OutcomeOK || c.runes > 0 || stopped) {
-		in, out := chat.EstimatePromptTokens(p), c.outputTokens()
+		in, out := c.open.Record.Usage.InputTokens, c.outputTokens() // the prompt's estimate, from the note
 		rec.Usage = chat.Usage{InputTokens: in, OutputTokens: out, TotalTokens: in + out}
 		rec.Estimated = true
 	}
@@ -166,7 +165,7 @@ const noteEvery = 256
 
 // meter begins following a call: it holds the prompt's tokens against the
 // principal's budgets (false when they do not fit, and the call must not
-// be made), numbers the call, and notes it before it is made.
+// be made), numbers the call, and writes its note.
 func (o *Orchestrator) meter(ctx context.Context, a *answer, model string, p chat.Prompt) (*callMeter, bool, error) {
 	c := &callMeter{model: model}
 	input := chat.EstimatePromptTokens(p)
@@ -192,12 +191,7 @@ func (o *Orchestrator) meter(ctx context.Context, a *answer, model string, p cha
 	if c.hold != nil {
 		c.open.Held = c.hold.Held()
 	}
-	if err := c.ledger.OpenCall(ctx, c.open); err != nil {
-		if c.hold != nil {
-			_ = c.hold.Settle(context.WithoutCancel(ctx), chat.UsageRecord{}) // the call is not made
-		}
-		return c, false, err
-	}
+	c.ledger.NoteCall(c.open)
 	return c, true, nil
 }
 
