@@ -31,10 +31,12 @@ type bedrockFake struct {
 
 	mu    sync.Mutex
 	calls map[string][]time.Time // by model id, as the request path names it
+	// canceled is told the model id of each request the client abandoned.
+	canceled chan string
 }
 
 func newBedrockFake(t *testing.T) *bedrockFake {
-	f := &bedrockFake{calls: map[string][]time.Time{}}
+	f := &bedrockFake{calls: map[string][]time.Time{}, canceled: make(chan string, 16)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -51,7 +53,7 @@ func (f *bedrockFake) serve(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, http.StatusForbidden, "UnrecognizedClientException", 0)
 		return
 	}
-	_, _ = io.Copy(io.Discard, r.Body)
+	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.calls[id] = append(f.calls[id], time.Now())
 	n := len(f.calls[id])
@@ -67,22 +69,14 @@ func (f *bedrockFake) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/vnd.amazon.eventstream")
 	w.WriteHeader(http.StatusOK)
-	send := func(messageType, name, payload string) {
-		typeHeader := ":event-type"
-		if messageType == "exception" {
-			typeHeader = ":exception-type"
-		}
-		var b bytes.Buffer
-		_ = eventstream.NewEncoder().Encode(&b, eventstream.Message{
-			Headers: eventstream.Headers{
-				{Name: ":message-type", Value: eventstream.StringValue(messageType)},
-				{Name: typeHeader, Value: eventstream.StringValue(name)},
-				{Name: ":content-type", Value: eventstream.StringValue("application/json")},
-			},
-			Payload: []byte(payload),
-		})
-		_, _ = w.Write(b.Bytes())
-		w.(http.Flusher).Flush()
+	send := func(messageType, name, payload string) { bedrockFrame(w, messageType, name, payload) }
+	switch id {
+	case "agent":
+		f.agent(send, body)
+		return
+	case "pause-mid":
+		f.pauseMid(r, send, id)
+		return
 	}
 	send("event", "messageStart", `{"role":"assistant"}`)
 	for i, tok := range fakeAnswer {
@@ -93,6 +87,50 @@ func (f *bedrockFake) serve(w http.ResponseWriter, r *http.Request) {
 		if exception, ok := strings.CutPrefix(id, "fail-mid-"); ok && i == 1 {
 			send("exception", exception, `{"message":"RAW-BEDROCK-TEXT","originalStatusCode":503}`)
 			return
+		}
+	}
+	send("event", "contentBlockStop", `{"contentBlockIndex":0}`)
+	send("event", "messageStop", `{"stopReason":"end_turn"}`)
+	send("event", "metadata", `{"usage":{"inputTokens":21,"outputTokens":4,"totalTokens":25},"metrics":{"latencyMs":12}}`)
+}
+
+// bedrockFrame writes one event stream frame, framed by the SDK's own
+// encoder, and flushes it.
+func bedrockFrame(w http.ResponseWriter, messageType, name, payload string) {
+	typeHeader := ":event-type"
+	if messageType == "exception" {
+		typeHeader = ":exception-type"
+	}
+	var b bytes.Buffer
+	_ = eventstream.NewEncoder().Encode(&b, eventstream.Message{
+		Headers: eventstream.Headers{
+			{Name: ":message-type", Value: eventstream.StringValue(messageType)},
+			{Name: typeHeader, Value: eventstream.StringValue(name)},
+			{Name: ":content-type", Value: eventstream.StringValue("application/json")},
+		},
+		Payload: []byte(payload),
+	})
+	_, _ = w.Write(b.Bytes())
+	w.(http.Flusher).Flush()
+}
+
+// pauseMid streams two chunks of the fake's answer, then waits pauseFor
+// before the rest, or until the client abandons the request (then told on
+// canceled): a call cancelled in the pause never reaches its metadata
+// event.
+func (f *bedrockFake) pauseMid(r *http.Request, send func(messageType, name, payload string), id string) {
+	send("event", "messageStart", `{"role":"assistant"}`)
+	for i, tok := range fakeAnswer {
+		text, _ := json.Marshal(tok)
+		send("event", "contentBlockDelta", `{"contentBlockIndex":0,"delta":{"text":`+string(text)+`}}`)
+		if i != 1 {
+			continue
+		}
+		select {
+		case <-r.Context().Done():
+			f.canceled <- id
+			return
+		case <-time.After(pauseFor):
 		}
 	}
 	send("event", "contentBlockStop", `{"contentBlockIndex":0}`)

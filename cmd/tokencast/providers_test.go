@@ -98,6 +98,11 @@ func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
 		f.long(w, r, req.Messages, chunk)
 		return
 	}
+	if req.Model == "agent" {
+		messages, _ := json.Marshal(req.Messages)
+		f.agent(w, messages, chunk)
+		return
+	}
 	if req.Model == "pause-first" {
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
@@ -108,6 +113,12 @@ func (f *openAIFake) serve(w http.ResponseWriter, r *http.Request) {
 	for i, tok := range fakeAnswer {
 		chunk(tok)
 		if req.Model == "pause-mid" && i == 1 && !pause(pauseFor) {
+			return
+		}
+		// fail-mid fails after two tokens with an error object in the
+		// stream, as compatible servers do.
+		if req.Model == "fail-mid" && i == 1 {
+			fmt.Fprint(w, "data: {\"error\":{\"type\":\"server_error\",\"message\":\"RAW-OPENAI-TEXT\"}}\n\n")
 			return
 		}
 		if req.Model == "slow" && !pause(300*time.Millisecond) {

@@ -66,9 +66,17 @@ func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, 
 	}
 	rec := c.open.Record
 	rec.At, rec.Usage, rec.Outcome, rec.Estimated = time.Now().UTC(), final.Usage, outcome, false
-	if final.Usage == (chat.Usage{}) && (outcome == chat.OutcomeOK || c.runes > 0 || stopped) {
-		in, out := c.open.Record.Usage.InputTokens, c.outputTokens() // the prompt's estimate, from the note
+	switch out := c.outputTokens(); {
+	case final.Usage == (chat.Usage{}) && (outcome == chat.OutcomeOK || c.runes > 0 || stopped):
+		in := c.open.Record.Usage.InputTokens // the prompt's estimate, from the note
 		rec.Usage = chat.Usage{InputTokens: in, OutputTokens: out, TotalTokens: in + out}
+		rec.Estimated = true
+	case outcome != chat.OutcomeOK && out > rec.Usage.OutputTokens:
+		// Stopped after the provider reported as its stream began
+		// (Anthropic's message_start) and before it reported again: what
+		// streamed since counts, estimated.
+		rec.Usage.TotalTokens += out - rec.Usage.OutputTokens
+		rec.Usage.OutputTokens = out
 		rec.Estimated = true
 	}
 	if rec.Usage.TotalTokens == 0 {
