@@ -519,10 +519,15 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 		if len(calls) == 0 {
 			return final, nil
 		}
-		// The step is stored before its tools run: a worker that takes
-		// over knows which calls may have started.
-		if err := r.storeProgress(append(append([]chat.Message(nil), a.run...), msg)); err != nil {
-			return final, err
+		// A step with a call that must not run twice unasked, or that
+		// waits for approval, is stored before its tools run: a worker
+		// that takes over knows which calls may have started. Any other
+		// step is stored with its first result; a worker that dies
+		// before then is replaced by one that calls the model again.
+		if r.storeBeforeTools(calls) {
+			if err := r.storeProgress(append(append([]chat.Message(nil), a.run...), msg)); err != nil {
+				return final, err
+			}
 		}
 		results, err := r.runTools(ctx, msg, calls, nil, false)
 		// Kept even when the run stops here: the turn says what was

@@ -376,6 +376,17 @@ func (r *run) publishStep(reason string, continues bool, usage chat.Usage) error
 	return err
 }
 
+// storeBeforeTools says a step's calls must be stored before they run: one
+// is declared not idempotent, or waits for approval.
+func (r *run) storeBeforeTools(calls []chat.Block) bool {
+	for _, c := range calls {
+		if pol := r.model.Policies[c.Name]; pol.Approval || pol.NonIdempotent {
+			return true
+		}
+	}
+	return false
+}
+
 // storeProgress writes the run so far as the answer's IN_PROGRESS turn: a
 // worker that takes over goes on from it.
 func (r *run) storeProgress(msgs []chat.Message) error {

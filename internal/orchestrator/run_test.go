@@ -351,17 +351,20 @@ func TestRunCallsToolsBetweenModelCalls(t *testing.T) {
 	if stepSum != sum {
 		t.Errorf("the stored steps' usage adds up to %+v, want %+v", stepSum, sum)
 	}
-	// Stored before the tools ran, then after each result: a worker that
-	// takes over from any record never runs a call whose result it had.
+	// Both tools may run twice (idempotent, no approval): the step is
+	// stored with its first result, then with each result: a worker
+	// that takes over from any record never runs a call whose result it
+	// had. (A step stored before its tools run: the restart tests.)
 	stored := progress(q, req)
-	if len(stored) != 3 {
-		t.Fatalf("the run was stored %d times in progress, want 3 (the step, then each result)", len(stored))
+	if len(stored) != 2 {
+		t.Fatalf("the run was stored %d times in progress, want 2 (the step with each result)", len(stored))
 	}
-	checkMessages(t, "the step was stored before its tools ran", stored[0], []chat.Message{step})
-	if got := stored[1]; len(got) != 2 || len(got[1].Blocks) != 1 {
-		t.Errorf("the first result was stored as %+v", got)
+	if got := stored[0]; len(got) != 2 || len(got[1].Blocks) != 1 {
+		t.Errorf("the step with its first result was stored as %+v", got)
+	} else {
+		checkMessages(t, "the step, stored with its first result", got[:1], []chat.Message{step})
 	}
-	checkMessages(t, "the last record in progress", stored[2], []chat.Message{step, answered})
+	checkMessages(t, "the last record in progress", stored[1], []chat.Message{step, answered})
 	checkSettled(t, d, 1, 0)
 }
 
@@ -683,6 +686,47 @@ func TestRunModelFailsAfterCallingATool(t *testing.T) {
 	run := []chat.Message{assistant(call("c", "add", "{}")), results(failed("c", "add", stopped))}
 	checkMessages(t, "the conversation keeps the run", turn.Run, run)
 	checkNextQuestion(t, q, p, req, run)
+}
+
+// A step whose call must not run twice unasked is stored before its tool
+// runs, so a worker that takes over knows the call may have started; a step
+// of calls that may run twice is stored with its first result, one write
+// fewer between two model calls.
+func TestRunStoresAStepBeforeItsToolsOnlyWhenItMust(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		policies map[string]ToolPolicy
+		before   bool
+	}{
+		{"idempotent", nil, false},
+		{"not idempotent", map[string]ToolPolicy{"pay": {NonIdempotent: true}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			q := newFakeQueue()
+			tb := toolbox(map[string]tool{"pay": replies("paid")})
+			p := script(callsTools(chat.Usage{}, toolCall("c1", "pay", "{}")), answers("Done."))
+			startWorker(t, q, agentConfig(tb), agentModels(p, tc.policies, "pay"))
+			req := newRequest("m")
+			asked(t, q, req)
+			d := q.deliver(req, 1)
+			ended(t, q, d)
+			stored := progress(q, req)
+			step := assistant(call("c1", "pay", "{}"))
+			paid := results(result("c1", "pay", "paid"))
+			want := [][]chat.Message{{step, paid}}
+			if tc.before {
+				want = [][]chat.Message{{step}, {step, paid}}
+			}
+			if len(stored) != len(want) {
+				t.Fatalf("the run was stored %d times in progress, want %d", len(stored), len(want))
+			}
+			for i := range want {
+				checkMessages(t, fmt.Sprintf("record %d in progress", i+1), stored[i], want[i])
+			}
+		})
+	}
 }
 
 // A worker that takes over a run goes on from what the one before it
