@@ -19,8 +19,8 @@ type runInput struct {
 	ThreadID       string            `json:"threadId"`
 	RunID          string            `json:"runId"`
 	Messages       []json.RawMessage `json:"messages"`
-	Resume         []resumeEntry   `json:"resume"`
-	ForwardedProps *forwardedProps `json:"forwardedProps"`
+	Resume         []resumeEntry     `json:"resume"`
+	ForwardedProps *forwardedProps   `json:"forwardedProps"`
 }
 
 // inputMessage is a message of the client's history; only the last is read.
