@@ -190,3 +190,27 @@ func TestAGUIResumeAfterLastEventIDIsTheCallersOwn(t *testing.T) {
 		t.Errorf("bob after his first event: %s %q", resumedTypes(own), got)
 	}
 }
+
+// Two POSTs of one runId at once ask one question: both streams hold the
+// one answer, whole and in order, and the thread has one question.
+func TestAGUISameRunIDTwiceAtOnce(t *testing.T) {
+	s := start(t, "", nil, fast...)
+	question := "twice at once"
+	resps := make(chan *http.Response, 2)
+	for range 2 {
+		go func() {
+			resps <- uiRequest(t, s, http.MethodPost, "/api/agui", "", runInput("ag-twice", "run-twice", question), nil)
+		}()
+	}
+	for range 2 {
+		evs := readRun(t, <-resps)
+		// One of them may come after the answer ended: the snapshot.
+		if got := aguiTypes(evs); got != "RUN_STARTED MESSAGES_SNAPSHOT RUN_FINISHED" && aguiText(evs) != demoAnswer("en", question) {
+			t.Errorf("a stream of the run: %s %q", got, aguiText(evs))
+		}
+	}
+	waitTurn(t, s, "", "ag-twice", "run-twice", "COMPLETE")
+	if turns := s.conversation(t, "", "ag-twice"); len(turns) != 2 {
+		t.Errorf("the thread holds %d turns, want one question and its answer: %+v", len(turns), turns)
+	}
+}
