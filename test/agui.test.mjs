@@ -9,12 +9,14 @@ import { CLIENT_KEY, demoAnswer, startServer, within } from './lib.mjs';
 
 let srv; // the built-in tools run without asking
 let gated; // the calculator waits for the owner's approval
+let slow; // slow enough to break a run off mid-answer
 before(async () => {
   const config = join(mkdtempSync(join(tmpdir(), 'tokencast-agui-')), 'tokencast.yaml');
   writeFileSync(config, 'tools:\n  builtin.calculator: { approval: required }\n');
-  [srv, gated] = await Promise.all([startServer(), startServer({ args: ['--config', config] })]);
+  [srv, gated, slow] = await Promise.all([startServer(), startServer({ args: ['--config', config] }),
+    startServer({ args: ['--demo-token-interval', '40ms'] })]);
 });
-after(async () => { await Promise.all([srv?.stop(), gated?.stop()]); });
+after(async () => { await Promise.all([srv?.stop(), gated?.stop(), slow?.stop()]); });
 
 function agent(server, threadId) {
   return new HttpAgent({ url: `${server.base}/api/agui`, headers: { 'x-api-key': CLIENT_KEY }, threadId });
@@ -76,4 +78,48 @@ test('ag-ui: an approval ends the run with an interrupt; resume answers it and t
   assert.equal(second.events.at(-1).outcome?.type, 'success');
   const answer = a.messages.filter((m) => m.role === 'assistant' && m.content).at(-1);
   assert.match(answer.content, /^The calculator says 6\*7 = 42\./);
+});
+
+test('ag-ui: a run broken off mid-answer goes on after its last event id, the message whole and once', async () => {
+  const question = 'Resume me by my last event';
+  const a = agent(slow, 'agui-last-event');
+  a.addMessage({ id: 'u1', role: 'user', content: question });
+  let lastEventId;
+  let deltas = 0;
+  let finished = false;
+  // The page keeps the id of the last event it applied, then loses the run.
+  await within(15_000, a.runAgent({ runId: 'agui-cut' }, {
+    onEvent: ({ event }) => {
+      if (event.metadata?.eventId) lastEventId = event.metadata.eventId;
+      if (event.type === 'RUN_FINISHED') finished = true;
+      if (event.type === 'TEXT_MESSAGE_CONTENT' && ++deltas === 3) a.abortRun();
+    },
+  }), 'the cut run');
+  assert.ok(!finished && deltas >= 3, `the run was not cut mid-answer: ${deltas} deltas`);
+  const held = a.messages.filter((m) => m.role === 'assistant');
+  assert.equal(held.length, 1, JSON.stringify(a.messages));
+  assert.ok(lastEventId, 'no event carried an id');
+  const partial = held[0].content;
+  assert.ok(partial.length > 0 && demoAnswer('en', question).startsWith(partial), partial);
+
+  // HttpAgent sends its history again; the id says where it stopped.
+  const { events } = await run(a, { forwardedProps: { lastEventId } });
+  assert.equal(events.at(-1).type, 'RUN_FINISHED');
+  const start = events.find((e) => e.type === 'TEXT_MESSAGE_START');
+  assert.equal(start?.messageId, held[0].id, 'the message in flight is opened again under its own id');
+  const answers = a.messages.filter((m) => m.role === 'assistant');
+  assert.equal(answers.length, 1, JSON.stringify(a.messages));
+  assert.equal(answers[0].content, demoAnswer('en', question));
+});
+
+test('ag-ui: a last event id of another thread is refused with INVALID_CURSOR', async () => {
+  const other = agent(srv, 'agui-id-other');
+  other.addMessage({ id: 'u1', role: 'user', content: 'Mine' });
+  const { events } = await run(other);
+  const lastEventId = events.findLast((e) => e.metadata?.eventId)?.metadata.eventId;
+  assert.ok(lastEventId, 'no event carried an id');
+  const a = agent(srv, 'agui-id-mine');
+  a.addMessage({ id: 'u1', role: 'user', content: 'Hello' });
+  await run(a);
+  await assert.rejects(a.runAgent({ forwardedProps: { lastEventId } }), /INVALID_CURSOR/);
 });

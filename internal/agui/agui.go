@@ -26,6 +26,9 @@ type Answers interface {
 	Approve(ctx context.Context, session, request, call string, approved bool, reason string) error
 	Pending(ctx context.Context, session string) (request string, after *uint64, err error)
 	Turns(ctx context.Context, session string) ([]chat.Turn, error)
+	// EventAt is the session's event at a history position, nil when the
+	// session has none there.
+	EventAt(ctx context.Context, session string, seq uint64) (*chat.Event, error)
 }
 
 // Server serves AG-UI runs. The gateway hands it requests whose caller is
@@ -47,18 +50,25 @@ func NewServer(streams *stream.Answers, answers Answers, log *slog.Logger) *Serv
 const maxMessages = 1000
 
 // ServeHTTP runs a RunAgentInput: the answers to the interrupts of the run
-// before; a run asked before (its id again): the conversation if it ended,
-// else the run from its START; a question; or, asking nothing, the answer
-// in flight in the thread from its START, else the conversation. AG-UI has
-// no replay cursor: a client re-attaches by running again.
+// before; with a last event id, the answer it belongs to after it; a run
+// asked before (its id again): the conversation if it ended, else the run
+// from its START; a question; or, asking nothing, the answer in flight in
+// the thread from its START, else the conversation. AG-UI has no replay
+// cursor of its own: a client re-attaches by running again, with the id of
+// the last event it holds (Last-Event-ID, or forwardedProps.lastEventId)
+// if it kept one.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	in, err := decodeRun(r.Body, maxMessages)
+	in, err := decodeRun(r.Body, r.Header.Get("Last-Event-ID"), maxMessages)
 	if err != nil {
 		graph.WriteError(w, err)
 		return
 	}
 	if len(in.Answers) > 0 {
 		s.resume(w, r, in)
+		return
+	}
+	if in.After != nil {
+		s.resumeAfter(w, r, in)
 		return
 	}
 	turns, err := s.answers.Turns(r.Context(), in.Thread)
@@ -110,7 +120,7 @@ func (s *Server) ask(w http.ResponseWriter, r *http.Request, in run) {
 		graph.WriteError(w, err)
 		return
 	}
-	s.stream(w, r, f, in, request)
+	s.stream(w, r, f, in, request, nil)
 }
 
 // rerun streams the answer to request from its START (AG-UI has no
@@ -167,7 +177,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, in run, request 
 	defer lease.Release()
 	f := s.streams.Follow(r.Context(), in.Thread, after)
 	defer f.Close()
-	s.stream(w, r, f, in, request)
+	s.stream(w, r, f, in, request, nil)
 }
 
 // snapshot answers a run that ended with the thread's conversation.
@@ -206,11 +216,17 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*stream.Lease, b
 	return lease, true
 }
 
-// stream writes the run: RUN_STARTED, then the events of request.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, f *stream.Follower, in run, request string) {
+// stream writes the run: RUN_STARTED, then the events of request; after,
+// when set, is the last event the client holds (see resumeAfter).
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, f *stream.Follower, in run, request string, after *uint64) {
 	stream.WriteHeader(w, nil)
 	e := newEncoder(in.Thread, in.RunID)
-	if err := s.streams.Serve(r, w, f, e.Started(nil), request, e); err != nil && !errors.Is(err, context.Canceled) {
+	e.history = in.History
+	var enc stream.Encoder = e
+	if after != nil {
+		enc = &resumed{enc: e, cursor: *after}
+	}
+	if err := s.streams.Serve(r, w, f, e.Started(nil), request, enc); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Debug("ag-ui stream ended early", "session", in.Thread, "request", request, "err", err)
 	}
 }

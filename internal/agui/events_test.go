@@ -63,7 +63,7 @@ func TestEvents(t *testing.T) {
 			`{"type":"REASONING_MESSAGE_CONTENT","messageId":"r-1-reasoning-1","delta":"think"}`,
 			`{"type":"REASONING_MESSAGE_END","messageId":"r-1-reasoning-1"}`,
 			`{"type":"REASONING_END","messageId":"r-1-reasoning-1"}`,
-			`{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"calculator"}`,
+			`{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"calculator","parentMessageId":"r-1-call-2"}`,
 			`{"type":"TOOL_CALL_ARGS","delta":"{\"x\":1}","toolCallId":"c1"}`,
 			`{"type":"TOOL_CALL_END","toolCallId":"c1"}`,
 			`{"type":"STEP_FINISHED","stepName":"step 1"}`,
@@ -87,10 +87,10 @@ func TestEvents(t *testing.T) {
 			})},
 		want: []string{
 			`{"type":"STEP_STARTED","stepName":"step 1"}`,
-			`{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"calculator"}`,
+			`{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"calculator","parentMessageId":"r-1-call-1"}`,
 			`{"type":"TOOL_CALL_END","toolCallId":"c1"}`,
 			`{"type":"STEP_FINISHED","stepName":"step 1"}`,
-			`{"type":"RUN_FINISHED","threadId":"t","runId":"run","outcome":{"type":"interrupt","interrupts":[{"id":"r:17:c1","reason":"tool_approval","message":"approve the call of calculator","toolCallId":"c1","expiresAt":"2030-01-01T00:00:00Z","metadata":{"input":{"x":1},"tool":"calculator","why":""}}]}}`,
+			`{"type":"RUN_FINISHED","threadId":"t","runId":"run","outcome":{"type":"interrupt","interrupts":[{"id":"r:17:c1","reason":"tool_approval","message":"approve the call of calculator","toolCallId":"c1","expiresAt":"2030-01-01T00:00:00Z","metadata":{"input":{"x":1},"tool":"calculator","why":""}}]},"metadata":{"eventId":"17"}}`,
 		},
 		done: true,
 	}, {
@@ -101,7 +101,7 @@ func TestEvents(t *testing.T) {
 			ev(chat.EventStep, 5, func(e *chat.Event) { e.Step = &chat.StepInfo{Number: 1, Continues: true} }),
 			ev(chat.EventCancelled, 6, nil)},
 		want: []string{
-			`{"type":"TOOL_CALL_START","toolCallId":"c2","toolCallName":"clock"}`,
+			`{"type":"TOOL_CALL_START","toolCallId":"c2","toolCallName":"clock","parentMessageId":"r-1-call-4"}`,
 			`{"type":"TOOL_CALL_ARGS","delta":"{}","toolCallId":"c2"}`,
 			`{"type":"TOOL_CALL_END","toolCallId":"c2"}`,
 			`{"type":"STEP_STARTED","stepName":"step 2"}`,
@@ -121,14 +121,16 @@ func TestEvents(t *testing.T) {
 		},
 		done: true,
 	}, {
-		name:   "restart",
-		events: []chat.Event{ev(chat.EventStart, 0, nil), ev(chat.EventDelta, 1, msg("Hi")), ev(chat.EventRestart, 0, nil)},
+		name: "restart takes back what the attempt showed",
+		events: []chat.Event{ev(chat.EventStart, 0, nil), ev(chat.EventDelta, 1, msg("Hi")),
+			ev(chat.EventRestart, 0, func(e *chat.Event) { e.Attempt = 2 })},
 		want: []string{
 			`{"type":"STEP_STARTED","stepName":"step 1"}`,
 			`{"type":"TEXT_MESSAGE_START","messageId":"r-1-text-1","role":"assistant"}`,
 			`{"type":"TEXT_MESSAGE_CONTENT","messageId":"r-1-text-1","delta":"Hi"}`,
 			`{"type":"TEXT_MESSAGE_END","messageId":"r-1-text-1"}`,
 			`{"type":"STEP_FINISHED","stepName":"step 1"}`,
+			`{"type":"MESSAGES_SNAPSHOT","messages":[{"id":"u1","role":"user","content":"hi"},{"id":"older","role":"assistant","content":"x"}]}`,
 			`{"type":"CUSTOM","name":"restart","value":{"requestId":"r"}}`,
 		},
 	}, {
@@ -140,6 +142,10 @@ func TestEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEncoder("t", "run")
+			// The client's history: its question, an older answer, and
+			// what it was shown of this one.
+			e.history = []json.RawMessage{[]byte(`{"id":"u1","role":"user","content":"hi"}`), []byte(`{"id":"older","role":"assistant","content":"x"}`),
+				[]byte(`{"id":"r-1-text-1","role":"assistant","content":"H"}`), []byte(`{"id":"r-1-call-3","role":"assistant","toolCalls":[]}`)}
 			var out []byte
 			done := false
 			for i := range tt.events {
@@ -155,6 +161,9 @@ func TestEvents(t *testing.T) {
 			for _, f := range strings.SplitAfter(string(out), "\n\n") {
 				if f == "" {
 					continue
+				}
+				if _, rest, ok := strings.Cut(f, "\n"); ok && strings.HasPrefix(f, "id: ") {
+					f = rest // the stored event's position, on its last frame
 				}
 				data, ok := strings.CutPrefix(f, "data: ")
 				if !ok || strings.Count(data, "\n") != 2 {

@@ -16,11 +16,11 @@ import (
 
 // runInput is the body of POST /api/agui.
 type runInput struct {
-	ThreadID       string          `json:"threadId"`
-	RunID          string          `json:"runId"`
-	Messages       []inputMessage  `json:"messages"`
-	Resume         []resumeEntry   `json:"resume"`
-	ForwardedProps *forwardedProps `json:"forwardedProps"`
+	ThreadID       string            `json:"threadId"`
+	RunID          string            `json:"runId"`
+	Messages       []json.RawMessage `json:"messages"`
+	Resume         []resumeEntry     `json:"resume"`
+	ForwardedProps *forwardedProps   `json:"forwardedProps"`
 }
 
 // inputMessage is a message of the client's history; only the last is read.
@@ -40,11 +40,12 @@ type resumeEntry struct {
 	} `json:"payload"`
 }
 
-// forwardedProps are the app's own settings for a run; we read locale and
-// model.
+// forwardedProps are the app's own settings for a run; we read locale,
+// model and the last event id.
 type forwardedProps struct {
-	Locale string `json:"locale"`
-	Model  string `json:"model"`
+	Locale      string          `json:"locale"`
+	Model       string          `json:"model"`
+	LastEventID json.RawMessage `json:"lastEventId"`
 }
 
 // run is what a RunAgentInput asks for: a question, or the answers to the
@@ -59,6 +60,11 @@ type run struct {
 	Locale   string
 	Model    string
 	Answers  []approvalAnswer
+	// After, when set, is the last event the client holds (its id): the
+	// run re-attaches and goes on after it.
+	After *uint64
+	// History is the client's messages as sent.
+	History []json.RawMessage
 }
 
 // approvalAnswer answers one interrupt: an approval of a tool call.
@@ -76,8 +82,10 @@ const (
 
 // decodeRun reads a RunAgentInput. With resume entries it answers the
 // interrupts they name; otherwise, when the last message is the user's, it
-// is the question. Errors carry a stable code and a safe message.
-func decodeRun(body io.Reader, maxMessages int) (run, error) {
+// is the question. lastEventHeader is the request's Last-Event-ID; a
+// forwardedProps.lastEventId takes its place. Errors carry a stable code and
+// a safe message.
+func decodeRun(body io.Reader, lastEventHeader string, maxMessages int) (run, error) {
 	var in runInput
 	if err := json.NewDecoder(body).Decode(&in); err != nil {
 		return run{}, badInput("the body must be an AG-UI RunAgentInput: {threadId, runId, messages, …}")
@@ -91,12 +99,27 @@ func decodeRun(body io.Reader, maxMessages int) (run, error) {
 	if len(in.Messages) > maxMessages {
 		return run{}, badInput("too many messages: the server keeps the conversation, send the last ones only")
 	}
-	r := run{Thread: in.ThreadID, RunID: in.RunID, Locale: "en"}
+	r := run{Thread: in.ThreadID, RunID: in.RunID, Locale: "en", History: in.Messages}
+	last := lastEventHeader
 	if p := in.ForwardedProps; p != nil {
 		if p.Locale != "" {
 			r.Locale = p.Locale
 		}
 		r.Model = p.Model
+		if len(p.LastEventID) > 0 && string(p.LastEventID) != "null" {
+			var s string
+			if json.Unmarshal(p.LastEventID, &s) != nil {
+				s = string(p.LastEventID) // a number
+			}
+			last = s
+		}
+	}
+	if last != "" {
+		n, err := strconv.ParseUint(last, 10, 64)
+		if err != nil || n == 0 {
+			return run{}, badCursor()
+		}
+		r.After = &n
 	}
 	if len(in.Resume) > 0 {
 		if len(in.Resume) > maxResumeEntries {
@@ -111,10 +134,17 @@ func decodeRun(body io.Reader, maxMessages int) (run, error) {
 		}
 		return r, nil
 	}
-	if len(in.Messages) == 0 || in.Messages[len(in.Messages)-1].Role != "user" {
+	if len(in.Messages) == 0 || r.After != nil {
+		return r, nil // a run with a last event id re-attaches, never asks
+	}
+	var lastMsg inputMessage
+	if err := json.Unmarshal(in.Messages[len(in.Messages)-1], &lastMsg); err != nil {
+		return run{}, badInput("a message is an object: {id, role, content}")
+	}
+	if lastMsg.Role != "user" {
 		return r, nil
 	}
-	q, ok := messageText(in.Messages[len(in.Messages)-1].Content)
+	q, ok := messageText(lastMsg.Content)
 	if !ok {
 		return run{}, badInput("a user message's content is a string or a list of content parts")
 	}
@@ -202,3 +232,10 @@ func parseInterruptID(id string) (Interrupt, bool) {
 }
 
 func badInput(msg string) error { return &chat.Error{Code: chat.CodeBadInput, Message: msg} }
+
+// badCursor refuses a last event id that names no event of the thread,
+// whether malformed, unknown, gone from the history or another thread's:
+// one answer for all, so an id tells nothing of other threads.
+func badCursor() error {
+	return &chat.Error{Code: chat.CodeBadCursor, Message: "the last event id names no event of this thread: run again without it"}
+}

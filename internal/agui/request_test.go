@@ -39,7 +39,7 @@ func TestDecodeRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := decodeRun(strings.NewReader(tt.body), 3)
+			got, err := decodeRun(strings.NewReader(tt.body), "", 3)
 			if code := chat.ErrorCode(err); code != tt.code {
 				t.Fatalf("code %q (%v), want %q", code, err, tt.code)
 			}
@@ -67,7 +67,7 @@ func FuzzDecodeRun(f *testing.F) {
 	f.Add([]byte(`{"threadId":"t","runId":"r","messages":[],"resume":[{"interruptId":"r:1:c","status":"resolved","payload":{"approved":true}}]}`))
 	f.Add([]byte(`{"threadId":"t","runId":"r","messages":[{"role":"user","content":[{"type":"text","text":"a"}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := decodeRun(bytes.NewReader(body), 10)
+		r, err := decodeRun(bytes.NewReader(body), "", 10)
 		if err != nil {
 			if chat.ErrorCode(err) == chat.CodeInternal {
 				t.Fatalf("uncoded error %v", err)
@@ -83,4 +83,48 @@ func FuzzDecodeRun(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The last event id comes from Last-Event-ID or, in its place,
+// forwardedProps.lastEventId (a string or a number); a run that carries one
+// re-attaches and never asks, even when its last message is the user's.
+func TestDecodeRunLastEventID(t *testing.T) {
+	body := func(props string) string {
+		return `{"threadId":"t","runId":"r","messages":[{"id":"m","role":"user","content":"Hi"}],"forwardedProps":` + props + `}`
+	}
+	tests := []struct {
+		name, header, body string
+		want               uint64 // 0: none
+		code               string
+	}{
+		{name: "none", body: body(`{}`)},
+		{name: "header", header: "42", body: body(`{}`), want: 42},
+		{name: "forwarded string", body: body(`{"lastEventId":"7"}`), want: 7},
+		{name: "forwarded number over the header", header: "42", body: body(`{"lastEventId":8}`), want: 8},
+		{name: "forwarded null", header: "42", body: body(`{"lastEventId":null}`), want: 42},
+		{name: "not a position", header: "abc", body: body(`{}`), code: chat.CodeBadCursor},
+		{name: "zero", body: body(`{"lastEventId":"0"}`), code: chat.CodeBadCursor},
+		{name: "negative", body: body(`{"lastEventId":-3}`), code: chat.CodeBadCursor},
+		{name: "an object", body: body(`{"lastEventId":{}}`), code: chat.CodeBadCursor},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeRun(strings.NewReader(tt.body), tt.header, 3)
+			if code := chat.ErrorCode(err); code != tt.code {
+				t.Fatalf("code %q (%v), want %q", code, err, tt.code)
+			}
+			if err != nil {
+				return
+			}
+			if tt.want == 0 {
+				if got.After != nil || !got.Asks {
+					t.Fatalf("got %+v, want a question and no last event", got)
+				}
+				return
+			}
+			if got.After == nil || *got.After != tt.want || got.Asks {
+				t.Fatalf("got %+v, want a re-attach after %d", got, tt.want)
+			}
+		})
+	}
 }

@@ -53,6 +53,24 @@ func (r *Resolver) Turns(ctx context.Context, session string) ([]chat.Turn, erro
 	return conv.Turns, nil
 }
 
+// EventAt is the session's event at the history position seq, for its
+// owner; nil when the session has no event there (another session's, one
+// gone from the history, one never stored).
+func (r *Resolver) EventAt(ctx context.Context, session string, seq uint64) (*chat.Event, error) {
+	if _, gerr := r.session(ctx, session); gerr != nil {
+		return nil, gerr
+	}
+	var found *chat.Event
+	err := r.Store.ReplayEvents(ctx, session, seq, seq, func(ev chat.Event) error {
+		found = &ev
+		return nil
+	})
+	if err != nil {
+		return nil, r.fromDomain(ctx, err)
+	}
+	return found, nil
+}
+
 // Pending is the session's newest question whose answer has not ended, for
 // its owner: its request id, and the history cursor after which all of its
 // events are found (nil when the session has none yet). request is ""
