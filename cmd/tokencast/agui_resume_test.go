@@ -196,14 +196,25 @@ func TestAGUIResumeAfterLastEventIDIsTheCallersOwn(t *testing.T) {
 func TestAGUISameRunIDTwiceAtOnce(t *testing.T) {
 	s := start(t, "", nil, fast...)
 	question := "twice at once"
-	resps := make(chan *http.Response, 2)
+	type posted struct {
+		resp *http.Response
+		err  error
+	}
+	resps := make(chan posted, 2)
 	for range 2 {
+		req := newUIRequest(t, s, http.MethodPost, "/api/agui", "", runInput("ag-twice", "run-twice", question), nil)
 		go func() {
-			resps <- uiRequest(t, s, http.MethodPost, "/api/agui", "", runInput("ag-twice", "run-twice", question), nil)
+			resp, err := s.client.Do(req)
+			resps <- posted{resp, err}
 		}()
 	}
 	for range 2 {
-		evs := readRun(t, <-resps)
+		p := <-resps
+		if p.err != nil {
+			t.Fatal(p.err)
+		}
+		t.Cleanup(func() { p.resp.Body.Close() })
+		evs := readRun(t, p.resp)
 		// One of them may come after the answer ended: the snapshot.
 		if got := aguiTypes(evs); got != "RUN_STARTED MESSAGES_SNAPSHOT RUN_FINISHED" && aguiText(evs) != demoAnswer("en", question) {
 			t.Errorf("a stream of the run: %s %q", got, aguiText(evs))

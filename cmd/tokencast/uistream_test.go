@@ -20,6 +20,17 @@ import (
 // API key (none when empty) and extra headers; a body is sent as JSON.
 func uiRequest(t *testing.T, s *server, method, path, apiKey string, body any, header http.Header) *http.Response {
 	t.Helper()
+	resp, err := s.client.Do(newUIRequest(t, s, method, path, apiKey, body, header))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// newUIRequest is the request uiRequest makes.
+func newUIRequest(t *testing.T, s *server, method, path, apiKey string, body any, header http.Header) *http.Request {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	var rd io.Reader
@@ -47,12 +58,7 @@ func uiRequest(t *testing.T, s *server, method, path, apiKey string, body any, h
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return req
 }
 
 // sseData reads the data lines of a server-sent event stream, one JSON
