@@ -79,9 +79,8 @@ func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, 
 		rec.Usage.OutputTokens = out
 		rec.Estimated = true
 	}
-	if rec.Usage.TotalTokens == 0 {
-		rec.Usage.TotalTokens = rec.Usage.InputTokens + rec.Usage.OutputTokens
-	}
+	// A provider that reports no total, or a total the estimate outgrew.
+	rec.Usage.TotalTokens = max(rec.Usage.TotalTokens, rec.Usage.InputTokens+rec.Usage.OutputTokens)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	kept, fresh, err := o.cfg.Usage.RecordUsage(rctx, rec)
@@ -106,8 +105,8 @@ func (o *Orchestrator) recordCall(ctx context.Context, a *answer, c *callMeter, 
 	}
 }
 
-// settleLost counts the provider calls that attempts at the request before
-// attempt before left open: their workers died mid-call, after the prompt was
+// settleLost counts the provider calls left open by the request's attempts
+// older than before: their workers died mid-call, after the prompt was
 // sent. Each is recorded from its note (the prompt's estimate and the
 // output noted so far), unless it was recorded after all (the note
 // outlived its record), and what it held against budgets is released.
