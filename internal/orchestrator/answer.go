@@ -47,11 +47,6 @@ type answer struct {
 	// recording waits for the usage records of calls that ended: they are
 	// written beside the run, and waited for before the answer's end.
 	recording sync.WaitGroup
-	// turn is the turn record stored without a wait, until the next
-	// store, the next model call's first part or the answer's end waits
-	// for it; turnMu guards it.
-	turnMu sync.Mutex
-	turn   *turnInFlight
 	// owned is this attempt's claim on the request; superseded is set once
 	// a newer attempt at the request is seen.
 	owned      chat.Claim
@@ -85,60 +80,12 @@ func (a *answer) stored(err error) error {
 	return err
 }
 
-// appendTurn stores the answer's turn record, after the one in flight.
+// appendTurn stores the answer's turn record.
 func (a *answer) appendTurn(ctx context.Context, t chat.Turn) error {
-	if err := a.turnsStored(); err != nil {
-		return err
-	}
 	if a.storeErr != nil {
 		return a.storeErr
 	}
 	return a.stored(a.queue.AppendTurn(ctx, a.req.SessionID, t))
-}
-
-// appendTurnThen stores the answer's turn record after the one in flight,
-// then calls then, without waiting for either: a record a worker that
-// takes over could do without (it would do the work again), and then what
-// may be shown once it is stored. A failure is reported by the next store,
-// by turnsStored, or before the answer ends.
-func (a *answer) appendTurnThen(ctx context.Context, t chat.Turn, then func() error) error {
-	if err := a.turnsStored(); err != nil {
-		return err
-	}
-	if a.storeErr != nil {
-		return a.storeErr
-	}
-	p := &turnInFlight{done: make(chan struct{})}
-	a.turnMu.Lock()
-	a.turn = p
-	a.turnMu.Unlock()
-	go func() {
-		defer close(p.done)
-		if p.err = a.queue.AppendTurn(ctx, a.req.SessionID, t); p.err == nil {
-			p.err = then()
-		}
-	}()
-	return nil
-}
-
-// turnsStored waits for the turn record in flight, if any, and what
-// follows it, and returns their failure.
-func (a *answer) turnsStored() error {
-	a.turnMu.Lock()
-	p := a.turn
-	a.turn = nil
-	a.turnMu.Unlock()
-	if p == nil {
-		return nil
-	}
-	<-p.done
-	return a.stored(p.err)
-}
-
-// turnInFlight is a turn record being stored (appendTurnThen).
-type turnInFlight struct {
-	done chan struct{}
-	err  error
 }
 
 // eventID makes a retried publish of the same event a no-op; a new attempt

@@ -45,9 +45,6 @@ type fakeQueue struct {
 	// notification is lost: the older attempt learns it lost at commit.
 	quietClaims bool
 	approvals   map[string]chat.ApprovalRecord
-	// holdProgress, when set before the worker starts, holds every
-	// IN_PROGRESS turn record until it is closed, as a slow store would.
-	holdProgress chan struct{}
 }
 
 type fakeClaim struct {
@@ -226,9 +223,6 @@ func (q *fakeQueue) Announce(ev chat.Event) error {
 }
 
 func (q *fakeQueue) AppendTurn(_ context.Context, session string, t chat.Turn) error {
-	if q.holdProgress != nil && t.Status == chat.StatusInProgress {
-		<-q.holdProgress
-	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.full {

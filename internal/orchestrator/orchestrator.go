@@ -295,7 +295,6 @@ func (o *Orchestrator) handle(ctx context.Context, d chat.Delivery) {
 	// Every event handed over is stored or refused, and every call
 	// recorded, before the request is acked, handed back, or ended as the
 	// store allows (storageFull).
-	_ = a.turnsStored() // an answer that failed may leave one in flight
 	a.stopPublishing()
 	a.recording.Wait()
 	if errors.Is(err, chat.ErrSuperseded) {
@@ -439,11 +438,8 @@ func (o *Orchestrator) answer(ctx context.Context, d chat.Delivery, a *answer) e
 	defer r.clock.stop()
 	final, perr := o.steps(runCtx, a, r, model, prompt, resumed)
 	cerr := r.close()
-	// What the run handed over is stored before its end is decided: a
-	// record or an event that could not be is this answer's failure.
-	if err := a.turnsStored(); err != nil && cerr == nil {
-		cerr = err
-	}
+	// What the run handed over is stored before its end is decided: an
+	// event that could not be is this answer's failure.
 	a.pubMu.Lock()
 	serr := a.settle(ctx)
 	a.pubMu.Unlock()
@@ -529,7 +525,7 @@ func (o *Orchestrator) steps(ctx context.Context, a *answer, r *run, model Model
 		// step is stored with its first result; a worker that dies
 		// before then is replaced by one that calls the model again.
 		if r.storeBeforeTools(calls) {
-			if err := r.storeProgress(append(append([]chat.Message(nil), a.run...), msg), nil); err != nil {
+			if err := r.storeProgress(append(append([]chat.Message(nil), a.run...), msg)); err != nil {
 				return final, err
 			}
 		}

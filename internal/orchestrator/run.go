@@ -208,11 +208,6 @@ func (r *run) closeOpen() {
 // message and published as its event.
 func (r *run) onPart(p chat.Part) error {
 	a := r.a
-	// The results of the step before are stored and shown before the
-	// model's next part (a lock and a nil check once they are).
-	if err := a.turnsStored(); err != nil {
-		return err
-	}
 	defer func() { r.last = p.Kind }()
 	switch p.Kind {
 	case chat.PartText:
@@ -393,21 +388,16 @@ func (r *run) storeBeforeTools(calls []chat.Block) bool {
 }
 
 // storeProgress writes the run so far as the answer's IN_PROGRESS turn: a
-// worker that takes over goes on from it. With then, the write is not
-// waited for: then follows it (appendTurnThen).
-func (r *run) storeProgress(msgs []chat.Message, then func() error) error {
+// worker that takes over goes on from it.
+func (r *run) storeProgress(msgs []chat.Message) error {
 	r.storeMu.Lock()
 	defer r.storeMu.Unlock()
 	a := r.a
-	t := chat.Turn{
+	return a.appendTurn(r.pubCtx, chat.Turn{
 		RequestID: a.req.ID, Role: chat.RoleAssistant, Text: a.text.String(),
 		Status: chat.StatusInProgress, Locale: a.req.Locale, Model: a.model,
 		At: time.Now().UTC(), Attempt: a.attempt, Run: msgs,
-	}
-	if then != nil {
-		return a.appendTurnThen(r.pubCtx, t, then)
-	}
-	return a.appendTurn(r.pubCtx, t)
+	})
 }
 
 // runTools runs the calls of one step, in parallel up to the bound, and
@@ -440,11 +430,6 @@ func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat
 		}
 		return msgs
 	}
-	// The results of tools that may all run twice unasked are stored
-	// without a wait, each shown once it is stored: the next model call
-	// need not wait for them (its first part does), and a worker that
-	// dies first is replaced by one that runs the step's tools again.
-	later := !r.storeBeforeTools(calls)
 	sem := make(chan struct{}, r.o.cfg.Agent.MaxParallelTools)
 	var wg sync.WaitGroup
 	var errs []error
@@ -466,23 +451,25 @@ func (r *run) runTools(ctx context.Context, assistant chat.Message, calls []chat
 				mu.Unlock()
 				return
 			}
-			// Stored before it is shown: a worker that takes over never
-			// runs this call again. The results are stored one at a
-			// time, each record holding every result in so far.
-			ev := a.event(chat.EventToolResult, "")
-			ev.Tool = &chat.ToolEvent{CallID: c.CallID, Name: c.Name, Output: res.Text, IsError: res.IsError, Truncated: res.Truncated, DurationMillis: res.DurationMillis}
-			show := func() error { return a.publish(r.pubCtx, ev) }
+			// Stored before it is shown and before the next model call:
+			// a worker that takes over never runs this call again. The
+			// results are stored one at a time, each record holding every
+			// result in so far.
 			mu.Lock()
 			results[i], have[i] = res, true
-			if later {
-				err = r.storeProgress(stored(), show)
-			} else if err = r.storeProgress(stored(), nil); err == nil {
-				err = show()
-			}
-			if err != nil {
+			if err := r.storeProgress(stored()); err != nil {
 				errs = append(errs, err)
+				mu.Unlock()
+				return
 			}
 			mu.Unlock()
+			ev := a.event(chat.EventToolResult, "")
+			ev.Tool = &chat.ToolEvent{CallID: c.CallID, Name: c.Name, Output: res.Text, IsError: res.IsError, Truncated: res.Truncated, DurationMillis: res.DurationMillis}
+			if err := a.publish(r.pubCtx, ev); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
 		})
 	}
 	wg.Wait()

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -728,41 +727,6 @@ func TestRunStoresAStepBeforeItsToolsOnlyWhenItMust(t *testing.T) {
 			}
 		})
 	}
-}
-
-// The results of tools that may run twice unasked are stored without
-// holding up the next model call, and shown only once stored, before
-// anything that call says.
-func TestRunCallsTheModelAgainWhileTheResultsAreStored(t *testing.T) {
-	t.Parallel()
-	q := newFakeQueue()
-	q.holdProgress = make(chan struct{})
-	tb := toolbox(map[string]tool{"pay": replies("paid")})
-	began := make(chan struct{})
-	p := script(callsTools(chat.Usage{}, toolCall("c1", "pay", "{}")), func(ctx context.Context, emit func(chat.Part) error) (chat.Final, error) {
-		close(began)
-		return answers("Done.")(ctx, emit)
-	})
-	startWorker(t, q, agentConfig(tb), agentModels(p, nil, "pay"))
-	release := sync.OnceFunc(func() { close(q.holdProgress) })
-	t.Cleanup(release) // before the worker is stopped
-	req := newRequest("m")
-	asked(t, q, req)
-	d := q.deliver(req, 1)
-	select {
-	case <-began:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the next model call waited for the step's results to be stored")
-	}
-	if evs := q.stored(req.ID); hasEvent(evs, chat.EventToolResult) || len(progress(q, req)) != 0 {
-		t.Fatalf("a result was shown before it was stored: %v", shownRun(evs))
-	}
-	release()
-	evs := ended(t, q, d)
-	checkShown(t, evs, []string{
-		"START", "TOOL_CALL_START c1 pay", "TOOL_CALL_DELTA c1 {}", "TOOL_CALL c1 pay {}", "STEP 1 tool_use continues",
-		"TOOL_RESULT c1 pay: paid", "DELTA Done.", "STEP 2 end_turn", "END",
-	})
 }
 
 // A worker that takes over a run goes on from what the one before it

@@ -92,7 +92,6 @@ func (a *answer) storeEnd(ctx context.Context, evs []chat.Event, stored *int) er
 			evs[i].Attempt = a.attempt
 		}
 	}
-	_ = a.turnsStored() // the end is stored after every record before it
 	status := chat.StatusError
 	if a.emitted || a.text.Len() > 0 {
 		status = chat.StatusIncomplete
