@@ -231,3 +231,21 @@ func TestRestartChunks(t *testing.T) {
 		t.Errorf("after RESTART:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// Parallel tool calls whose results come after their step's end: each
+// result lands on its own tool part, the step after starts with its own
+// first part, and no chunk names a part the client does not hold.
+func TestToolResultsAfterTheStepEnd(t *testing.T) {
+	a := (&answerEvents{}).start().call("c1", "calculator", `{"expression":"6*7"}`).call("c2", "clock", `{}`).step(1, true).
+		result("c2", "noon").add(chat.Event{Type: chat.EventToolResult, Tool: &chat.ToolEvent{CallID: "c1", Output: "overflow", IsError: true}}).
+		text("Noon.").step(2, false).end()
+	got, types := clientMessage(t, encodeAll(a.evs))
+	want := "step 1 (finished true):\n" +
+		"  tool c1 calculator {\"expression\":\"6*7\"} open=false error overflow approval=\"\"\n" +
+		"  tool c2 clock {} open=false result noon approval=\"\"\n" +
+		"step 2 (finished true):\n" +
+		"  text text-3 \"Noon.\" open=false  \n"
+	if g := describe(&got); g != want {
+		t.Errorf("the client holds\n%s\nwant\n%s\nchunks %s", g, want, strings.Join(types, " "))
+	}
+}
