@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { DefaultChatTransport, readUIMessageStream } from 'ai';
-import { CLIENT_KEY, answered, demoAnswer, startServer, within } from './lib.mjs';
+import { CLIENT_KEY, answered, demoAnswer, freePort, startServer, within } from './lib.mjs';
 
 let srv; // a fast demo model
 let slow; // one slow enough to reload and stop mid-answer
@@ -123,4 +123,54 @@ test('ai: a refused request is an error the transport throws, with the server\'s
     bad.sendMessages({ chatId: 'ai-x', messages: [userMessage('hi')], trigger: 'submit-message', messageId: undefined }),
     /UNAUTHENTICATED/,
   );
+});
+
+test('ai: a worker killed mid-run: the message holds each step once and the new attempt\'s answer, sent and resumed', async (t) => {
+  const nats = `127.0.0.1:${await freePort()}`;
+  const api = await startServer({ args: ['--role', 'api', '--nats-listen', nats, '--ack-wait', '1s'] });
+  const worker = () => startServer({ args: ['--role', 'worker', '--nats-url', `nats://${nats}`, '--ack-wait', '1s',
+    '--demo-ttft', '0', '--demo-token-interval', '40ms'] });
+  const workers = [await worker()];
+  t.after(() => Promise.all([api, ...workers].map((s) => s.stop())));
+
+  const check = (message, what) => {
+    const kinds = message.parts.map((p) => p.type);
+    assert.deepEqual(kinds, ['step-start', 'reasoning', 'tool-calculator', 'tool-clock', 'step-start', 'text'], `${what}: ${JSON.stringify(message.parts)}`);
+    assert.equal(message.parts[2].output, '42', what);
+    assert.equal(message.parts[3].state, 'output-available', what);
+    assert.match(textOf(message), /^The calculator says 6\*7 = 42\. The clock says .+\. That was the demo agent run: reasoning, two tool calls, and this answer\.$/, what);
+    assert.equal(message.metadata.status, 'COMPLETE', what);
+  };
+  let killed = false;
+  let last;
+  for await (const message of readUIMessageStream({ stream: await send(api, 'ai-crash', '[[demo:agent]] survive'), terminateOnError: true })) {
+    last = message;
+    // The worker dies while the second step's text streams.
+    if (!killed && message.parts.at(-1)?.type === 'text' && message.parts.at(-1).text.length > 0) {
+      killed = true;
+      await workers[0].crash();
+      workers.push(await worker());
+    }
+  }
+  assert.ok(killed, 'the run ended before the worker could be killed');
+  check(last, 'the message sent');
+  await answered(api, { sessionId: 'ai-crash', requestId: last.id });
+
+  // A page that reloads while it is in flight resumes it the same way; after
+  // the end there is nothing to resume, so the resumed read is of a second
+  // run, killed in the same place.
+  const w = workers.at(-1);
+  const stream = await send(api, 'ai-crash-2', '[[demo:agent]] survive');
+  const reader = stream.getReader();
+  for (let text = 0; text < 2;) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, 'the second run ended before the crash');
+    if (value.type === 'text-delta') text++;
+  }
+  await reader.cancel().catch(() => {});
+  await w.crash();
+  workers.push(await worker());
+  const resumed = await transport(api).reconnectToStream({ chatId: 'ai-crash-2' });
+  assert.ok(resumed, 'nothing to resume while the run is in flight');
+  check(await within(30_000, lastMessage(resumed), 'the resumed run'), 'the message resumed');
 });

@@ -13,7 +13,7 @@ export const WRONG_KEY = 'wrong-key-0123456789abcdef';
 export const START = '#START_STREAM#';
 export const END = '#END_STREAM#';
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -61,7 +61,14 @@ export async function startServer({ tls = false, args = [], env = {} } = {}) {
     url: `${base}/graphql`,
     wsUrl: `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}/graphql`,
     stderr: () => stderr,
+    /** Ends the process the hard way, as a crash would. */
+    async crash() {
+      proc.kill('SIGKILL');
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
     async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGTERM');
       await exited;
       rmSync(dataDir, { recursive: true, force: true });

@@ -110,7 +110,7 @@ func TestAISDKChatStreamsTheAnswer(t *testing.T) {
 		name: "agent run", session: "ai-2", question: demo.AgentTrigger + " go",
 		types: "start start-step reasoning-start reasoning-delta… reasoning-end " +
 			"tool-input-start tool-input-delta… tool-input-available tool-input-start tool-input-delta tool-input-available " +
-			"finish-step start-step tool-output-available… text-start text-delta… text-end finish-step finish",
+			"finish-step tool-output-available… start-step text-start text-delta… text-end finish-step finish",
 		text: "The calculator says 6*7 = 42.…",
 	}}
 	for _, tt := range tests {

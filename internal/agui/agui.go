@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
@@ -37,12 +38,15 @@ type Answers interface {
 type Server struct {
 	streams *stream.Answers
 	answers Answers
+	timeout time.Duration
 	log     *slog.Logger
 }
 
-// NewServer returns the AG-UI endpoint, streaming through streams.
-func NewServer(streams *stream.Answers, answers Answers, log *slog.Logger) *Server {
-	return &Server{streams: streams, answers: answers, log: log}
+// NewServer returns the AG-UI endpoint, streaming through streams. What a
+// run does before it streams (answering interrupts, reading the thread,
+// asking) may take up to timeout (--operation-timeout; 0 for no bound).
+func NewServer(streams *stream.Answers, answers Answers, timeout time.Duration, log *slog.Logger) *Server {
+	return &Server{streams: streams, answers: answers, timeout: timeout, log: log}
 }
 
 // maxMessages bounds the messages of a run: the client sends its whole
@@ -63,17 +67,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		graph.WriteError(w, err)
 		return
 	}
+	op, cancel := graph.OperationContext(r.Context(), s.timeout)
+	defer cancel()
 	if len(in.Answers) > 0 {
-		s.resume(w, r, in)
+		s.resume(op, w, r, in)
 		return
 	}
 	if in.After != nil {
-		s.resumeAfter(w, r, in)
+		s.resumeAfter(op, w, r, in)
 		return
 	}
-	turns, err := s.answers.Turns(r.Context(), in.Thread)
+	turns, err := s.answers.Turns(op, in.Thread)
 	if err != nil {
-		graph.WriteError(w, err)
+		graph.WriteError(w, graph.OperationError(op, err))
 		return
 	}
 	asked, ended := false, false
@@ -87,16 +93,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case ended:
 		s.snapshot(w, r, in, turns)
 	case asked:
-		s.rerun(w, r, in, in.RunID)
+		s.rerun(op, w, r, in, in.RunID)
 	case in.Asks:
-		s.ask(w, r, in)
+		s.ask(op, w, r, in)
 	default:
-		s.rerun(w, r, in, "")
+		s.rerun(op, w, r, in, "")
 	}
 }
 
-// ask asks the run's question and streams its answer.
-func (s *Server) ask(w http.ResponseWriter, r *http.Request, in run) {
+// ask asks the run's question, within op, and streams its answer.
+func (s *Server) ask(op context.Context, w http.ResponseWriter, r *http.Request, in run) {
 	ctx := r.Context()
 	lease, ok := s.admit(w, r)
 	if !ok {
@@ -106,18 +112,18 @@ func (s *Server) ask(w http.ResponseWriter, r *http.Request, in run) {
 	// Attached before asking: no event of the answer can be missed.
 	f := s.streams.Follow(ctx, in.Thread, nil)
 	defer f.Close()
-	if err := f.Attached(ctx); err != nil {
+	if err := f.Attached(op); err != nil {
 		s.log.Warn("ag-ui: subscribe", "session", in.Thread, "err", err)
-		graph.WriteError(w, &chat.Error{Code: chat.CodeUnavailable, Message: "could not follow the thread, try again"})
+		graph.WriteError(w, graph.OperationError(op, &chat.Error{Code: chat.CodeUnavailable, Message: "could not follow the thread, try again"}))
 		return
 	}
 	input := model.GetLlmResponseInput{SessionID: in.Thread, Message: in.Question, Locale: in.Locale, RequestID: &in.RunID}
 	if in.Model != "" {
 		input.Model = &in.Model
 	}
-	request, err := s.answers.Ask(ctx, input)
+	request, err := s.answers.Ask(op, input)
 	if err != nil {
-		graph.WriteError(w, err)
+		graph.WriteError(w, graph.OperationError(op, err))
 		return
 	}
 	s.stream(w, r, f, in, request, nil)
@@ -125,18 +131,18 @@ func (s *Server) ask(w http.ResponseWriter, r *http.Request, in run) {
 
 // rerun streams the answer to request from its START (AG-UI has no
 // cursor), then live; with no request, the thread's answer in flight, or
-// its conversation when none is.
-func (s *Server) rerun(w http.ResponseWriter, r *http.Request, in run, request string) {
-	pending, after, err := s.answers.Pending(r.Context(), in.Thread)
+// its conversation when none is. It reads the thread within op.
+func (s *Server) rerun(op context.Context, w http.ResponseWriter, r *http.Request, in run, request string) {
+	pending, after, err := s.answers.Pending(op, in.Thread)
 	if err != nil {
-		graph.WriteError(w, err)
+		graph.WriteError(w, graph.OperationError(op, err))
 		return
 	}
 	switch {
 	case request == "" && pending == "":
-		turns, err := s.answers.Turns(r.Context(), in.Thread)
+		turns, err := s.answers.Turns(op, in.Thread)
 		if err != nil {
-			graph.WriteError(w, err)
+			graph.WriteError(w, graph.OperationError(op, err))
 			return
 		}
 		s.snapshot(w, r, in, turns)
@@ -150,17 +156,17 @@ func (s *Server) rerun(w http.ResponseWriter, r *http.Request, in run, request s
 }
 
 // resume answers the interrupts of the run before, as answerApproval does,
-// and streams the run on from the pause.
-func (s *Server) resume(w http.ResponseWriter, r *http.Request, in run) {
+// within op, and streams the run on from the pause.
+func (s *Server) resume(op context.Context, w http.ResponseWriter, r *http.Request, in run) {
 	first := in.Answers[0].Interrupt
 	for _, a := range in.Answers {
 		if a.Request != first.Request {
 			graph.WriteError(w, badInput("resume answers the interrupts of one run"))
 			return
 		}
-		err := s.answers.Approve(r.Context(), in.Thread, a.Request, a.Call, a.Approved, a.Reason)
+		err := s.answers.Approve(op, in.Thread, a.Request, a.Call, a.Approved, a.Reason)
 		if err != nil && chat.ErrorCode(err) != chat.CodeAlreadyAnswered {
-			graph.WriteError(w, err) // an answer sent twice goes on as once
+			graph.WriteError(w, graph.OperationError(op, err)) // an answer sent twice goes on as once
 			return
 		}
 		first.Seq = min(first.Seq, a.Seq)

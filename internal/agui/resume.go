@@ -1,6 +1,7 @@
 package agui
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/tokencast/tokencast/internal/chat"
@@ -14,12 +15,12 @@ import (
 
 // resumeAfter streams the answer the client's last event belongs to, after
 // that event. An id that names no event of the thread, the caller's own,
-// is refused alike, whatever the reason.
-func (s *Server) resumeAfter(w http.ResponseWriter, r *http.Request, in run) {
+// is refused alike, whatever the reason. The event is read within op.
+func (s *Server) resumeAfter(op context.Context, w http.ResponseWriter, r *http.Request, in run) {
 	seq := *in.After
-	ev, err := s.answers.EventAt(r.Context(), in.Thread, seq)
+	ev, err := s.answers.EventAt(op, in.Thread, seq)
 	if err != nil {
-		graph.WriteError(w, err)
+		graph.WriteError(w, graph.OperationError(op, err))
 		return
 	}
 	if ev == nil || ev.RequestID == "" {

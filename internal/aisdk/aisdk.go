@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/tokencast/tokencast/internal/chat"
 	"github.com/tokencast/tokencast/internal/graph"
@@ -34,12 +35,16 @@ type Answers interface {
 type Server struct {
 	streams *stream.Answers
 	answers Answers
+	timeout time.Duration
 	log     *slog.Logger
 }
 
-// NewServer returns the AI SDK endpoints, streaming through streams.
-func NewServer(streams *stream.Answers, answers Answers, log *slog.Logger) *Server {
-	return &Server{streams: streams, answers: answers, log: log}
+// NewServer returns the AI SDK endpoints, streaming through streams. What
+// a request does before it streams (following the session, asking,
+// finding the answer in flight, cancelling) may take up to timeout
+// (--operation-timeout; 0 for no bound).
+func NewServer(streams *stream.Answers, answers Answers, timeout time.Duration, log *slog.Logger) *Server {
+	return &Server{streams: streams, answers: answers, timeout: timeout, log: log}
 }
 
 // maxMessages bounds the messages of a request: the client sends its whole
@@ -60,21 +65,23 @@ func (s *Server) Chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer lease.Release()
+	op, cancel := graph.OperationContext(ctx, s.timeout)
+	defer cancel()
 	// Attached before asking: no event of the answer can be missed.
 	f := s.streams.Follow(ctx, q.Session, nil)
 	defer f.Close()
-	if err := f.Attached(ctx); err != nil {
+	if err := f.Attached(op); err != nil {
 		s.log.Warn("ai sdk: subscribe", "session", q.Session, "err", err)
-		graph.WriteError(w, &chat.Error{Code: chat.CodeUnavailable, Message: "could not follow the session, try again"})
+		graph.WriteError(w, graph.OperationError(op, &chat.Error{Code: chat.CodeUnavailable, Message: "could not follow the session, try again"}))
 		return
 	}
 	input := model.GetLlmResponseInput{SessionID: q.Session, Message: q.Text, Locale: q.Locale}
 	if q.Model != "" {
 		input.Model = &q.Model
 	}
-	request, err := s.answers.Ask(ctx, input)
+	request, err := s.answers.Ask(op, input)
 	if err != nil {
-		graph.WriteError(w, err)
+		graph.WriteError(w, graph.OperationError(op, err))
 		return
 	}
 	s.stream(w, r, f, q.Session, request)
@@ -83,7 +90,9 @@ func (s *Server) Chat(w http.ResponseWriter, r *http.Request) {
 // Resume answers GET /api/chat/{id}/stream: the answer in flight from its
 // START, then live; 204 when none is.
 func (s *Server) Resume(w http.ResponseWriter, r *http.Request) {
-	session, request, after, ok := s.pending(w, r)
+	op, cancel := graph.OperationContext(r.Context(), s.timeout)
+	defer cancel()
+	session, request, after, ok := s.pending(op, w, r)
 	if !ok {
 		return
 	}
@@ -104,15 +113,17 @@ func (s *Server) Resume(w http.ResponseWriter, r *http.Request) {
 // Stop answers POST /api/chat/{id}/stop: the answer in flight (or waiting)
 // is cancelled at the provider, as cancelResponse does.
 func (s *Server) Stop(w http.ResponseWriter, r *http.Request) {
-	session, request, _, ok := s.pending(w, r)
+	op, cancel := graph.OperationContext(r.Context(), s.timeout)
+	defer cancel()
+	session, request, _, ok := s.pending(op, w, r)
 	if !ok {
 		return
 	}
 	cancelled := false
 	if request != "" {
 		var err error
-		if cancelled, err = s.answers.Cancel(r.Context(), session, request); err != nil {
-			graph.WriteError(w, err)
+		if cancelled, err = s.answers.Cancel(op, session, request); err != nil {
+			graph.WriteError(w, graph.OperationError(op, err))
 			return
 		}
 	}
@@ -120,17 +131,17 @@ func (s *Server) Stop(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(stopResult{RequestID: request, Cancelled: cancelled})
 }
 
-// pending finds the answer not ended of the chat {id}, for its owner; it
-// has answered when ok is false.
-func (s *Server) pending(w http.ResponseWriter, r *http.Request) (session, request string, after *uint64, ok bool) {
+// pending finds the answer not ended of the chat {id}, for its owner,
+// within op; it has answered when ok is false.
+func (s *Server) pending(op context.Context, w http.ResponseWriter, r *http.Request) (session, request string, after *uint64, ok bool) {
 	session = r.PathValue("id")
 	if !chat.ValidSessionID(session) {
 		graph.WriteError(w, &chat.Error{Code: chat.CodeBadSessionID, Message: "the chat id (our sessionId) must be 1 to 128 letters, digits, '-' or '_'"})
 		return "", "", nil, false
 	}
-	request, after, err := s.answers.Pending(r.Context(), session)
+	request, after, err := s.answers.Pending(op, session)
 	if err != nil {
-		graph.WriteError(w, err)
+		graph.WriteError(w, graph.OperationError(op, err))
 		return "", "", nil, false
 	}
 	return session, request, after, true

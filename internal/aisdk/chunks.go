@@ -47,180 +47,199 @@ type metadata struct {
 	TTFTMillis int64       `json:"ttftMs,omitempty"`
 }
 
-// encoder frames one answer's events as UI message stream chunks, keeping
-// which text or reasoning part is open. Part ids are the index of the
-// event that opened them, so a replay from START names them the same.
-type encoder struct {
+// frames turns one answer's events into chunks for one client, keeping
+// which text or reasoning part is open. Part ids count the parts the
+// answer opened (text-1, reasoning-2, …), so a replay from START names them
+// the same, and so does a new attempt that repeats the same parts.
+type frames struct {
 	text, reasoning string          // the open parts' ids, "" for none
 	inStep          bool            // a start-step was sent and not finished
+	stepOwed        bool            // the run goes on: start-step before its next part
 	tools           map[string]bool // tool calls whose input has started
-	sources         int
+	parts, sources  int
 }
+
+// doneType marks the end of the stream among chunks: it is sent as
+// "data: [DONE]".
+const doneType = "[DONE]"
 
 // done is the end of every stream.
 var done = []byte("data: [DONE]\n\n")
 
-func appendChunk(b []byte, c chunk) []byte { return stream.AppendData(b, c) }
+func appendChunk(b []byte, c chunk) []byte {
+	if c.Type == doneType {
+		return append(b, done...)
+	}
+	return stream.AppendData(b, c)
+}
 
 func str(s string) *string { return &s }
 
 // closeParts ends the open text and reasoning parts.
-func (e *encoder) closeParts(b []byte) []byte {
-	if e.text != "" {
-		b = appendChunk(b, chunk{Type: "text-end", ID: e.text})
-		e.text = ""
+func (f *frames) closeParts(cs []chunk) []chunk {
+	if f.text != "" {
+		cs = append(cs, chunk{Type: "text-end", ID: f.text})
+		f.text = ""
 	}
-	if e.reasoning != "" {
-		b = appendChunk(b, chunk{Type: "reasoning-end", ID: e.reasoning})
-		e.reasoning = ""
+	if f.reasoning != "" {
+		cs = append(cs, chunk{Type: "reasoning-end", ID: f.reasoning})
+		f.reasoning = ""
 	}
-	return b
+	return cs
 }
 
 // finishStep ends the open parts and the step.
-func (e *encoder) finishStep(b []byte) []byte {
-	b = e.closeParts(b)
-	if e.inStep {
-		b = appendChunk(b, chunk{Type: "finish-step"})
-		e.inStep = false
+func (f *frames) finishStep(cs []chunk) []chunk {
+	cs = f.closeParts(cs)
+	if f.inStep {
+		cs = append(cs, chunk{Type: "finish-step"})
+		f.inStep = false
 	}
-	return b
+	return cs
 }
 
-// Event implements stream.Encoder.
-func (e *encoder) Event(b []byte, ev *chat.Event) ([]byte, bool) {
+// newPart starts the step a part belongs to when it is owed, and returns
+// the part's id. A step is started by its first part of its own: what
+// comes between a finish-step and that part (the results of the step's
+// tool calls) belongs to the step that called them, so a client's current
+// step is always the one a new attempt may have to replace.
+func (f *frames) newPart(cs []chunk, kind string) ([]chunk, string) {
+	if f.stepOwed {
+		f.stepOwed = false
+		f.inStep = true
+		cs = append(cs, chunk{Type: "start-step"})
+	}
+	f.parts++
+	return cs, kind + "-" + strconv.Itoa(f.parts)
+}
+
+// event appends ev's chunks to cs; done says the answer is over.
+func (f *frames) event(cs []chunk, ev *chat.Event) ([]chunk, bool) {
 	switch ev.Type {
 	case chat.EventStart:
-		b = appendChunk(b, chunk{Type: "start", MessageID: ev.RequestID, MessageMetadata: &metadata{SessionID: ev.SessionID, RequestID: ev.RequestID, Model: ev.Model}})
-		e.inStep = true
-		return appendChunk(b, chunk{Type: "start-step"}), false
+		cs = append(cs, chunk{Type: "start", MessageID: ev.RequestID, MessageMetadata: &metadata{SessionID: ev.SessionID, RequestID: ev.RequestID, Model: ev.Model}})
+		f.inStep = true
+		return append(cs, chunk{Type: "start-step"}), false
 	case chat.EventDelta:
-		return e.delta(b, "text", &e.text, &e.reasoning, "reasoning", ev), false
+		return f.delta(cs, "text", &f.text, &f.reasoning, "reasoning", ev), false
 	case chat.EventReasoning:
-		return e.delta(b, "reasoning", &e.reasoning, &e.text, "text", ev), false
+		return f.delta(cs, "reasoning", &f.reasoning, &f.text, "text", ev), false
 	case chat.EventToolCallStart:
 		if ev.Tool == nil {
-			return b, false
+			return cs, false
 		}
-		b = e.closeParts(b)
-		e.startTool(ev.Tool.CallID)
-		return appendChunk(b, chunk{Type: "tool-input-start", ToolCallID: ev.Tool.CallID, ToolName: ev.Tool.Name}), false
+		cs = f.closeParts(cs)
+		cs, _ = f.newPart(cs, "tool")
+		f.startTool(ev.Tool.CallID)
+		return append(cs, chunk{Type: "tool-input-start", ToolCallID: ev.Tool.CallID, ToolName: ev.Tool.Name}), false
 	case chat.EventToolCallDelta:
-		if ev.Tool == nil || !e.tools[ev.Tool.CallID] {
-			return b, false
+		if ev.Tool == nil || !f.tools[ev.Tool.CallID] {
+			return cs, false
 		}
-		return appendChunk(b, chunk{Type: "tool-input-delta", ToolCallID: ev.Tool.CallID, InputTextDelta: str(ev.Message)}), false
+		return append(cs, chunk{Type: "tool-input-delta", ToolCallID: ev.Tool.CallID, InputTextDelta: str(ev.Message)}), false
 	case chat.EventToolCall:
 		if ev.Tool == nil {
-			return b, false
+			return cs, false
 		}
-		b = e.closeParts(b)
-		e.startTool(ev.Tool.CallID)
-		return appendChunk(b, chunk{Type: "tool-input-available", ToolCallID: ev.Tool.CallID, ToolName: ev.Tool.Name, Input: chat.JSONValue(ev.Tool.Input)}), false
+		cs = f.closeParts(cs)
+		if !f.tools[ev.Tool.CallID] {
+			cs, _ = f.newPart(cs, "tool")
+			f.startTool(ev.Tool.CallID)
+		}
+		return append(cs, chunk{Type: "tool-input-available", ToolCallID: ev.Tool.CallID, ToolName: ev.Tool.Name, Input: chat.JSONValue(ev.Tool.Input)}), false
 	case chat.EventToolResult:
 		if ev.Tool == nil {
-			return b, false
+			return cs, false
 		}
 		if ev.Tool.IsError {
-			return appendChunk(b, chunk{Type: "tool-output-error", ToolCallID: ev.Tool.CallID, ErrorText: ev.Tool.Output}), false
+			return append(cs, chunk{Type: "tool-output-error", ToolCallID: ev.Tool.CallID, ErrorText: ev.Tool.Output}), false
 		}
-		return appendChunk(b, chunk{Type: "tool-output-available", ToolCallID: ev.Tool.CallID, Output: str(ev.Tool.Output)}), false
+		return append(cs, chunk{Type: "tool-output-available", ToolCallID: ev.Tool.CallID, Output: str(ev.Tool.Output)}), false
 	case chat.EventApprovalRequested:
 		if ev.Approval == nil {
-			return b, false
+			return cs, false
 		}
-		return appendChunk(b, chunk{Type: "tool-approval-request", ApprovalID: ev.Approval.CallID, ToolCallID: ev.Approval.CallID}), false
+		return append(cs, chunk{Type: "tool-approval-request", ApprovalID: ev.Approval.CallID, ToolCallID: ev.Approval.CallID}), false
 	case chat.EventStep:
-		b = e.finishStep(b)
-		if ev.Step != nil && ev.Step.Continues {
-			e.inStep = true
-			b = appendChunk(b, chunk{Type: "start-step"})
-		}
-		return b, false
+		cs = f.finishStep(cs)
+		f.stepOwed = ev.Step != nil && ev.Step.Continues
+		return cs, false
 	case chat.EventSource:
 		if ev.Source == nil {
-			return b, false
+			return cs, false
 		}
-		e.sources++
-		id := "source-" + strconv.Itoa(ev.Index)
+		cs = f.closeParts(cs)
+		var id string
+		cs, id = f.newPart(cs, "source")
+		f.sources++
 		if ev.Source.URL != "" {
-			return appendChunk(b, chunk{Type: "source-url", SourceID: id, URL: ev.Source.URL, Title: ev.Source.Title}), false
+			return append(cs, chunk{Type: "source-url", SourceID: id, URL: ev.Source.URL, Title: ev.Source.Title}), false
 		}
 		title := ev.Source.Title
 		if title == "" {
-			title = "source " + strconv.Itoa(e.sources)
+			title = "source " + strconv.Itoa(f.sources)
 		}
-		return appendChunk(b, chunk{Type: "source-document", SourceID: id, MediaType: "text/plain", Title: title}), false
-	case chat.EventRestart:
-		// A new attempt starts the answer over: drop what this step showed.
-		b = e.closeParts(b)
-		e.tools = nil
-		b = appendChunk(b, chunk{Type: "reset-step"})
-		if !e.inStep {
-			e.inStep = true
-			b = appendChunk(b, chunk{Type: "start-step"})
-		}
-		return b, false
+		return append(cs, chunk{Type: "source-document", SourceID: id, MediaType: "text/plain", Title: title}), false
 	case chat.EventEnd:
-		b = e.finishStep(b)
-		b = appendChunk(b, chunk{Type: "finish", FinishReason: finishReason(ev.StopReason), MessageMetadata: &metadata{
+		cs = f.finishStep(cs)
+		cs = append(cs, chunk{Type: "finish", FinishReason: finishReason(ev.StopReason), MessageMetadata: &metadata{
 			SessionID: ev.SessionID, RequestID: ev.RequestID, Model: ev.Model, Status: string(chat.StatusComplete),
 			StopReason: ev.StopReason, Usage: ev.Usage, TTFTMillis: ev.TTFTMillis,
 		}})
-		return append(b, done...), true
+		return append(cs, chunk{Type: doneType}), true
 	case chat.EventError:
 		code, msg := chat.CodeInternal, "the answer failed"
 		if ev.Error != nil {
 			code, msg = ev.Error.Code, ev.Error.Message
 		}
-		b = e.finishStep(b)
-		b = appendChunk(b, chunk{Type: "error", ErrorText: code + ": " + msg})
-		b = appendChunk(b, chunk{Type: "finish", FinishReason: "error", MessageMetadata: &metadata{
+		cs = f.finishStep(cs)
+		cs = append(cs, chunk{Type: "error", ErrorText: code + ": " + msg})
+		cs = append(cs, chunk{Type: "finish", FinishReason: "error", MessageMetadata: &metadata{
 			SessionID: ev.SessionID, RequestID: ev.RequestID, Model: ev.Model, Status: string(chat.StatusError), Usage: ev.Usage,
 		}})
-		return append(b, done...), true
+		return append(cs, chunk{Type: doneType}), true
 	case chat.EventCancelled:
-		b = e.finishStep(b)
-		b = appendChunk(b, chunk{Type: "message-metadata", MessageMetadata: &metadata{
+		cs = f.finishStep(cs)
+		cs = append(cs, chunk{Type: "message-metadata", MessageMetadata: &metadata{
 			SessionID: ev.SessionID, RequestID: ev.RequestID, Model: ev.Model, Status: string(chat.StatusCancelled), Usage: ev.Usage,
 		}})
-		b = appendChunk(b, chunk{Type: "abort", Reason: "cancelled"})
-		return append(b, done...), true
+		cs = append(cs, chunk{Type: "abort", Reason: "cancelled"})
+		return append(cs, chunk{Type: doneType}), true
 	case chat.EventResync:
-		return e.Fail(b, chat.CodeUnavailable, "the history no longer reaches this answer: reload the conversation"), true
+		return f.fail(cs, chat.CodeUnavailable, "the history no longer reaches this answer: reload the conversation"), true
 	}
-	return b, false
+	return cs, false
 }
 
 // delta appends a text or reasoning delta (kind) to the open part of its
 // kind (*open), ending the open part of the other kind first.
-func (e *encoder) delta(b []byte, kind string, open, other *string, otherKind string, ev *chat.Event) []byte {
+func (f *frames) delta(cs []chunk, kind string, open, other *string, otherKind string, ev *chat.Event) []chunk {
 	if ev.Message == "" {
-		return b
+		return cs
 	}
 	if *other != "" {
-		b = appendChunk(b, chunk{Type: otherKind + "-end", ID: *other})
+		cs = append(cs, chunk{Type: otherKind + "-end", ID: *other})
 		*other = ""
 	}
 	if *open == "" {
-		*open = kind + "-" + strconv.Itoa(ev.Index)
-		b = appendChunk(b, chunk{Type: kind + "-start", ID: *open})
+		cs, *open = f.newPart(cs, kind)
+		cs = append(cs, chunk{Type: kind + "-start", ID: *open})
 	}
-	return appendChunk(b, chunk{Type: kind + "-delta", ID: *open, Delta: str(ev.Message)})
+	return append(cs, chunk{Type: kind + "-delta", ID: *open, Delta: str(ev.Message)})
 }
 
-// Fail implements stream.Encoder.
-func (e *encoder) Fail(b []byte, code, message string) []byte {
-	b = e.finishStep(b)
-	b = appendChunk(b, chunk{Type: "error", ErrorText: code + ": " + message})
-	return append(b, done...)
+// fail appends the chunks that end the stream early with an error.
+func (f *frames) fail(cs []chunk, code, message string) []chunk {
+	cs = f.finishStep(cs)
+	cs = append(cs, chunk{Type: "error", ErrorText: code + ": " + message})
+	return append(cs, chunk{Type: doneType})
 }
 
-func (e *encoder) startTool(id string) {
-	if e.tools == nil {
-		e.tools = make(map[string]bool)
+func (f *frames) startTool(id string) {
+	if f.tools == nil {
+		f.tools = make(map[string]bool)
 	}
-	e.tools[id] = true
+	f.tools[id] = true
 }
 
 // finishReason is the AI SDK's finish reason for a provider's stop reason.

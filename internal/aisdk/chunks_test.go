@@ -69,14 +69,14 @@ func TestChunks(t *testing.T) {
 			`{"type":"tool-input-available","toolCallId":"c1","toolName":"calculator","input":{"expression":"6*7"}}`,
 			`{"type":"tool-input-available","toolCallId":"c2","toolName":"broken","input":"{\"a\":"}`,
 			`{"type":"finish-step"}`,
-			`{"type":"start-step"}`,
 			`{"type":"tool-output-available","toolCallId":"c1","output":"42"}`,
 			`{"type":"tool-output-error","toolCallId":"c2","errorText":"no such tool"}`,
-			`{"type":"source-url","sourceId":"source-10","url":"https://go.dev","title":"Go"}`,
-			`{"type":"source-document","sourceId":"source-11","title":"source 2","mediaType":"text/plain"}`,
-			`{"type":"text-start","id":"text-12"}`,
-			`{"type":"text-delta","id":"text-12","delta":"42"}`,
-			`{"type":"text-end","id":"text-12"}`,
+			`{"type":"start-step"}`,
+			`{"type":"source-url","sourceId":"source-4","url":"https://go.dev","title":"Go"}`,
+			`{"type":"source-document","sourceId":"source-5","title":"source 2","mediaType":"text/plain"}`,
+			`{"type":"text-start","id":"text-6"}`,
+			`{"type":"text-delta","id":"text-6","delta":"42"}`,
+			`{"type":"text-end","id":"text-6"}`,
 			`{"type":"finish-step"}`,
 			`{"type":"finish","finishReason":"stop","messageMetadata":{"requestId":"r","status":"COMPLETE","stopReason":"end_turn"}}`,
 			`[DONE]`,
@@ -119,10 +119,11 @@ func TestChunks(t *testing.T) {
 		},
 		done: true,
 	}, {
-		name: "restart drops the step shown",
+		name: "restart replaces the text shown of the step in flight",
 		events: []chat.Event{start,
 			{Type: chat.EventDelta, RequestID: "r", Index: 1, Message: "Hel"},
 			{Type: chat.EventRestart, RequestID: "r", Index: 0},
+			start,
 			{Type: chat.EventDelta, RequestID: "r", Index: 1, Message: "Hello"},
 		},
 		want: []string{
@@ -130,7 +131,6 @@ func TestChunks(t *testing.T) {
 			`{"type":"start-step"}`,
 			`{"type":"text-start","id":"text-1"}`,
 			`{"type":"text-delta","id":"text-1","delta":"Hel"}`,
-			`{"type":"text-end","id":"text-1"}`,
 			`{"type":"reset-step"}`,
 			`{"type":"text-start","id":"text-1"}`,
 			`{"type":"text-delta","id":"text-1","delta":"Hello"}`,
@@ -170,7 +170,7 @@ func TestChunks(t *testing.T) {
 			if done != tt.done {
 				t.Errorf("done = %v, want %v", done, tt.done)
 			}
-			got := frames(t, out)
+			got := sseFrames(t, out)
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("frames:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
@@ -178,8 +178,8 @@ func TestChunks(t *testing.T) {
 	}
 }
 
-// frames splits a stream into its data lines, checking the SSE framing.
-func frames(t *testing.T, out []byte) []string {
+// sseFrames splits a stream into its data lines, checking the SSE framing.
+func sseFrames(t *testing.T, out []byte) []string {
 	t.Helper()
 	var got []string
 	for _, f := range strings.SplitAfter(string(out), "\n\n") {
@@ -200,7 +200,7 @@ func TestFailEndsOpenParts(t *testing.T) {
 	out, _ := e.Event(nil, &chat.Event{Type: chat.EventStart, RequestID: "r"})
 	out, _ = e.Event(out, &chat.Event{Type: chat.EventDelta, RequestID: "r", Index: 1, Message: "Hi"})
 	out = e.Fail(out[:0], chat.CodeUnauthenticated, "the token expired")
-	got := strings.Join(frames(t, out), "\n")
+	got := strings.Join(sseFrames(t, out), "\n")
 	want := `{"type":"text-end","id":"text-1"}` + "\n" + `{"type":"finish-step"}` + "\n" +
 		`{"type":"error","errorText":"UNAUTHENTICATED: the token expired"}` + "\n[DONE]"
 	if got != want {

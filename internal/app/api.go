@@ -87,8 +87,8 @@ func (s *server) buildAPI(modelNames []string, defaultModel string) error {
 		s.answers = append(s.answers, a)
 		return a
 	}
-	uichat := aisdk.NewServer(answers("aisdk"), resolver, log)
-	agents := agui.NewServer(answers("agui"), resolver, log)
+	uichat := aisdk.NewServer(answers("aisdk"), resolver, cfg.Limits.OperationTimeout, log)
+	agents := agui.NewServer(answers("agui"), resolver, cfg.Limits.OperationTimeout, log)
 	s.ws, s.events = ws, sseServer
 	s.handler = gateway.New(gateway.Config{
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, SigV4: verifier, UI: web.Dist(), Metrics: publicMetrics,

@@ -41,6 +41,6 @@ func (l *Limits) flags(fs *flag.FlagSet) {
 	fs.IntVar(&l.MaxDepth, "max-depth", 10, "deepest selection nesting a GraphQL operation may use")
 	fs.IntVar(&l.MaxAliases, "max-aliases", 30, "aliases a GraphQL operation may use")
 	fs.IntVar(&l.MaxComplexity, "max-complexity", 200, "GraphQL complexity (fields selected) an operation may reach")
-	fs.DurationVar(&l.OperationTimeout, "operation-timeout", 30*time.Second, "how long a GraphQL query or mutation may run before it ends with OPERATION_TIMEOUT (subscriptions are not bounded); also long enough for an ask to ride out a NATS leader election")
+	fs.DurationVar(&l.OperationTimeout, "operation-timeout", 30*time.Second, "how long a GraphQL query or mutation, or what an AI SDK or AG-UI request does before it streams, may run before it ends with OPERATION_TIMEOUT (subscriptions and streams are not bounded); also long enough for an ask to ride out a NATS leader election")
 	fs.IntVar(&l.MaxFields, "max-fields", 500, "fields a GraphQL document may write, and an operation select with its fragments expanded (checked before validation)")
 }

@@ -41,6 +41,9 @@ func Refusal(code, message string) gqlerror.List {
 	return gqlerror.List{clientError(nil, &chat.Error{Code: code, Message: message})}
 }
 
+// msgOperationTimeout goes with chat.CodeOperationTimeout.
+const msgOperationTimeout = "the operation took longer than the server allows"
+
 // msgStorageFull goes with chat.CodeStorageUnavailable.
 const msgStorageFull = "the server cannot store anything now; try again later"
 
@@ -52,7 +55,7 @@ func (r *Resolver) fromDomain(ctx context.Context, err error) *gqlerror.Error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		r.Log.Warn("operation timed out", "err", err)
-		return codeError(ctx, chat.CodeOperationTimeout, "the operation took longer than the server allows")
+		return codeError(ctx, chat.CodeOperationTimeout, msgOperationTimeout)
 	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return codeError(ctx, chat.CodeCancelled, "the client left")

@@ -1,10 +1,12 @@
 package graph
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -83,4 +85,25 @@ func HTTPStatus(code string) int {
 		return http.StatusInternalServerError
 	}
 	return http.StatusServiceUnavailable
+}
+
+// OperationContext bounds the steps a plain HTTP endpoint (the AI SDK's,
+// AG-UI's) takes before it streams (asking, approving, reading the
+// conversation, checking the session) as --operation-timeout bounds a
+// GraphQL operation; the stream itself is not bounded. d <= 0 is no bound.
+func OperationContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// OperationError is the error a step bounded by op ended with, as a client
+// sees it: OPERATION_TIMEOUT (504) once op's deadline passed, whatever the
+// step made of it, as GraphQL says it; otherwise err.
+func OperationError(op context.Context, err error) error {
+	if err != nil && errors.Is(op.Err(), context.DeadlineExceeded) {
+		return &chat.Error{Code: chat.CodeOperationTimeout, Message: msgOperationTimeout}
+	}
+	return err
 }
