@@ -38,7 +38,8 @@ type Options struct {
 	BaseURL string
 	// APIKey is sent in the x-api-key header.
 	APIKey string
-	// HTTPClient sends the requests; nil uses http.DefaultClient. Its Timeout
+	// HTTPClient sends the requests; nil uses the providers' shared client
+	// (upstream.Client), whose pool keeps many connections per host. Its Timeout
 	// must be zero or longer than any answer: ctx bounds each call instead.
 	HTTPClient *http.Client
 	// MaxTokens caps the answer's length, thinking included; 0 means

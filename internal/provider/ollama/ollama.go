@@ -26,7 +26,8 @@ const DefaultHost = "http://127.0.0.1:11434"
 type Options struct {
 	// BaseURL is the server root: requests go to BaseURL + "/api/chat".
 	BaseURL string
-	// HTTPClient sends the requests; nil uses http.DefaultClient. ctx, not a
+	// HTTPClient sends the requests; nil uses the providers' shared client
+	// (upstream.Client), whose pool keeps many connections per host. ctx, not a
 	// client timeout, bounds each call.
 	HTTPClient *http.Client
 	// MaxTokens caps the answer (num_predict); 0 leaves it to the model.

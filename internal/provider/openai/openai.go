@@ -42,7 +42,8 @@ type Options struct {
 	Azure bool
 	// APIVersion is Azure's api-version query parameter; required with Azure.
 	APIVersion string
-	// HTTPClient sends the requests; nil uses http.DefaultClient. Its Timeout
+	// HTTPClient sends the requests; nil uses the providers' shared client
+	// (upstream.Client), whose pool keeps many connections per host. Its Timeout
 	// must be zero or longer than any answer: ctx bounds each call instead.
 	HTTPClient *http.Client
 	// MaxTokens caps the answer's length (max_tokens); 0 leaves it to the

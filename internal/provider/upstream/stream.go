@@ -50,10 +50,25 @@ func CheckBaseURL(raw string) error {
 	return nil
 }
 
-// Client is c, or http.DefaultClient when c is nil.
+// Client is c, or, when c is nil, the client every provider shares.
 func Client(c *http.Client) *http.Client {
 	if c == nil {
-		return http.DefaultClient
+		return shared
 	}
 	return c
 }
+
+// maxIdlePerHost is how many idle connections to one provider are kept
+// open. Go's default is 2: with more answers than that streaming from one
+// host at once (every answer of a deployment goes to the same API), each
+// new call beyond it would dial, and with TLS shake hands, again.
+const maxIdlePerHost = 512
+
+// shared is http.DefaultClient's transport with a pool sized for a
+// gateway: many calls at once to a few hosts.
+var shared = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * maxIdlePerHost
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	return &http.Client{Transport: t}
+}()
