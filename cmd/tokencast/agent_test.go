@@ -349,13 +349,13 @@ func TestApprovalSurvivesARestartAndIsTheOwnersOnce(t *testing.T) {
 	}
 }
 
-// A worker that dies mid-run is replaced, and the run goes on from its
-// last stored step: a tool call whose result was stored is not run again
-// (the calculator counts one call), the one in flight is (the clock, which
-// is idempotent, counts two); a subscriber that resumed by cursor holds the
-// same run as one that never left, event for event.
-func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
-	release := make(chan struct{})
+// hangingClock is a config whose demo model may call an MCP server's
+// calculator, which answers 42, and clock, which hangs until release is
+// closed: a worker can be killed while a step's call is in flight. calls
+// counts each tool's calls.
+func hangingClock(t *testing.T) (cfg string, calls func(string) int, release chan struct{}) {
+	t.Helper()
+	release = make(chan struct{})
 	url, calls := toolstest.Server(t,
 		toolstest.Tool{Name: "calculator", Handler: func(context.Context, map[string]any) (string, error) { return "42", nil }},
 		toolstest.Tool{Name: "clock", Handler: func(ctx context.Context, _ map[string]any) (string, error) {
@@ -367,7 +367,17 @@ func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
 			}
 		}},
 	)
-	cfg := agentConfig(t, "mcp_servers:\n  ext:\n    url: "+url+"\nmodels:\n  demo:default:\n    ref: demo:default\n    tools: [ext.*]\n")
+	cfg = agentConfig(t, "mcp_servers:\n  ext:\n    url: "+url+"\nmodels:\n  demo:default:\n    ref: demo:default\n    tools: [ext.*]\n")
+	return cfg, calls, release
+}
+
+// A worker that dies mid-run is replaced, and the run goes on from its
+// last stored step: a tool call whose result was stored is not run again
+// (the calculator counts one call), the one in flight is (the clock, which
+// is idempotent, counts two); a subscriber that resumed by cursor holds the
+// same run as one that never left, event for event.
+func TestAgentRunResumesOnAnotherWorkerWithoutRunningAToolTwice(t *testing.T) {
+	cfg, calls, release := hangingClock(t)
 	s, natsAddr := apiWithListeningNATS(t, "--config", cfg)
 	w1 := spawn(t, workerArgs(natsAddr, "--config", cfg)...)
 	steady := agentSubscribed(t, s, "agent-3", "", "")

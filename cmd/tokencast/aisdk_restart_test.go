@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tokencast/tokencast/internal/provider/demo"
-	"github.com/tokencast/tokencast/internal/tools/toolstest"
 )
 
 // uiPart is a part of the UI message a client builds.
@@ -84,19 +82,7 @@ func uiMessageOf(t *testing.T, chunks []uiChunk) []uiPart {
 // the one in flight as the new attempt ran it) and the new attempt's
 // answer.
 func TestAISDKWorkerKilledMidRunShowsEachStepOnce(t *testing.T) {
-	release := make(chan struct{})
-	url, calls := toolstest.Server(t,
-		toolstest.Tool{Name: "calculator", Handler: func(context.Context, map[string]any) (string, error) { return "42", nil }},
-		toolstest.Tool{Name: "clock", Handler: func(ctx context.Context, _ map[string]any) (string, error) {
-			select {
-			case <-release:
-				return "noon", nil
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-		}},
-	)
-	cfg := agentConfig(t, "mcp_servers:\n  ext:\n    url: "+url+"\nmodels:\n  demo:default:\n    ref: demo:default\n    tools: [ext.*]\n")
+	cfg, calls, release := hangingClock(t)
 	s, natsAddr := apiWithListeningNATS(t, "--config", cfg)
 	w1 := spawn(t, workerArgs(natsAddr, "--config", cfg)...)
 	resp := uiRequest(t, s, http.MethodPost, "/api/chat", "", uiChat("ai-crash", demo.AgentTrigger+" survive"), nil)

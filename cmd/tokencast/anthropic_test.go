@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 )
@@ -14,23 +12,15 @@ import (
 // anthropicFake speaks Anthropic's Messages stream (server-sent events,
 // usage in message_start and, cumulative, in message_delta); what it does
 // depends on the model a request names.
-type anthropicFake struct {
-	srv *httptest.Server
-
-	mu    sync.Mutex
-	calls map[string]int
-	// canceled is told the model of each request the client abandoned.
-	canceled chan string
-}
+type anthropicFake struct{ countingFake }
 
 // anthropicUsage is what the fake reports for an answer: the input and a
 // first output token in message_start, the output in message_delta.
 var anthropicUsage = wireUsage{in: 17, out: 4}
 
 func newAnthropicFake(t *testing.T) *anthropicFake {
-	f := &anthropicFake{calls: map[string]int{}, canceled: make(chan string, 16)}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
+	f := &anthropicFake{}
+	f.start(t, f.serve)
 	return f
 }
 
@@ -50,10 +40,7 @@ func (f *anthropicFake) serve(w http.ResponseWriter, r *http.Request) {
 		anthropicError(w, http.StatusBadRequest, "invalid_request_error")
 		return
 	}
-	f.mu.Lock()
-	f.calls[req.Model]++
-	n := f.calls[req.Model]
-	f.mu.Unlock()
+	n := f.count(req.Model)
 	if req.Model == "throttle-once" && n == 1 {
 		w.Header().Set("Retry-After", "1")
 		anthropicError(w, http.StatusTooManyRequests, "rate_limit_error")

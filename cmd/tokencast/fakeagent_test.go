@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
 )
 
 // This file owns the script every provider fake plays, each in its own
 // wire format, for the usage tests: an agent run of two model calls and
-// the usage each call reports.
+// the usage each call reports; and what the Anthropic and Ollama fakes
+// share (countingFake).
 
 // wireUsage is what a provider fake reports for one model call.
 type wireUsage struct{ in, out int }
@@ -88,4 +92,31 @@ func (f *bedrockFake) agent(send func(messageType, name, payload string), body [
 	}
 	send("event", "messageStop", `{"stopReason":"`+stop+`"}`)
 	send("event", "metadata", fmt.Sprintf(`{"usage":{"inputTokens":%d,"outputTokens":%d,"totalTokens":%d},"metrics":{"latencyMs":12}}`, usage.in, usage.out, usage.in+usage.out))
+}
+
+// countingFake is what the Anthropic and Ollama fakes share: their server,
+// the requests they took by model, and the models of the requests a
+// client abandoned.
+type countingFake struct {
+	srv *httptest.Server
+
+	mu    sync.Mutex
+	calls map[string]int
+	// canceled is told the model of each request the client abandoned.
+	canceled chan string
+}
+
+// start serves serve until the test ends.
+func (f *countingFake) start(t *testing.T, serve http.HandlerFunc) {
+	f.calls, f.canceled = map[string]int{}, make(chan string, 16)
+	f.srv = httptest.NewServer(serve)
+	t.Cleanup(f.srv.Close)
+}
+
+// count counts a request for model and returns how many there were.
+func (f *countingFake) count(model string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[model]++
+	return f.calls[model]
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 )
@@ -13,22 +11,14 @@ import (
 // ollamaFake speaks Ollama's native chat stream (newline-delimited JSON,
 // the counts in the last line's prompt_eval_count and eval_count); what it
 // does depends on the model a request names.
-type ollamaFake struct {
-	srv *httptest.Server
-
-	mu    sync.Mutex
-	calls map[string]int
-	// canceled is told the model of each request the client abandoned.
-	canceled chan string
-}
+type ollamaFake struct{ countingFake }
 
 // ollamaUsage is what the fake reports for an answer.
 var ollamaUsage = wireUsage{in: 19, out: 4}
 
 func newOllamaFake(t *testing.T) *ollamaFake {
-	f := &ollamaFake{calls: map[string]int{}, canceled: make(chan string, 16)}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
+	f := &ollamaFake{}
+	f.start(t, f.serve)
 	return f
 }
 
@@ -48,10 +38,7 @@ func (f *ollamaFake) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
 		return
 	}
-	f.mu.Lock()
-	f.calls[req.Model]++
-	n := f.calls[req.Model]
-	f.mu.Unlock()
+	n := f.count(req.Model)
 	if req.Model == "busy-once" && n == 1 {
 		// What Ollama answers when its queue is full.
 		w.Header().Set("Content-Type", "application/json")
