@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -46,13 +44,7 @@ func TestCostBudgetStopsAnAnswerAndRefusesTheNextAsk(t *testing.T) {
 		{"a month, one model", `{principal: "*", model: "openai:long", period: month, cost: "0.00114"}`, nextMonth, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newOpenAIFake(t)
-			cfgPath := filepath.Join(t.TempDir(), "models.yaml")
-			if err := os.WriteFile(cfgPath, []byte(costBudgetYAML(tc.budget)), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			s := start(t, "", map[string]string{"OPENAI_BASE_URL": f.srv.URL + "/v1", "OPENAI_API_KEY": "sk-test"},
-				"--config", cfgPath, "--coalesce-window", "0")
+			s, f := startWithUsage(t, costBudgetYAML(tc.budget), nil)
 			c := subscribed(t, s, "s-cost", nil)
 			req, code, _ := s.askCode(t, "s-cost", "long")
 			if code != "" {
